@@ -1,0 +1,125 @@
+"""Settings read once from environment variables into a frozen object and passed down.
+
+Every variable is documented in `.env.example` and the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from domain.refunds import RefundPolicy
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a process that can start."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Map the usual `postgresql://` / `postgres://` forms onto the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix):]
+    return database_url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    stripe_api_key: str = "sk_test_local"
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str = ""
+    environment: str = "development"
+    broker_namespace: str = "bookings"
+    hold_ttl: timedelta = timedelta(seconds=900)
+    payment_retry_window: timedelta = timedelta(seconds=600)
+    idempotency_key_ttl: timedelta = timedelta(seconds=86400)
+    archive_after: timedelta = timedelta(days=30)
+    refund_policy: RefundPolicy = field(default_factory=RefundPolicy.default)
+    lock_timeout_ms: int = 2000
+    max_body_bytes: int = 64 * 1024
+    db_pool_size: int = 10
+    # A dead worker's unacknowledged messages come back once its heartbeat is this stale.
+    broker_heartbeat_timeout_ms: int = 15_000
+    # Chance, out of a million broker commands, of running the requeue-dead-workers pass.
+    broker_maintenance_chance: int = 10_000
+    outbox_relay_after: timedelta = timedelta(seconds=30)
+    payment_step_lease: timedelta = timedelta(seconds=60)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        database_url = env.get("DATABASE_URL", "").strip()
+        redis_url = env.get("REDIS_URL", "").strip()
+        if not database_url:
+            raise ConfigurationError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/db)")
+        if not redis_url:
+            raise ConfigurationError("REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
+        policy_spec = env.get("REFUND_POLICY", "").strip()
+        settings = cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            stripe_api_key=env.get("STRIPE_API_KEY", "").strip() or "sk_test_local",
+            stripe_api_base=env.get("STRIPE_API_BASE", "").strip() or None,
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", "").strip(),
+            environment=env.get("BOOKINGS_ENV", "development").strip() or "development",
+            broker_namespace=env.get("BROKER_NAMESPACE", "bookings").strip() or "bookings",
+            hold_ttl=timedelta(seconds=_int(env, "BOOKING_HOLD_TTL_SECONDS", 900)),
+            payment_retry_window=timedelta(
+                seconds=_int(env, "PAYMENT_RETRY_WINDOW_SECONDS", 600)
+            ),
+            idempotency_key_ttl=timedelta(seconds=_int(env, "IDEMPOTENCY_KEY_TTL_SECONDS", 86400)),
+            archive_after=timedelta(days=_float(env, "ARCHIVE_AFTER_DAYS", 30)),
+            refund_policy=RefundPolicy.parse(policy_spec) if policy_spec else RefundPolicy.default(),
+            lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", 2000),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
+            db_pool_size=_int(env, "DB_POOL_SIZE", 10),
+            broker_heartbeat_timeout_ms=_int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 15_000),
+            broker_maintenance_chance=_int(env, "BROKER_MAINTENANCE_CHANCE", 10_000),
+            outbox_relay_after=timedelta(seconds=_int(env, "OUTBOX_RELAY_AFTER_SECONDS", 30)),
+            payment_step_lease=timedelta(seconds=_int(env, "PAYMENT_STEP_LEASE_SECONDS", 60)),
+        )
+        settings.check()
+        return settings
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def check(self) -> None:
+        """Refuse to run production with test credentials or without webhook verification."""
+        if not self.is_production:
+            return
+        if not self.stripe_api_key.startswith(("sk_live_", "rk_live_")):
+            raise ConfigurationError("BOOKINGS_ENV=production needs a live STRIPE_API_KEY")
+        if not self.stripe_webhook_secret:
+            raise ConfigurationError("BOOKINGS_ENV=production needs STRIPE_WEBHOOK_SECRET")
+        if self.stripe_api_base:
+            raise ConfigurationError("BOOKINGS_ENV=production must talk to Stripe itself")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return sqlalchemy_url(self.database_url)

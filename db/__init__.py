@@ -1,0 +1,1 @@
+"""Schema (SQLAlchemy 2 models, Alembic migrations), engine and transactions, and queries."""

@@ -1,0 +1,255 @@
+"""The schema, as SQLAlchemy 2 typed mappings. Migrations in db/migrations mirror it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, UUID, ExcludeConstraint, Range
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        uuid.UUID: UUID(as_uuid=True),
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+    }
+
+
+def _now() -> Any:
+    return mapped_column(server_default=func.now())
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default="client")
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None]
+
+
+class Venue(Base):
+    __tablename__ = "venues"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    city: Mapped[str | None] = mapped_column(String(200))
+
+
+class Seat(Base):
+    __tablename__ = "seats"
+    __table_args__ = (UniqueConstraint("venue_id", "row", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    venue_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("venues.id"), index=True)
+    row: Mapped[str] = mapped_column(String(10))
+    number: Mapped[int]
+    tier: Mapped[str] = mapped_column(String(40))
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (CheckConstraint("ends_at > starts_at", name="event_period_valid"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    venue_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("venues.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class EventPrice(Base):
+    __tablename__ = "event_prices"
+    __table_args__ = (CheckConstraint("amount >= 0", name="event_price_non_negative"),)
+
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(40), primary_key=True)
+    amount: Mapped[int]
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+    __table_args__ = (CheckConstraint("rate_per_minute >= 0", name="resource_rate_non_negative"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    category: Mapped[str] = mapped_column(String(60), index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lng: Mapped[float | None] = mapped_column(Float)
+    rate_per_minute: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class AvailabilityWindow(Base):
+    __tablename__ = "availability_windows"
+    __table_args__ = (
+        ExcludeConstraint(
+            ("resource_id", "="), ("period", "&&"), using="gist", name="availability_windows_disjoint"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    resource_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("resources.id"))
+    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint(
+            "(event_id IS NULL) <> (resource_id IS NULL)", name="booking_targets_one_inventory"
+        ),
+        CheckConstraint("total_amount >= 0", name="booking_total_non_negative"),
+        Index("bookings_by_client", "client_id", text("created_at DESC"), text("id DESC")),
+        Index(
+            "bookings_expiring",
+            "expires_at",
+            postgresql_where=text("status IN ('awaiting_payment', 'authorized')"),
+        ),
+        Index("bookings_by_status", "status", "updated_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resources.id"))
+    total_amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_mode: Mapped[str] = mapped_column(String(20))
+    capture_mode: Mapped[str] = mapped_column(String(20))
+    payment_method: Mapped[str | None] = mapped_column(String(255))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(60))
+    confirm_requested_at: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class BookingItem(Base):
+    """A seat of an event or a period of a resource; `holds_inventory` is the claim."""
+
+    __tablename__ = "booking_items"
+    __table_args__ = (
+        CheckConstraint(
+            "(seat_id IS NOT NULL AND event_id IS NOT NULL AND resource_id IS NULL AND period IS NULL)"
+            " OR (seat_id IS NULL AND event_id IS NULL AND resource_id IS NOT NULL"
+            " AND period IS NOT NULL)",
+            name="booking_item_is_seat_or_slot",
+        ),
+        # The backstops of SPEC §3: the database itself refuses a second active claim.
+        Index(
+            "booking_items_one_claim_per_seat",
+            "event_id",
+            "seat_id",
+            unique=True,
+            postgresql_where=text("holds_inventory"),
+        ),
+        ExcludeConstraint(
+            ("resource_id", "="),
+            ("period", "&&"),
+            using="gist",
+            where=text("holds_inventory"),
+            name="booking_items_no_overlapping_slots",
+        ),
+        Index("booking_items_by_booking", "booking_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    seat_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("seats.id"))
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resources.id"))
+    period: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
+    price: Mapped[int]
+    holds_inventory: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BookingTransition(Base):
+    __tablename__ = "booking_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(60))
+    at: Mapped[datetime] = _now()
+
+
+class Payment(Base):
+    """The money side of one booking and the recovery point of its provider calls."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_captured <= amount_authorized", name="captured_within_authorized"),
+        CheckConstraint("amount_refunded <= amount_captured", name="refunded_within_captured"),
+    )
+
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20), default="stripe")
+    status: Mapped[str] = mapped_column(String(20), default="none")
+    intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    client_secret: Mapped[str | None] = mapped_column(Text)
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    amount_authorized: Mapped[int] = mapped_column(Integer, default=0)
+    amount_captured: Mapped[int] = mapped_column(Integer, default=0)
+    amount_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    step: Mapped[str | None] = mapped_column(String(20))
+    step_started_at: Mapped[datetime | None]
+    decline_code: Mapped[str | None] = mapped_column(String(60))
+    updated_at: Mapped[datetime] = _now()
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None]
+    response_location: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+
+
+class OutboxMessage(Base):
+    """A task committed with the request that caused it; deleted once a worker has run it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    queue_name: Mapped[str] = mapped_column(String(60))
+    actor_name: Mapped[str] = mapped_column(String(100))
+    args: Mapped[list[Any]]
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    relayed_at: Mapped[datetime | None]
+    relay_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,64 @@
+"""One base class and a flat set of noun-named errors; `api.errors` maps each to HTTP once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base class of every error the booking rules raise."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    """The thing asked for does not exist or belongs to another client."""
+
+    code = "not_found"
+
+
+class InvalidRequest(DomainError):
+    """A well-formed request that names things which cannot be booked together."""
+
+    code = "validation_error"
+
+
+class InvalidState(DomainError):
+    """The booking is in a state where the requested action is not allowed."""
+
+    code = "invalid_state"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The idempotency key was used before with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class Unavailable(DomainError):
+    """The inventory asked for is held or booked by someone else."""
+
+    code = "unavailable"
+
+
+class PaymentDeclined(DomainError):
+    """The payment provider declined the card; a business outcome, not a fault."""
+
+    code = "payment_declined"
+
+
+class PaymentProviderUnavailable(DomainError):
+    """The payment provider could not be reached or failed transiently; retry later."""
+
+    code = "payment_provider_unavailable"
+
+
+class PaymentRequestRejected(DomainError):
+    """The payment provider rejected our request as invalid; a bug or bad data, not retryable."""
+
+    code = "payment_request_rejected"

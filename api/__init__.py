@@ -1,0 +1,1 @@
+"""The thin Falcon app: authenticate, validate, write the request durably, enqueue, answer."""

@@ -1,0 +1,32 @@
+"""`create_app` wires plain resource classes to routes; collaborators are passed in."""
+
+from __future__ import annotations
+
+import falcon
+import redis
+
+from api import errors
+from api.middleware import Authentication, RequestId
+from api.openapi import OpenAPIDocument
+from api.resources.bookings import Booking, BookingCancellation, BookingConfirmation, Bookings
+from api.resources.catalog import Event, Events, EventSeats, Resources
+from api.resources.health import Health, Readiness
+from services.context import Context
+
+
+def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
+    app = falcon.App(middleware=[RequestId(), Authentication(ctx.sessions)])
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.register(app)
+    app.add_route("/v1/bookings", Bookings(ctx))
+    app.add_route("/v1/bookings/{booking_id:uuid}", Booking(ctx))
+    app.add_route("/v1/bookings/{booking_id:uuid}/confirm", BookingConfirmation(ctx))
+    app.add_route("/v1/bookings/{booking_id:uuid}/cancel", BookingCancellation(ctx))
+    app.add_route("/v1/events", Events(ctx))
+    app.add_route("/v1/events/{event_id:uuid}", Event(ctx))
+    app.add_route("/v1/events/{event_id:uuid}/seats", EventSeats(ctx))
+    app.add_route("/v1/resources", Resources(ctx))
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Readiness(ctx, redis_client))
+    app.add_route("/openapi.json", OpenAPIDocument())
+    return app

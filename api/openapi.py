@@ -1,0 +1,144 @@
+"""The OpenAPI 3.1 description, assembled from the pydantic models, and a page rendering it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api import schemas
+
+ERRORS = {
+    "400": "Malformed request (bad JSON, missing Idempotency-Key, bad query)",
+    "401": "No or bad API key",
+    "404": "Not found, or another client's",
+    "409": "The booking's state does not allow this",
+    "413": "Body too large",
+    "415": "Body is not application/json",
+    "422": "Validation failed (per-field details) or idempotency key reused",
+    "503": "A dependency is down; retry after Retry-After",
+}
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": True,
+    "description": "Scoped to the client; the same key with the same body replays the first answer.",
+    "schema": {"type": "string", "maxLength": 255},
+}
+BOOKING_ID = {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _operation(
+    summary: str, ok: tuple[str, type[BaseModel], str], *, errors: tuple[str, ...] = ("401",),
+    body: type[BaseModel] | None = None, parameters: list[dict[str, Any]] | None = None,
+    secured: bool = True,
+) -> dict[str, Any]:
+    status, model, description = ok
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {status: _json(model, description)}
+        | {code: _json(schemas.ErrorOut, ERRORS[code]) for code in errors},
+    }
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if not secured:
+        op["security"] = []
+    return op
+
+
+def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def build_spec() -> dict[str, Any]:
+    models = [
+        schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
+        schemas.EventOut, schemas.EventPage, schemas.SeatMap, schemas.ResourcePage,
+        schemas.PaymentRetry,
+    ]
+    _, defs = models_json_schema(
+        [(m, "validation" if m in (schemas.BookingCreate, schemas.PaymentRetry) else "serialization") for m in models],
+        ref_template="#/components/schemas/{model}",
+    )
+    mutate = ("400", "401", "404", "409", "413", "415", "422")
+    paths = {
+        "/v1/bookings": {
+            "post": _operation(
+                "Submit a booking request", ("202", schemas.BookingOut, "Accepted; status `requested`"),
+                errors=("400", "401", "413", "415", "422"), body=schemas.BookingCreate,
+                parameters=[IDEMPOTENCY_KEY],
+            ),
+            "get": _operation(
+                "List the client's bookings, newest first", ("200", schemas.BookingPage, "A page"),
+                errors=("400", "401", "422"), parameters=_query(schemas.BookingListQuery),
+            ),
+        },
+        "/v1/bookings/{booking_id}": {"get": _operation(
+            "Read a booking (poll until settled; Retry-After while not)",
+            ("200", schemas.BookingOut, "The booking"), errors=("401", "404"), parameters=[BOOKING_ID],
+        )},
+        "/v1/bookings/{booking_id}/confirm": {"post": _operation(
+            "Confirm an authorized booking (capture is enqueued)", ("202", schemas.BookingOut, "Accepted"),
+            errors=mutate, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
+        )},
+        "/v1/bookings/{booking_id}/cancel": {"post": _operation(
+            "Cancel a booking (release or refund is enqueued)", ("202", schemas.BookingOut, "Accepted"),
+            errors=mutate, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
+        )},
+        "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"))},
+        "/v1/events/{event_id}": {"get": _operation(
+            "Read an event", ("200", schemas.EventOut, "The event"), errors=("401", "404"), parameters=[EVENT_ID],
+        )},
+        "/v1/events/{event_id}/seats": {"get": _operation(
+            "Seat map of an event", ("200", schemas.SeatMap, "Seats with status and counts"),
+            errors=("401", "404"), parameters=[EVENT_ID],
+        )},
+        "/v1/resources": {"get": _operation(
+            "Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
+            errors=("400", "401"), parameters=_query(schemas.ResourceSearchQuery),
+        )},
+        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
+        "/readyz": {"get": {"summary": "Readiness of PostgreSQL and Redis", "security": [], "responses": {
+            "200": {"description": "Ready"}, "503": {"description": "A dependency is down"},
+        }}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Bookings API", "version": "1.0.0",
+            "description": "Book event seats and time slots; payments held and captured through Stripe.",
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": paths,
+    }
+
+
+class OpenAPIDocument:
+    auth = None
+
+    def __init__(self) -> None:
+        self.spec = build_spec()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.spec

@@ -1,0 +1,104 @@
+"""JSON representations of what the API returns (shapes documented in api.schemas)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any
+
+from db.models import BookingItem
+from db.queries.bookings import BookingView
+from db.queries.catalog import EventView, SeatState
+from domain.errors import InvalidRequest
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def booking_body(view: BookingView) -> dict[str, Any]:
+    booking, payment = view.booking, view.payment
+    return {
+        "id": str(booking.id),
+        "status": booking.status,
+        "items": [_item(item, view) for item in view.items],
+        "total_amount": booking.total_amount,
+        "currency": booking.currency,
+        "expires_at": iso(booking.expires_at),
+        "created_at": iso(booking.created_at),
+        "updated_at": iso(booking.updated_at),
+        "reason": booking.reason,
+        "history": [
+            {"status": t.to_status, "from_status": t.from_status, "at": iso(t.at), "reason": t.reason}
+            for t in view.history
+        ],
+        "payment": {
+            "status": payment.status,
+            "provider": payment.provider,
+            "provider_ref": payment.intent_id,
+            "amount_authorized": payment.amount_authorized,
+            "amount_captured": payment.amount_captured,
+            "amount_refunded": payment.amount_refunded,
+            **({"client_secret": payment.client_secret} if booking.payment_mode == "client" else {}),
+            **({"checkout_url": payment.checkout_url} if booking.payment_mode == "checkout" else {}),
+        },
+        "customer": {"email": booking.customer_email, "name": booking.customer_name},
+    }
+
+
+def _item(item: BookingItem, view: BookingView) -> dict[str, Any]:
+    if item.seat_id is not None:
+        seat = view.seats.get(item.seat_id)
+        return {
+            "kind": "seat", "seat_id": str(item.seat_id), "event_id": str(item.event_id),
+            "row": seat.row if seat else None, "number": seat.number if seat else None,
+            "tier": seat.tier if seat else None, "price": item.price,
+        }
+    assert item.period is not None
+    return {
+        "kind": "slot", "resource_id": str(item.resource_id),
+        "period": {"starts_at": iso(item.period.lower), "ends_at": iso(item.period.upper)},
+        "price": item.price,
+    }
+
+
+def event_body(view: EventView) -> dict[str, Any]:
+    event, venue = view.event, view.venue
+    return {
+        "id": str(event.id), "name": event.name,
+        "venue": {"id": str(venue.id), "name": venue.name, "city": venue.city},
+        "starts_at": iso(event.starts_at), "ends_at": iso(event.ends_at),
+        "currency": event.currency, "prices": view.prices,
+    }
+
+
+def seat_map_body(event_id: uuid.UUID, seats: list[SeatState]) -> dict[str, Any]:
+    summary = {"available": 0, "held": 0, "booked": 0}
+    for state in seats:
+        summary[state.status] += 1
+    summary["total"] = len(seats)
+    return {
+        "event_id": str(event_id),
+        "seats": [
+            {
+                "id": str(s.seat.id), "row": s.seat.row, "number": s.seat.number,
+                "tier": s.seat.tier, "price": s.price, "status": s.status,
+            }
+            for s in seats
+        ],
+        "summary": summary,
+    }
+
+
+def encode_cursor(created_at: datetime, booking_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{booking_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, booking_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(booking_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("the cursor is not valid", details=[{"field": "cursor", "code": "invalid"}]) from None

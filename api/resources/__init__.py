@@ -1,0 +1,1 @@
+"""Falcon resources: a class per collection or item, responders that read like the spec."""

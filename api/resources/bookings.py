@@ -1,0 +1,131 @@
+"""/v1/bookings: submit, read, list, confirm, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+from sqlalchemy.orm import Session
+
+from api.errors import APIError
+from api.media import parse_body, parse_query, read_json
+from api.representations import booking_body, decode_cursor, encode_cursor
+from api.schemas import BookingCreate, BookingListQuery
+from db.queries.bookings import BookingView, list_bookings, view_booking
+from domain.errors import NotFound
+from domain.lifecycle import SETTLED, BookingStatus
+from domain.payments import CaptureMode, PaymentMode
+from services import requests
+from services.context import Context
+from services.idempotency import Outcome, Reply, execute_once, fingerprint
+from services.outbox import StagedMessage
+
+Command = Callable[[Session], tuple[BookingView, list[StagedMessage]]]
+
+
+def idempotency_key(req: falcon.Request) -> str:
+    key = (req.get_header("Idempotency-Key") or "").strip()
+    if not key:
+        raise APIError(falcon.HTTP_400, "idempotency_key_required", "send an Idempotency-Key header")
+    if len(key) > 255:
+        raise APIError(falcon.HTTP_400, "idempotency_key_invalid", "Idempotency-Key is longer than 255 characters")
+    return key
+
+
+def respond(resp: falcon.Response, reply: Reply) -> None:
+    resp.status = falcon.code_to_http_status(reply.status)
+    resp.media = reply.body
+    if reply.location:
+        resp.location = reply.location
+    if reply.replayed:
+        resp.set_header("Idempotent-Replayed", "true")
+
+
+def run_once(ctx: Context, req: falcon.Request, body: Any, command: Command) -> Reply:
+    """Run a booking command under the request's idempotency key; answer 202 with the booking."""
+
+    def accepted(session: Session) -> Outcome:
+        view, messages = command(session)
+        location = f"/v1/bookings/{view.booking.id}"
+        return Outcome(Reply(202, booking_body(view), location), messages)
+
+    return execute_once(
+        ctx, client_id=req.context.principal.client_id, key=idempotency_key(req),
+        request_fingerprint=fingerprint(req.method, req.path, body), command=accepted,
+    )
+
+
+def new_booking(request: BookingCreate) -> requests.NewBooking:
+    return requests.NewBooking(
+        customer_email=str(request.customer.email), customer_name=request.customer.name,
+        payment_mode=PaymentMode(request.payment.mode), capture_mode=CaptureMode(request.payment.capture),
+        payment_method=request.payment.payment_method, event_id=request.event_id,
+        seat_ids=request.seat_ids or (), resource_id=request.resource_id,
+        starts_at=request.starts_at, ends_at=request.ends_at,
+    )
+
+
+class Bookings:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        idempotency_key(req)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        request = new_booking(parse_body(BookingCreate, body))
+        client_id, now = req.context.principal.client_id, self.ctx.clock()
+        respond(resp, run_once(self.ctx, req, body, lambda session: requests.request_booking(
+            session, client_id, request, now=now, request_id=req.context.request_id,
+        )))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = parse_query(BookingListQuery, req)
+        after = decode_cursor(query.cursor) if query.cursor else None
+        with self.ctx.sessions() as session:
+            views = list_bookings(
+                session, req.context.principal.client_id, status=query.status, limit=query.limit + 1, after=after
+            )
+        page, more = views[: query.limit], len(views) > query.limit
+        last = page[-1].booking if more else None
+        resp.media = {
+            "items": [booking_body(view) for view in page],
+            "next_cursor": encode_cursor(last.created_at, last.id) if last else None,
+        }
+
+
+class Booking:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        with self.ctx.sessions() as session:
+            view = view_booking(session, booking_id, req.context.principal.client_id)
+        if view is None:
+            raise NotFound("no such booking")
+        resp.media = booking_body(view)
+        if BookingStatus(view.booking.status) not in SETTLED:
+            resp.set_header("Retry-After", "1")
+
+
+class BookingConfirmation:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        client_id, now = req.context.principal.client_id, self.ctx.clock()
+        respond(resp, run_once(self.ctx, req, None, lambda session: requests.request_confirm(
+            session, client_id, booking_id, now=now, request_id=req.context.request_id,
+        )))
+
+
+class BookingCancellation:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        client_id, now = req.context.principal.client_id, self.ctx.clock()
+        respond(resp, run_once(self.ctx, req, None, lambda session: requests.request_cancel(
+            session, client_id, booking_id, now=now, request_id=req.context.request_id,
+        )))

@@ -1,0 +1,245 @@
+"""Request and response shapes. Pydantic validates requests and produces the OpenAPI schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+StripeId = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Customer(Strict):
+    email: EmailStr
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class PaymentRequest(Strict):
+    mode: Literal["card", "client", "checkout"] = "card"
+    payment_method: StripeId | None = Field(
+        default=None, description="A Stripe PaymentMethod id (never card data), for mode `card`."
+    )
+    capture: Literal["on_confirm", "immediate"] = "on_confirm"
+
+
+class BookingCreate(Strict):
+    """Seats of an event (`event_id`, `seat_ids`) or a time slot of a resource."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11",
+                    "seat_ids": ["1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"],
+                    "customer": {"email": "a@example.com", "name": "Ada"},
+                    "payment": {"mode": "card", "payment_method": "pm_card_visa", "capture": "on_confirm"},
+                }
+            ]
+        },
+    )
+
+    event_id: uuid.UUID | None = None
+    seat_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=20)] | None = None
+    resource_id: uuid.UUID | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    customer: Customer
+    payment: PaymentRequest = Field(default_factory=PaymentRequest)
+
+    @model_validator(mode="after")
+    def _one_kind_of_inventory(self) -> BookingCreate:
+        seats = self.event_id is not None or self.seat_ids is not None
+        slot = self.resource_id is not None or self.starts_at is not None or self.ends_at is not None
+        if seats == slot:
+            raise ValueError("give either event_id and seat_ids, or resource_id, starts_at and ends_at")
+        if seats and (self.event_id is None or not self.seat_ids):
+            raise ValueError("a seat booking needs event_id and seat_ids")
+        if seats and len(set(self.seat_ids or [])) != len(self.seat_ids or []):
+            raise ValueError("seat_ids must not repeat a seat")
+        if slot and (self.resource_id is None or self.starts_at is None or self.ends_at is None):
+            raise ValueError("a time-slot booking needs resource_id, starts_at and ends_at")
+        if slot and self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.payment.mode == "card" and self.payment.payment_method is None:
+            raise ValueError("payment mode card needs payment.payment_method")
+        return self
+
+
+class PaymentRetry(Strict):
+    payment_method: StripeId
+
+
+class BookingListQuery(Strict):
+    status: Literal[
+        "requested", "awaiting_payment", "authorized", "confirmed",
+        "rejected", "expired", "cancelled", "refunded",
+    ] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class ResourceSearchQuery(Strict):
+    category: Annotated[str, StringConstraints(max_length=60)] | None = None
+    near: Annotated[str, StringConstraints(pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$")] | None = Field(
+        default=None, description="LAT,LNG"
+    )
+    radius_km: Annotated[float, Field(gt=0, le=20_000)] | None = None
+    max_rate: Annotated[int, Field(ge=0)] | None = None
+    available_from: AwareDatetime | None = None
+    available_to: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResourceSearchQuery:
+        if self.radius_km is not None and self.near is None:
+            raise ValueError("radius_km needs near=LAT,LNG")
+        if self.near is not None:
+            lat, lng = (float(part) for part in self.near.split(","))
+            if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+                raise ValueError("near must be a latitude in [-90, 90] and a longitude in [-180, 180]")
+        if (self.available_from is None) != (self.available_to is None):
+            raise ValueError("give both available_from and available_to, or neither")
+        if self.available_from and self.available_to and self.available_to <= self.available_from:
+            raise ValueError("available_to must be after available_from")
+        return self
+
+    def point(self) -> tuple[float, float] | None:
+        if self.near is None:
+            return None
+        lat, lng = (float(part) for part in self.near.split(","))
+        return lat, lng
+
+
+# Response shapes: documentation for /openapi.json and the contract tests.
+
+
+class Period(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+
+
+class BookingItemOut(BaseModel):
+    kind: Literal["seat", "slot"]
+    seat_id: uuid.UUID | None = None
+    row: str | None = None
+    number: int | None = None
+    tier: str | None = None
+    event_id: uuid.UUID | None = None
+    resource_id: uuid.UUID | None = None
+    period: Period | None = None
+    price: int
+
+
+class PaymentOut(BaseModel):
+    status: str
+    provider: Literal["stripe"] = "stripe"
+    provider_ref: str | None
+    amount_authorized: int
+    amount_captured: int
+    amount_refunded: int
+    client_secret: str | None = None
+    checkout_url: str | None = None
+
+
+class TransitionOut(BaseModel):
+    status: str
+    from_status: str | None
+    at: datetime
+    reason: str | None
+
+
+class BookingOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    items: list[BookingItemOut]
+    total_amount: int
+    currency: str
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    reason: str | None
+    history: list[TransitionOut]
+    payment: PaymentOut
+    customer: Customer
+
+
+class BookingPage(BaseModel):
+    items: list[BookingOut]
+    next_cursor: str | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class VenueOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    city: str | None
+
+
+class EventOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    venue: VenueOut
+    starts_at: datetime
+    ends_at: datetime
+    currency: str
+    prices: dict[str, int]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class SeatOut(BaseModel):
+    id: uuid.UUID
+    row: str
+    number: int
+    tier: str
+    price: int | None
+    status: Literal["available", "held", "booked"]
+
+
+class SeatMap(BaseModel):
+    event_id: uuid.UUID
+    seats: list[SeatOut]
+    summary: dict[str, int]
+
+
+class ResourceOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    category: str
+    lat: float | None
+    lng: float | None
+    rate_per_minute: int
+    currency: str
+    distance_km: float | None
+    free_windows: list[Period]
+
+
+class ResourcePage(BaseModel):
+    items: list[ResourceOut]
+    next_cursor: str | None

@@ -1,0 +1,20 @@
+"""The web process's composition root: `gunicorn 'api.wsgi:create()'`."""
+
+from __future__ import annotations
+
+import falcon
+import redis
+
+from api.app import create_app
+from config.settings import Settings
+from db.engine import make_engine, make_sessions
+from services.context import Context
+from tasks.broker import make_broker, make_dispatcher
+
+
+def create(settings: Settings | None = None) -> falcon.App:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-api")
+    broker = make_broker(settings)
+    ctx = Context(settings=settings, sessions=make_sessions(engine), dispatch=make_dispatcher(broker))
+    return create_app(ctx, redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))

@@ -1,0 +1,1 @@
+"""The `bookings` command line: migrations, seeding, API clients, workers, the dev stack."""

@@ -1,0 +1,140 @@
+"""`bookings` — the operators' and developers' command line (SPEC §8)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import click
+
+from config.settings import ConfigurationError, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigurationError as ex:
+        raise click.ClickException(str(ex)) from None
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from db.engine import make_engine, make_sessions
+
+    return make_sessions(make_engine(settings.database_url, pool_size=2, application_name="bookings-cli"))
+
+
+@click.group()
+def main() -> None:
+    """Booking and payment pipeline."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the latest revision."""
+    from db.migrate import upgrade
+
+    upgrade(_settings().database_url)
+    click.echo("migrations applied")
+
+
+@main.command()
+@click.option("--demo", is_flag=True, required=True, help="Seed the demo catalog.")
+def seed(demo: bool) -> None:
+    """Seed the demo catalog (idempotent)."""
+    from db.engine import transaction
+    from db.seed import seed_demo
+
+    with transaction(_sessions(_settings())) as session:
+        seed_demo(session)
+    click.echo("demo catalog seeded")
+
+
+@main.group()
+def clients() -> None:
+    """API clients and their keys."""
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option("--operator", is_flag=True, help="Give the client the operator role.")
+def clients_create(name: str, operator: bool) -> None:
+    """Create an API client; its key is the last line printed (it is shown only once)."""
+    from db.engine import transaction
+    from db.queries.clients import create_client
+
+    with transaction(_sessions(_settings())) as session:
+        client, api_key = create_client(session, name, operator=operator)
+    click.echo(f"client {client.id} ({client.role}) created; its API key follows")
+    click.echo(api_key)
+
+
+@clients.command("revoke")
+@click.argument("client_id", type=click.UUID)
+def clients_revoke(client_id: uuid.UUID) -> None:
+    """Revoke a client's key at once."""
+    from db.engine import transaction
+    from db.queries.clients import revoke_client
+    from services.context import utc_now
+
+    with transaction(_sessions(_settings())) as session:
+        revoked = revoke_client(session, client_id, utc_now())
+    if not revoked:
+        raise click.ClickException("no such active client")
+    click.echo(f"client {client_id} revoked")
+
+
+@main.command()
+@click.option("--processes", default=2, show_default=True, help="Worker processes.")
+@click.option("--threads", default=8, show_default=True, help="Threads per process.")
+@click.option("--queues", "-Q", multiple=True, help="Only these queues (default: all).")
+def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
+    """Run Dramatiq workers (`dramatiq tasks.worker`)."""
+    _settings()
+    args = [sys.executable, "-m", "dramatiq", "tasks.worker", "--processes", str(processes),
+            "--threads", str(threads)]
+    if queues:
+        args += ["--queues", *queues]
+    os.execv(sys.executable, args)
+
+
+@main.command()
+@click.argument("booking_id", type=click.UUID)
+def reconcile(booking_id: uuid.UUID) -> None:
+    """Drive one booking forward now: finish an unrecorded Stripe step, capture, release."""
+    from tasks.runtime import build_worker
+    from services.advance import advance_booking
+
+    runtime = build_worker(_settings())
+    status = advance_booking(runtime.context, booking_id)
+    if status is None:
+        raise click.ClickException("no such booking")
+    click.echo(f"booking {booking_id} is {status}")
+
+
+@main.command("relay-outbox")
+def relay_outbox() -> None:
+    """Send outbox messages that were committed but never reached (or were lost by) Redis."""
+    from services.outbox import relay
+    from services.context import utc_now
+    from tasks.broker import make_broker, make_dispatcher
+
+    settings = _settings()
+    sent = relay(_sessions(settings), make_dispatcher(make_broker(settings)),
+                 older_than=settings.outbox_relay_after, now=utc_now())
+    click.echo(f"{sent} messages re-sent")
+
+
+@main.command()
+@click.option("--port", default=int(os.environ.get("PORT", "8000")), show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+def dev(port: int, workers: int) -> None:
+    """Everything for a local run in one foreground command; Ctrl-C stops all of it."""
+    from cli.devstack import run_dev
+
+    run_dev(Path.cwd(), port=port, workers=workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Queries, grouped by what they read or write. Each takes the session of its caller's transaction."""

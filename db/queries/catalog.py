@@ -1,0 +1,181 @@
+"""Events, seats and time-slot resources: what clients browse and what bookings claim."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.orm import Session
+
+from db.models import (
+    AvailabilityWindow,
+    Booking,
+    BookingItem,
+    Event,
+    EventPrice,
+    Resource,
+    Seat,
+    Venue,
+)
+from domain.availability import Interval
+from domain.lifecycle import BookingStatus
+
+
+@dataclass(frozen=True)
+class EventView:
+    event: Event
+    venue: Venue
+    prices: dict[str, int]
+
+
+def list_events(session: Session) -> list[EventView]:
+    rows = session.execute(
+        select(Event, Venue).join(Venue, Venue.id == Event.venue_id).order_by(Event.starts_at, Event.id)
+    ).all()
+    prices = _prices(session, [event.id for event, _ in rows])
+    return [EventView(event, venue, prices.get(event.id, {})) for event, venue in rows]
+
+
+def get_event(session: Session, event_id: uuid.UUID) -> EventView | None:
+    row = session.execute(
+        select(Event, Venue).join(Venue, Venue.id == Event.venue_id).where(Event.id == event_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    event, venue = row
+    return EventView(event, venue, _prices(session, [event.id]).get(event.id, {}))
+
+
+def _prices(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    prices: dict[uuid.UUID, dict[str, int]] = {}
+    for row in session.scalars(select(EventPrice).where(EventPrice.event_id.in_(event_ids))):
+        prices.setdefault(row.event_id, {})[row.tier] = row.amount
+    return prices
+
+
+@dataclass(frozen=True)
+class SeatState:
+    seat: Seat
+    price: int | None
+    status: str  # available, held, booked
+
+
+def seat_map(session: Session, event: EventView) -> list[SeatState]:
+    claims = dict(
+        session.execute(
+            select(BookingItem.seat_id, Booking.status)
+            .join(Booking, Booking.id == BookingItem.booking_id)
+            .where(BookingItem.event_id == event.event.id, BookingItem.holds_inventory)
+        ).all()
+    )
+    seats = session.scalars(
+        select(Seat).where(Seat.venue_id == event.venue.id).order_by(Seat.row, Seat.number)
+    ).all()
+    return [
+        SeatState(seat, event.prices.get(seat.tier), _seat_status(claims.get(seat.id)))
+        for seat in seats
+    ]
+
+
+def _seat_status(booking_status: str | None) -> str:
+    if booking_status is None:
+        return "available"
+    return "booked" if booking_status == BookingStatus.CONFIRMED else "held"
+
+
+def seats_of_event(
+    session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
+) -> list[Seat]:
+    """The requested seats that belong to the event's venue, in the order asked."""
+    found = {
+        seat.id: seat
+        for seat in session.scalars(
+            select(Seat)
+            .join(Event, Event.venue_id == Seat.venue_id)
+            .where(Event.id == event_id, Seat.id.in_(seat_ids))
+        )
+    }
+    return [found[seat_id] for seat_id in seat_ids if seat_id in found]
+
+
+def lock_seats(session: Session, seat_ids: Sequence[uuid.UUID]) -> None:
+    """Lock seat rows in id order, so two placements of overlapping seats cannot deadlock."""
+    session.execute(
+        select(Seat.id).where(Seat.id.in_(seat_ids)).order_by(Seat.id).with_for_update()
+    ).all()
+
+
+def claimed_seats(
+    session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
+) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(BookingItem.seat_id).where(
+                BookingItem.event_id == event_id,
+                BookingItem.seat_id.in_(seat_ids),
+                BookingItem.holds_inventory,
+            )
+        )
+    )
+
+
+def lock_resource(session: Session, resource_id: uuid.UUID) -> Resource | None:
+    return session.scalars(
+        select(Resource).where(Resource.id == resource_id).with_for_update()
+    ).one_or_none()
+
+
+def windows_of(
+    session: Session, resource_ids: Sequence[uuid.UUID], within: Interval | None = None
+) -> dict[uuid.UUID, list[Interval]]:
+    query = select(AvailabilityWindow).where(AvailabilityWindow.resource_id.in_(resource_ids))
+    if within is not None:
+        query = query.where(AvailabilityWindow.period.overlaps(_range(within)))
+    windows: dict[uuid.UUID, list[Interval]] = {}
+    for row in session.scalars(query):
+        windows.setdefault(row.resource_id, []).append(Interval(row.period.lower, row.period.upper))
+    return windows
+
+
+def busy_periods(
+    session: Session, resource_ids: Sequence[uuid.UUID], within: Interval | None = None
+) -> dict[uuid.UUID, list[Interval]]:
+    query = select(BookingItem.resource_id, BookingItem.period).where(
+        BookingItem.resource_id.in_(resource_ids), BookingItem.holds_inventory
+    )
+    if within is not None:
+        query = query.where(BookingItem.period.overlaps(_range(within)))
+    busy: dict[uuid.UUID, list[Interval]] = {}
+    for resource_id, period in session.execute(query):
+        busy.setdefault(resource_id, []).append(Interval(period.lower, period.upper))
+    return busy
+
+
+def search_resources(
+    session: Session, *, category: str | None, max_rate: int | None
+) -> Sequence[Resource]:
+    query = select(Resource)
+    conditions = []
+    if category is not None:
+        conditions.append(Resource.category == category)
+    if max_rate is not None:
+        conditions.append(Resource.rate_per_minute <= max_rate)
+    if conditions:
+        query = query.where(and_(*conditions))
+    return session.scalars(query.order_by(Resource.name)).all()
+
+
+def get_resource(session: Session, resource_id: uuid.UUID) -> Resource | None:
+    return session.get(Resource, resource_id)
+
+
+def _range(interval: Interval) -> Range[datetime]:
+    return Range(interval.starts_at, interval.ends_at, bounds="[)")
+
+
+def slot_range(starts_at: datetime, ends_at: datetime) -> Range[datetime]:
+    return _range(Interval(starts_at, ends_at))

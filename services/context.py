@@ -1,0 +1,33 @@
+"""What the services need from the process that runs them, passed in rather than imported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from domain.ports import PaymentGateway
+from services.outbox import StagedMessage
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    #: Sends messages to the broker; called only after the transaction that staged them commits.
+    dispatch: Callable[[Sequence[StagedMessage]], None]
+    #: The payment provider; workers have one, the API does not need it.
+    gateway: PaymentGateway | None = None
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    def payments(self) -> PaymentGateway:
+        if self.gateway is None:
+            raise RuntimeError("this process was built without a payment gateway")
+        return self.gateway

@@ -1,0 +1,169 @@
+"""Provider steps: claimed in one transaction, called with no lock held, recorded in the next.
+
+The claim (`payments.step` and `step_started_at`) is the recovery point. While it stands no
+other step runs for the booking; if the worker dies, the claim lapses after the lease and the
+next worker repeats the call with the same idempotency key, which the provider answers with
+the first result instead of acting twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from db.models import Booking, Payment
+from domain.errors import PaymentDeclined
+from domain.lifecycle import BookingStatus
+from domain.payments import IntentState, PaymentStatus, PaymentStep, idempotency_key
+from domain.ports import PaymentGateway
+from domain.refunds import RefundPolicy
+from domain.workflow import Step, lease_remaining
+from db.queries.bookings import move_booking, set_claims
+
+
+class StepInProgress(Exception):
+    """Another worker has claimed this booking's provider step; look again later."""
+
+    def __init__(self, retry_after: timedelta) -> None:
+        super().__init__(f"a provider step is in progress; retry in {retry_after}")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """Everything the provider call needs, copied out of the transaction that claimed it."""
+
+    step: Step
+    booking_id: uuid.UUID
+    amount: int
+    currency: str
+    payment_method: str | None
+    intent_id: str | None
+    attempt: int
+    capture_immediately: bool
+
+    @property
+    def idempotency_key(self) -> str:
+        return idempotency_key(str(self.booking_id), PaymentStep(self.step.value), self.attempt)
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    state: IntentState | None = None
+    declined: PaymentDeclined | None = None
+    refunded: int = 0
+
+
+def claim(
+    booking: Booking, payment: Payment, step: Step, *, now: datetime, lease: timedelta,
+    refund_policy: RefundPolicy, inventory_starts_at: datetime | None,
+) -> ProviderCall:
+    if payment.step == step.value:
+        remaining = lease_remaining(payment.step_started_at, lease, now)
+        if remaining > timedelta(0):
+            raise StepInProgress(remaining)
+    payment.step, payment.step_started_at, payment.updated_at = step.value, now, now
+    return ProviderCall(
+        step=step, booking_id=booking.id,
+        amount=_amount(step, booking, payment, refund_policy, inventory_starts_at),
+        currency=booking.currency, payment_method=booking.payment_method,
+        intent_id=payment.intent_id, attempt=payment.attempt,
+        capture_immediately=booking.capture_mode == "immediate",
+    )
+
+
+def _amount(
+    step: Step, booking: Booking, payment: Payment, policy: RefundPolicy, starts_at: datetime | None
+) -> int:
+    if step is Step.REFUND:
+        assert booking.cancel_requested_at is not None and starts_at is not None
+        return policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
+    return booking.total_amount
+
+
+def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
+    """The one place a worker talks to the provider; never inside a transaction."""
+    key = call.idempotency_key
+    if call.step is Step.AUTHORIZE:
+        assert call.payment_method is not None
+        try:
+            return ProviderResult(state=gateway.authorize(
+                booking_id=str(call.booking_id), amount=call.amount, currency=call.currency,
+                payment_method=call.payment_method,
+                capture_immediately=call.capture_immediately, idempotency_key=key,
+            ))
+        except PaymentDeclined as declined:
+            return ProviderResult(declined=declined)
+    assert call.intent_id is not None
+    if call.step is Step.CAPTURE:
+        return ProviderResult(state=gateway.capture(call.intent_id, amount=call.amount, idempotency_key=key))
+    if call.step is Step.VOID:
+        return ProviderResult(state=gateway.void(call.intent_id, idempotency_key=key))
+    if call.amount == 0:
+        return ProviderResult(refunded=0)
+    return ProviderResult(
+        refunded=gateway.refund(call.intent_id, amount=call.amount, idempotency_key=key)
+    )
+
+
+def record(
+    session: Session, booking: Booking, payment: Payment, call: ProviderCall, result: ProviderResult,
+    *, now: datetime, retry_window: timedelta,
+) -> None:
+    """Write what the provider answered and move the booking on."""
+    payment.step, payment.step_started_at, payment.updated_at = None, None, now
+    if result.declined is not None:
+        _record_decline(session, booking, payment, result.declined, now, retry_window)
+    elif call.step is Step.REFUND:
+        payment.amount_refunded += result.refunded
+        payment.status = PaymentStatus.REFUNDED.value
+        set_claims(session, booking.id, False)
+        move_booking(session, booking, BookingStatus.REFUNDED, now, reason="cancelled_by_client")
+    else:
+        assert result.state is not None
+        _record_intent(session, booking, payment, result.state, now)
+
+
+def _record_intent(
+    session: Session, booking: Booking, payment: Payment, state: IntentState, now: datetime
+) -> None:
+    payment.intent_id = state.intent_id
+    payment.status = state.status.value
+    payment.amount_authorized = max(payment.amount_authorized, state.amount_authorized)
+    payment.amount_captured = state.amount_captured
+    payment.client_secret = state.client_secret or payment.client_secret
+    status = BookingStatus(booking.status)
+    # A booking cancelled or expired while the call was out keeps its status; the live
+    # authorization is then voided by the next step.
+    if state.status is PaymentStatus.CAPTURED and status in (
+        BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
+    ):
+        move_booking(session, booking, BookingStatus.CONFIRMED, now)
+    elif state.status is PaymentStatus.AUTHORIZED and status is BookingStatus.AWAITING_PAYMENT:
+        move_booking(session, booking, BookingStatus.AUTHORIZED, now)
+
+
+def _record_decline(
+    session: Session, booking: Booking, payment: Payment, declined: PaymentDeclined,
+    now: datetime, retry_window: timedelta,
+) -> None:
+    payment.status = PaymentStatus.FAILED.value
+    payment.decline_code = str(declined.details or "card_declined")[:60]
+    if booking.status != BookingStatus.AWAITING_PAYMENT:
+        return
+    if payment.attempt == 1:
+        # Declined at once: the booking is rejected and its inventory freed.
+        set_claims(session, booking.id, False)
+        move_booking(session, booking, BookingStatus.REJECTED, now, reason="payment_declined")
+    else:
+        # A declined retry keeps the hold a little longer for the next attempt.
+        booking.expires_at = max(booking.expires_at or now, now + retry_window)
+        booking.updated_at = now
+
+
+def release_claim(payment: Payment, now: datetime) -> None:
+    """The call failed without an answer: the step stays pending, free for the next try."""
+    payment.step_started_at, payment.updated_at = None, now

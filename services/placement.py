@@ -1,0 +1,64 @@
+"""Claiming inventory for a booking: the locked, short transaction that prevents double booking.
+
+Locks are taken booking first, then inventory rows in id order, so two placements that want
+overlapping seats wait for each other instead of deadlocking. After the locks, the claim is
+checked again: a competing booking may have won while we waited. The partial unique index
+and the exclusion constraint stay as the backstop if this code is ever wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from db.models import Booking, BookingItem
+from db.queries import catalog
+from db.queries.bookings import items_of, move_booking, set_claims
+from domain.availability import Interval, slot_fits
+from domain.lifecycle import BookingStatus
+
+
+def hold_inventory(session: Session, booking: Booking, *, now: datetime, hold_ttl: timedelta) -> None:
+    """Move a requested booking to awaiting_payment with its inventory claimed, or reject it."""
+    items = items_of(session, booking.id)
+    refusal = _seat_refusal(session, items) if booking.event_id else _slot_refusal(session, items)
+    if refusal is not None:
+        move_booking(session, booking, BookingStatus.REJECTED, now, reason=refusal)
+        return
+    set_claims(session, booking.id, True)
+    booking.expires_at = now + hold_ttl
+    move_booking(session, booking, BookingStatus.AWAITING_PAYMENT, now)
+
+
+def _seat_refusal(session: Session, items: Sequence[BookingItem]) -> str | None:
+    event_id = items[0].event_id
+    seat_ids = sorted(item.seat_id for item in items if item.seat_id is not None)
+    assert event_id is not None
+    catalog.lock_seats(session, seat_ids)
+    if catalog.claimed_seats(session, event_id, seat_ids):
+        return "unavailable"
+    return None
+
+
+def _slot_refusal(session: Session, items: Sequence[BookingItem]) -> str | None:
+    (item,) = items
+    assert item.resource_id is not None and item.period is not None
+    if catalog.lock_resource(session, item.resource_id) is None:
+        return "invalid"
+    slot = Interval(item.period.lower, item.period.upper)
+    windows = catalog.windows_of(session, [item.resource_id], within=slot).get(item.resource_id, [])
+    if not slot_fits(windows, slot):
+        return "outside_availability"
+    if catalog.busy_periods(session, [item.resource_id], within=slot):
+        return "unavailable"
+    return None
+
+
+def release_inventory(
+    session: Session, booking: Booking, target: BookingStatus, *, now: datetime, reason: str
+) -> None:
+    """End a booking that holds (or may hold) inventory, freeing its seats or slot."""
+    set_claims(session, booking.id, False)
+    move_booking(session, booking, target, now, reason=reason)

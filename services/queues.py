@@ -1,0 +1,25 @@
+"""Queue and actor names shared by the code that stages messages and the actors that run them.
+
+Queues keep kinds of work apart so a rush of new bookings never starves captures, cancels or
+webhooks: each queue gets its own consumer in every worker.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Route(NamedTuple):
+    queue_name: str
+    actor_name: str
+
+
+BOOKINGS = "bookings"
+PAYMENTS = "payments"
+WEBHOOKS = "webhooks"
+MAINTENANCE = "maintenance"
+
+PLACE_BOOKING = Route(BOOKINGS, "place_booking")
+CONFIRM_BOOKING = Route(PAYMENTS, "confirm_booking")
+CANCEL_BOOKING = Route(PAYMENTS, "cancel_booking")
+RETRY_PAYMENT = Route(PAYMENTS, "retry_payment")

@@ -1,0 +1,140 @@
+"""What the API records when a client asks for something; the work itself is left to workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Booking, BookingItem, BookingTransition, Payment
+from db.queries import catalog
+from db.queries.bookings import BookingView, view_booking
+from domain import lifecycle, pricing
+from domain.errors import InvalidRequest, NotFound
+from domain.lifecycle import BookingStatus
+from domain.payments import CaptureMode, PaymentMode
+from services import queues
+from services.outbox import StagedMessage, stage
+
+
+@dataclass(frozen=True)
+class NewBooking:
+    customer_email: str
+    customer_name: str | None
+    payment_mode: PaymentMode
+    capture_mode: CaptureMode
+    payment_method: str | None
+    event_id: uuid.UUID | None = None
+    seat_ids: Sequence[uuid.UUID] = ()
+    resource_id: uuid.UUID | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+def request_booking(
+    session: Session, client_id: uuid.UUID, request: NewBooking, *, now: datetime, request_id: str | None
+) -> tuple[BookingView, list[StagedMessage]]:
+    """Record a booking in `requested` with its priced items, and stage its placement."""
+    booking = Booking(
+        id=uuid.uuid4(), client_id=client_id, status=BookingStatus.REQUESTED.value,
+        payment_mode=request.payment_mode.value, capture_mode=request.capture_mode.value,
+        payment_method=request.payment_method, customer_email=request.customer_email,
+        customer_name=request.customer_name, request_id=request_id, created_at=now, updated_at=now,
+    )
+    items = _priced_items(session, booking, request)
+    booking.total_amount = sum(item.price for item in items)
+    session.add(booking)
+    session.flush()
+    session.add_all(items)
+    session.add(Payment(booking_id=booking.id, status="none", attempt=1, updated_at=now))
+    session.add(BookingTransition(booking_id=booking.id, to_status=booking.status, at=now))
+    message = stage(session, *queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
+    session.flush()
+    view = view_booking(session, booking.id, client_id)
+    assert view is not None
+    return view, [message]
+
+
+def _priced_items(session: Session, booking: Booking, request: NewBooking) -> list[BookingItem]:
+    if request.event_id is not None:
+        return _seat_items(session, booking, request.event_id, request.seat_ids)
+    assert request.resource_id and request.starts_at and request.ends_at
+    resource = catalog.get_resource(session, request.resource_id)
+    if resource is None:
+        raise InvalidRequest(
+            "no such resource", details=[{"field": "resource_id", "code": "unknown"}]
+        )
+    booking.resource_id, booking.currency = resource.id, resource.currency
+    price = pricing.slot_price(resource.rate_per_minute, request.starts_at, request.ends_at)
+    period = catalog.slot_range(request.starts_at, request.ends_at)
+    return [BookingItem(booking_id=booking.id, resource_id=resource.id, period=period, price=price)]
+
+
+def _seat_items(
+    session: Session, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
+) -> list[BookingItem]:
+    event = catalog.get_event(session, event_id)
+    if event is None:
+        raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])
+    seats = catalog.seats_of_event(session, event_id, seat_ids)
+    unknown = sorted(str(s) for s in set(seat_ids) - {seat.id for seat in seats})
+    if unknown:
+        raise InvalidRequest(
+            "some seats do not exist at this event's venue",
+            details=[{"field": "seat_ids", "code": "not_at_event", "seat_ids": unknown}],
+        )
+    prices = pricing.seat_prices([seat.tier for seat in seats], event.prices)
+    booking.event_id, booking.currency = event_id, event.event.currency
+    return [
+        BookingItem(booking_id=booking.id, event_id=event_id, seat_id=seat.id, price=price)
+        for seat, price in zip(seats, prices, strict=True)
+    ]
+
+
+#: A repeated confirm of a booking whose capture was accepted is answered, not refused.
+CONFIRMING = frozenset({BookingStatus.AUTHORIZED, BookingStatus.CONFIRMED})
+
+
+def _own_booking_for_update(session: Session, client_id: uuid.UUID, booking_id: uuid.UUID) -> Booking:
+    booking = session.scalars(
+        select(Booking)
+        .where(Booking.id == booking_id, Booking.client_id == client_id)
+        .with_for_update()
+    ).one_or_none()
+    if booking is None:
+        raise NotFound("no such booking")
+    return booking
+
+
+def request_confirm(
+    session: Session, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
+) -> tuple[BookingView, list[StagedMessage]]:
+    booking = _own_booking_for_update(session, client_id, booking_id)
+    status = BookingStatus(booking.status)
+    already_accepted = booking.confirm_requested_at is not None and status in CONFIRMING
+    if not already_accepted:
+        lifecycle.ensure_confirmable(status, booking.expires_at, now)
+        booking.confirm_requested_at = now
+    message = stage(session, *queues.CONFIRM_BOOKING, str(booking.id), request_id=request_id)
+    return _view_after(session, booking, client_id), [message]
+
+
+def request_cancel(
+    session: Session, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
+) -> tuple[BookingView, list[StagedMessage]]:
+    booking = _own_booking_for_update(session, client_id, booking_id)
+    lifecycle.ensure_cancellable(BookingStatus(booking.status))
+    booking.cancel_requested_at = booking.cancel_requested_at or now
+    message = stage(session, *queues.CANCEL_BOOKING, str(booking.id), request_id=request_id)
+    return _view_after(session, booking, client_id), [message]
+
+
+def _view_after(session: Session, booking: Booking, client_id: uuid.UUID) -> BookingView:
+    session.flush()
+    view = view_booking(session, booking.id, client_id)
+    assert view is not None
+    return view

@@ -1,0 +1,71 @@
+"""The actors: each takes a booking id, runs one service, and returns.
+
+They are safe to run twice or late: `advance_booking` looks at where the booking stands and
+does only what is left. Retries are for transient faults (a lock timeout, Stripe unreachable,
+another worker mid-step); a business outcome such as a declined card ends the step normally;
+Stripe rejecting a request as invalid is not retried and lands in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+import dramatiq
+
+from domain.errors import PaymentRequestRejected
+from services import queues
+from services.advance import advance_booking
+from services.context import Context
+from services.payment_steps import StepInProgress
+from services.queues import Route
+
+
+def _retry_later(fn: Callable[[str], None]) -> Callable[[str], None]:
+    @wraps(fn)
+    def run(booking_id: str) -> None:
+        try:
+            fn(booking_id)
+        except StepInProgress as busy:
+            # Come back when the other worker's claim would lapse, to finish it if that worker died.
+            delay = busy.retry_after + timedelta(seconds=1)
+            raise dramatiq.Retry(str(busy), delay=int(delay.total_seconds() * 1000)) from None
+
+    return run
+
+
+def _declare(broker: dramatiq.Broker, route: Route, fn: Callable[[str], None], **options: Any) -> dramatiq.Actor[Any, Any]:
+    return dramatiq.Actor(
+        _retry_later(fn), broker=broker, actor_name=route.actor_name,
+        queue_name=route.queue_name, priority=0,
+        options={"throws": (PaymentRequestRejected,), "max_retries": 20, **options},
+    )
+
+
+def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.Actor[Any, Any]]:
+    def place_booking(booking_id: str) -> None:
+        """A new booking request: claim its inventory, then hold the card."""
+        advance_booking(ctx, uuid.UUID(booking_id))
+
+    def confirm_booking(booking_id: str) -> None:
+        """The client confirmed: capture the authorized amount."""
+        advance_booking(ctx, uuid.UUID(booking_id))
+
+    def cancel_booking(booking_id: str) -> None:
+        """The client cancelled: release the inventory and the hold, or refund."""
+        advance_booking(ctx, uuid.UUID(booking_id))
+
+    def retry_payment(booking_id: str) -> None:
+        """The client gave a new payment method for a booking awaiting payment."""
+        advance_booking(ctx, uuid.UUID(booking_id))
+
+    actors = [
+        _declare(broker, queues.PLACE_BOOKING, place_booking),
+        _declare(broker, queues.CONFIRM_BOOKING, confirm_booking),
+        _declare(broker, queues.CANCEL_BOOKING, cancel_booking),
+        _declare(broker, queues.RETRY_PAYMENT, retry_payment),
+    ]
+    return {actor.actor_name: actor for actor in actors}

@@ -1,0 +1,34 @@
+"""Composing a worker process: engine, broker, Stripe gateway and actors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from db.engine import make_engine, make_sessions
+from services.context import Context
+from tasks.actors import declare_actors
+from tasks.broker import make_broker, make_dispatcher
+from tasks.stripe_gateway import StripeGateway, make_stripe_client
+
+
+@dataclass
+class WorkerRuntime:
+    engine: Engine
+    broker: dramatiq.Broker
+    context: Context
+    actors: dict[str, dramatiq.Actor[Any, Any]]
+
+
+def build_worker(settings: Settings, *, namespace: str | None = None) -> WorkerRuntime:
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-worker")
+    sessions = make_sessions(engine)
+    broker = make_broker(settings, sessions=sessions, namespace=namespace)
+    gateway = StripeGateway(make_stripe_client(settings.stripe_api_key, settings.stripe_api_base))
+    context = Context(settings=settings, sessions=sessions, dispatch=make_dispatcher(broker), gateway=gateway)
+    actors = declare_actors(broker, context)
+    return WorkerRuntime(engine, broker, context, actors)

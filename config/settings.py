@@ -68,6 +68,11 @@ class Settings:
     broker_maintenance_chance: int = 10_000
     outbox_relay_after: timedelta = timedelta(seconds=30)
     payment_step_lease: timedelta = timedelta(seconds=60)
+    reconcile_after: timedelta = timedelta(seconds=120)
+    expire_every_seconds: int = 60
+    relay_every_seconds: int = 5
+    reconcile_every_seconds: int = 180
+    purge_every_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +106,11 @@ class Settings:
             broker_maintenance_chance=_int(env, "BROKER_MAINTENANCE_CHANCE", 10_000),
             outbox_relay_after=timedelta(seconds=_int(env, "OUTBOX_RELAY_AFTER_SECONDS", 30)),
             payment_step_lease=timedelta(seconds=_int(env, "PAYMENT_STEP_LEASE_SECONDS", 60)),
+            reconcile_after=timedelta(seconds=_int(env, "RECONCILE_AFTER_SECONDS", 120)),
+            expire_every_seconds=_int(env, "SCHEDULE_EXPIRE_SECONDS", 60),
+            relay_every_seconds=_int(env, "SCHEDULE_RELAY_SECONDS", 5),
+            reconcile_every_seconds=_int(env, "SCHEDULE_RECONCILE_SECONDS", 180),
+            purge_every_seconds=_int(env, "SCHEDULE_PURGE_SECONDS", 3600),
         )
         settings.check()
         return settings

@@ -23,3 +23,8 @@ PLACE_BOOKING = Route(BOOKINGS, "place_booking")
 CONFIRM_BOOKING = Route(PAYMENTS, "confirm_booking")
 CANCEL_BOOKING = Route(PAYMENTS, "cancel_booking")
 RETRY_PAYMENT = Route(PAYMENTS, "retry_payment")
+
+EXPIRE_BOOKINGS = Route(MAINTENANCE, "expire_due_bookings")
+RELAY_OUTBOX = Route(MAINTENANCE, "relay_outbox")
+RECONCILE_BOOKINGS = Route(MAINTENANCE, "reconcile_stuck_bookings")
+PURGE_IDEMPOTENCY_KEYS = Route(MAINTENANCE, "purge_idempotency_keys")

@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 
 from domain.errors import PaymentRequestRejected
-from services import queues
+from services import maintenance, outbox, queues
 from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
@@ -62,7 +62,32 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """The client gave a new payment method for a booking awaiting payment."""
         advance_booking(ctx, uuid.UUID(booking_id))
 
+    def expire_due_bookings() -> None:
+        """Expire holds that ran out (scheduled every minute)."""
+        maintenance.expire_due_bookings(ctx)
+
+    def relay_outbox() -> None:
+        """Re-send messages committed but never delivered (scheduled every few seconds)."""
+        outbox.relay(ctx.sessions, ctx.dispatch, older_than=ctx.settings.outbox_relay_after, now=ctx.clock())
+
+    def reconcile_stuck_bookings() -> None:
+        """Finish bookings whose worker died or whose message was lost (scheduled)."""
+        maintenance.reconcile_stuck_bookings(ctx, older_than=ctx.settings.reconcile_after)
+
+    def purge_idempotency_keys() -> None:
+        """Forget idempotency keys older than their TTL (hourly)."""
+        maintenance.purge_idempotency_keys(ctx)
+
+    periodic = {"max_retries": 0, "max_age": 10 * 60_000, "time_limit": 10 * 60_000}
     actors = [
+        dramatiq.Actor(expire_due_bookings, broker=broker, actor_name=queues.EXPIRE_BOOKINGS.actor_name,
+                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
+        dramatiq.Actor(relay_outbox, broker=broker, actor_name=queues.RELAY_OUTBOX.actor_name,
+                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
+        dramatiq.Actor(reconcile_stuck_bookings, broker=broker, actor_name=queues.RECONCILE_BOOKINGS.actor_name,
+                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
+        dramatiq.Actor(purge_idempotency_keys, broker=broker, actor_name=queues.PURGE_IDEMPOTENCY_KEYS.actor_name,
+                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
         _declare(broker, queues.PLACE_BOOKING, place_booking),
         _declare(broker, queues.CONFIRM_BOOKING, confirm_booking),
         _declare(broker, queues.CANCEL_BOOKING, cancel_booking),

@@ -1,0 +1,134 @@
+"""Scheduled work: expiry, outbox relay after a lost message, and one leader among schedulers."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from services import maintenance
+from services.outbox import relay
+from tasks.scheduler import LEADER_LOCK, run_scheduler
+from tests.support import (
+    first_event,
+    intents_for,
+    new_key,
+    seat_request,
+    stripe_client,
+    wait_for,
+    wait_for_statuses,
+)
+
+
+@pytest.fixture
+def settings(settings):
+    return dataclasses.replace(settings, hold_ttl=timedelta(seconds=2))
+
+
+def test_a_hold_past_its_expiry_is_expired_the_seat_freed_and_the_authorization_voided(api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[:1])).json["id"]
+    wait_for_statuses(runtime.context.sessions, [booking_id], {"authorized"})
+
+    assert maintenance.expire_due_bookings(runtime.context) == 0
+    time.sleep(2.1)
+    assert maintenance.expire_due_bookings(runtime.context) == 1
+
+    booking = api.get(f"/v1/bookings/{booking_id}").json
+    assert booking["status"] == "expired" and booking["reason"] == "hold_expired"
+    assert booking["payment"]["status"] == "canceled"
+    (intent,) = intents_for(stripe_client(runtime.context.settings.stripe_api_base), booking_id)
+    assert intent["status"] == "canceled"
+    seat = next(s for s in api.get(f"/v1/events/{event_id}/seats").json["seats"] if s["id"] == str(seats[0]))
+    assert seat["status"] == "available"
+    assert api.post(f"/v1/bookings/{booking_id}/confirm", key=new_key()).status_code == 409
+
+
+def test_expiry_racing_confirm_ends_in_one_state_with_consistent_money(api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    ids = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[30:50]]
+    wait_for_statuses(runtime.context.sessions, ids, {"authorized"})
+    time.sleep(1.9)  # just before the 2 s holds run out
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        confirms = pool.map(lambda b: api.post(f"/v1/bookings/{b}/confirm", key=new_key()).status_code, ids)
+        sweeps = [pool.submit(maintenance.expire_due_bookings, runtime.context) for _ in range(4)]
+        answers = list(confirms)
+        for sweep in sweeps:
+            sweep.result()
+    time.sleep(0.3)
+    maintenance.expire_due_bookings(runtime.context)
+    final = wait_for_statuses(runtime.context.sessions, ids, {"confirmed", "expired"})
+
+    client = stripe_client(runtime.context.settings.stripe_api_base)
+    for booking_id, answer in zip(ids, answers, strict=True):
+        (intent,) = intents_for(client, booking_id)
+        booking = api.get(f"/v1/bookings/{booking_id}").json
+        if final[booking_id] == "confirmed":
+            assert answer == 202
+            assert intent["status"] == "succeeded"
+            assert booking["payment"]["amount_captured"] == booking["total_amount"]
+        else:
+            assert intent["status"] == "canceled"
+            assert booking["payment"]["amount_captured"] == 0
+
+
+def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api, runtime, settings):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[60:61])).json["id"]
+    client = redis.Redis.from_url(settings.redis_url)
+    lost = list(client.scan_iter(f"{settings.broker_namespace}*"))
+    assert lost, "the API should have enqueued the placement"
+    client.delete(*lost)  # Redis restarted without persistence after the commit
+
+    import dramatiq
+
+    worker = dramatiq.Worker(runtime.broker, worker_threads=2)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        assert runtime.context.sessions().execute(
+            text("SELECT status FROM bookings WHERE id = :b"), {"b": booking_id}
+        ).scalar() == "requested"
+        sent = relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0),
+                     now=runtime.context.clock())
+        assert sent == 1
+        wait_for_statuses(runtime.context.sessions, [booking_id], {"authorized"})
+        wait_for(lambda: runtime.context.sessions().execute(text("SELECT count(*) FROM outbox")).scalar() == 0,
+                 what="the outbox row to be acknowledged")
+    finally:
+        worker.stop()
+
+
+def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, runtime):
+    def leader_pids() -> list[int]:
+        with runtime.context.sessions() as session:
+            return list(session.execute(text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :k AND granted"
+            ), {"k": LEADER_LOCK & 0xFFFFFFFF}).scalars())
+
+    def leaders() -> int:
+        return len(leader_pids())
+
+    first_stop, second_stop = threading.Event(), threading.Event()
+    first = threading.Thread(target=run_scheduler, args=(settings, first_stop), daemon=True)
+    first.start()
+    wait_for(lambda: leaders() == 1, what="a leader")
+    second = threading.Thread(target=run_scheduler, args=(settings, second_stop), daemon=True)
+    second.start()
+    time.sleep(1.5)
+    (first_leader,) = leader_pids()
+
+    first_stop.set()
+    first.join(timeout=10)
+    wait_for(lambda: leader_pids() not in ([], [first_leader]), timeout=10, what="the standby to take over")
+    assert leaders() == 1
+    second_stop.set()
+    second.join(timeout=10)
+    assert not first.is_alive() and not second.is_alive()

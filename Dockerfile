@@ -6,7 +6,7 @@
 
 # Stage 1: build the project's wheel (sources and build tools stay out of the final image).
 FROM python:3.11-slim AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY . .
 RUN pip wheel --no-deps --wheel-dir /wheels .
@@ -17,6 +17,7 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     PORT=8000
 # The project without its [local] extra (no embedded PostgreSQL or Redis: compose runs real ones),
 # plus localstripe, which only the compose `stripe` service runs (`python -m cli.localstripe_server`).

@@ -7,7 +7,7 @@ import redis
 
 from api import errors
 from api.middleware import Authentication, RequestId
-from api.openapi import OpenAPIDocument
+from api.openapi import DocsPage, OpenAPIDocument
 from api.resources.bookings import Booking, BookingCancellation, BookingConfirmation, Bookings
 from api.resources.catalog import Event, Events, EventSeats, Resources
 from api.resources.health import Health, Readiness
@@ -29,4 +29,5 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(ctx, redis_client))
     app.add_route("/openapi.json", OpenAPIDocument())
+    app.add_route("/docs", DocsPage())
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import falcon
@@ -68,8 +69,9 @@ def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTT
     if isinstance(ex, APIError):
         body = ex.to_dict()
     else:
-        code = (ex.title or "error").lower().replace(" ", "_").replace("-", "_")
-        body = error_body(code, ex.description or ex.title or "error")
+        status = HTTPStatus(ex.status_code)
+        code = status.phrase.lower().replace(" ", "_").replace("-", "_")
+        body = error_body(code, ex.description or status.phrase)
     resp.status = ex.status
     resp.media = body
     if ex.headers:

@@ -142,3 +142,28 @@ class OpenAPIDocument:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.spec
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Bookings API</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+  <redoc spec-url="/openapi.json"></redoc>
+  <script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+</body>
+</html>
+"""
+
+
+class DocsPage:
+    """Renders /openapi.json with Redoc (loaded from a CDN by the reader's browser)."""
+
+    auth = None
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = DOCS_PAGE

@@ -23,6 +23,8 @@ def runtime(settings: Any) -> Iterator[Any]:
 
     runtime = build_worker(settings)
     with runtime.engine.begin() as conn:
+        # Fail fast, rather than hang, if a previous test left a transaction open.
+        conn.execute(text("SET LOCAL lock_timeout = '15s'"))
         conn.execute(text(f"TRUNCATE {BOOKING_TABLES} CASCADE"))
     yield runtime
     runtime.broker.close()

@@ -171,7 +171,7 @@ def test_malformed_json_oversized_and_wrong_media_type(app, api):
 def test_unknown_route_and_bad_ids_are_404_in_our_error_shape(api):
     missing = api.get("/v1/bookings/not-a-uuid")
     assert missing.status_code == 404
-    assert "code" in missing.json["error"]
+    assert missing.json["error"]["code"] == "not_found"
     assert api.get("/v1/bookings/00000000-0000-0000-0000-000000000000").status_code == 404
 
 
@@ -221,6 +221,8 @@ def test_openapi_document_describes_the_routes(app):
     assert spec["openapi"].startswith("3.")
     assert {"/v1/bookings", "/v1/bookings/{booking_id}", "/v1/events/{event_id}/seats"} <= set(spec["paths"])
     assert "BookingCreate" in spec["components"]["schemas"]
+    docs = app.simulate_get("/docs")
+    assert docs.status_code == 200 and 'spec-url="/openapi.json"' in docs.text
 
 
 def test_readiness_reports_dependencies(app):

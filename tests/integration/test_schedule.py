@@ -26,6 +26,11 @@ from tests.support import (
 )
 
 
+def _scalar(runtime, sql: str, **params):
+    with runtime.context.sessions() as session:
+        return session.execute(text(sql), params).scalar()
+
+
 @pytest.fixture
 def settings(settings):
     return dataclasses.replace(settings, hold_ttl=timedelta(seconds=2))
@@ -93,14 +98,12 @@ def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api
     worker.start()
     try:
         time.sleep(0.5)
-        assert runtime.context.sessions().execute(
-            text("SELECT status FROM bookings WHERE id = :b"), {"b": booking_id}
-        ).scalar() == "requested"
+        assert _scalar(runtime, "SELECT status FROM bookings WHERE id = :b", b=booking_id) == "requested"
         sent = relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0),
                      now=runtime.context.clock())
         assert sent == 1
         wait_for_statuses(runtime.context.sessions, [booking_id], {"authorized"})
-        wait_for(lambda: runtime.context.sessions().execute(text("SELECT count(*) FROM outbox")).scalar() == 0,
+        wait_for(lambda: _scalar(runtime, "SELECT count(*) FROM outbox") == 0,
                  what="the outbox row to be acknowledged")
     finally:
         worker.stop()

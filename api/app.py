@@ -8,9 +8,16 @@ import redis
 from api import errors
 from api.middleware import Authentication, RequestId
 from api.openapi import DocsPage, OpenAPIDocument
-from api.resources.bookings import Booking, BookingCancellation, BookingConfirmation, Bookings
+from api.resources.bookings import (
+    Booking,
+    BookingCancellation,
+    BookingConfirmation,
+    BookingPayment,
+    Bookings,
+)
 from api.resources.catalog import Event, Events, EventSeats, Resources
 from api.resources.health import Health, Readiness
+from api.resources.webhooks import StripeWebhook
 from services.context import Context
 
 
@@ -22,10 +29,12 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
     app.add_route("/v1/bookings/{booking_id:uuid}", Booking(ctx))
     app.add_route("/v1/bookings/{booking_id:uuid}/confirm", BookingConfirmation(ctx))
     app.add_route("/v1/bookings/{booking_id:uuid}/cancel", BookingCancellation(ctx))
+    app.add_route("/v1/bookings/{booking_id:uuid}/payment", BookingPayment(ctx))
     app.add_route("/v1/events", Events(ctx))
     app.add_route("/v1/events/{event_id:uuid}", Event(ctx))
     app.add_route("/v1/events/{event_id:uuid}/seats", EventSeats(ctx))
     app.add_route("/v1/resources", Resources(ctx))
+    app.add_route("/v1/webhooks/stripe", StripeWebhook(ctx))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(ctx, redis_client))
     app.add_route("/openapi.json", OpenAPIDocument())

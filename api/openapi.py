@@ -101,6 +101,22 @@ def build_spec() -> dict[str, Any]:
             "Cancel a booking (release or refund is enqueued)", ("202", schemas.BookingOut, "Accepted"),
             errors=mutate, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
         )},
+        "/v1/bookings/{booking_id}/payment": {"post": _operation(
+            "Retry the payment with a new payment method while awaiting payment",
+            ("202", schemas.BookingOut, "Accepted"), errors=mutate, body=schemas.PaymentRetry,
+            parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
+        )},
+        "/v1/webhooks/stripe": {"post": {
+            "summary": "Stripe webhook (verified by Stripe-Signature; no API key)", "security": [],
+            "parameters": [{"name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {"description": "Recorded (or a duplicate delivery)"},
+                "400": _json(schemas.ErrorOut, "Bad or stale signature, or not an event"),
+                "413": _json(schemas.ErrorOut, ERRORS["413"]),
+                "500": _json(schemas.ErrorOut, "The ledger write failed; Stripe retries"),
+            },
+        }},
         "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"))},
         "/v1/events/{event_id}": {"get": _operation(
             "Read an event", ("200", schemas.EventOut, "The event"), errors=("401", "404"), parameters=[EVENT_ID],

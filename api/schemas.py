@@ -31,7 +31,9 @@ class Customer(Strict):
 class PaymentRequest(Strict):
     mode: Literal["card", "client", "checkout"] = "card"
     payment_method: StripeId | None = Field(
-        default=None, description="A Stripe PaymentMethod id (never card data), for mode `card`."
+        default=None,
+        description="A Stripe PaymentMethod id (never card data), for mode `card`. Without one the "
+        "seats are held until POST /v1/bookings/{id}/payment gives one, or the hold expires.",
     )
     capture: Literal["on_confirm", "immediate"] = "on_confirm"
 
@@ -75,8 +77,8 @@ class BookingCreate(Strict):
             raise ValueError("a time-slot booking needs resource_id, starts_at and ends_at")
         if slot and self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
-        if self.payment.mode == "card" and self.payment.payment_method is None:
-            raise ValueError("payment mode card needs payment.payment_method")
+        if self.payment.mode != "card" and self.payment.payment_method is not None:
+            raise ValueError("payment.payment_method is only for mode card")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Run `localstripe` (a Stripe-compatible server for development and tests) with two fixes.
+"""Run `localstripe` (a Stripe-compatible server for development and tests) with three fixes.
 
     python -m cli.localstripe_server --port 8420 [--host 127.0.0.1]
 
@@ -7,6 +7,8 @@
 2. `Idempotency-Key` is honoured the way Stripe does it. Upstream ignores the header, so a retried
    "create PaymentIntent" would create a second one here while Stripe would not: the very bug our
    idempotency keys exist to prevent would stay invisible in tests.
+3. Confirming an intent with a new payment method, and a minimal Checkout Session resource
+   (`cli/localstripe_additions.py`); upstream has neither.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
 from localstripe import resources, server  # type: ignore[import-untyped]
+
+from cli import localstripe_additions
 
 # Stripe keeps an idempotent result for 24 hours.
 REPLAY_SECONDS = 24 * 3600
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
 
     _keep_store_in_memory()
     server.app.middlewares.insert(0, idempotency_middleware)  # outermost: sees localstripe's errors
+    localstripe_additions.install(server.app)
 
     access_log = logging.getLogger("aiohttp.access")
     access_log.setLevel(logging.DEBUG)

@@ -216,6 +216,7 @@ class Payment(Base):
     provider: Mapped[str] = mapped_column(String(20), default="stripe")
     status: Mapped[str] = mapped_column(String(20), default="none")
     intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     client_secret: Mapped[str | None] = mapped_column(Text)
     checkout_url: Mapped[str | None] = mapped_column(Text)
     amount_authorized: Mapped[int] = mapped_column(Integer, default=0)
@@ -253,3 +254,19 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     relayed_at: Mapped[datetime | None]
     relay_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookEvent(Base):
+    """The ledger of Stripe events: each delivery once (unique on Stripe's event id), kept whole."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    processed_at: Mapped[datetime | None]
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    #: applied, ignored or unmatched, with the reason in `note`.
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)

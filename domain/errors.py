@@ -51,6 +51,11 @@ class PaymentDeclined(DomainError):
 
     code = "payment_declined"
 
+    def __init__(self, message: str, *, details: Any = None, intent_id: str | None = None) -> None:
+        super().__init__(message, details=details)
+        #: The intent the decline happened on; a retry confirms it rather than making another.
+        self.intent_id = intent_id
+
 
 class PaymentProviderUnavailable(DomainError):
     """The payment provider could not be reached or failed transiently; retry later."""

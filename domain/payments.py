@@ -53,6 +53,14 @@ class IntentState:
     client_secret: str | None = None
 
 
+@dataclass(frozen=True)
+class CheckoutSession:
+    """A hosted payment page the customer is sent to."""
+
+    session_id: str
+    url: str
+
+
 def idempotency_key(booking_id: str, step: PaymentStep, attempt: int = 1) -> str:
     """Stable across retries of one step, different for each step and payment attempt."""
     return f"booking-{booking_id}-{step}-{attempt}"

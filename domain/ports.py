@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from domain.payments import IntentState
+from domain.payments import CheckoutSession, IntentState
 
 
 class Clock(Protocol):
@@ -13,7 +13,10 @@ class Clock(Protocol):
 
 
 class PaymentGateway(Protocol):
-    """Raises PaymentDeclined, PaymentProviderUnavailable or PaymentRequestRejected."""
+    """Raises PaymentDeclined, PaymentProviderUnavailable or PaymentRequestRejected.
+
+    Every mutating call takes an idempotency key that is stable across retries of one step.
+    """
 
     def authorize(
         self,
@@ -25,6 +28,26 @@ class PaymentGateway(Protocol):
         capture_immediately: bool,
         idempotency_key: str,
     ) -> IntentState: ...
+
+    def confirm(self, intent_id: str, *, payment_method: str, idempotency_key: str) -> IntentState: ...
+
+    def create_intent(
+        self, *, booking_id: str, amount: int, currency: str, capture_immediately: bool, idempotency_key: str
+    ) -> IntentState: ...
+
+    def create_checkout(
+        self,
+        *,
+        booking_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        capture_immediately: bool,
+        expires_at: datetime,
+        idempotency_key: str,
+    ) -> CheckoutSession: ...
+
+    def expire_checkout(self, session_id: str, *, idempotency_key: str) -> None: ...
 
     def capture(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentState: ...
 

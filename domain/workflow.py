@@ -29,6 +29,10 @@ class Step(enum.StrEnum):
     REFUND = "refund"  # a confirmed booking was cancelled: refund per policy (Stripe call)
 
 
+#: Payment states a finished booking must not leave behind: money held, or a payment the
+#: customer could still complete.
+VOIDABLE = frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION})
+
 #: Steps that call the payment provider; they are claimed before the call and recorded after.
 PROVIDER_STEPS = frozenset({Step.AUTHORIZE, Step.CAPTURE, Step.VOID, Step.REFUND})
 
@@ -44,6 +48,8 @@ class BookingSnapshot:
     expires_at: datetime | None
     confirm_requested: bool
     cancel_requested: bool
+    amount_captured: int = 0
+    amount_refunded: int = 0
 
 
 def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
@@ -55,8 +61,11 @@ def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
     if status is S.REQUESTED:
         return Step.CANCEL if booking.cancel_requested else Step.HOLD
     if status in FINAL:
-        if booking.payment_status is PaymentStatus.AUTHORIZED:
+        if booking.payment_status in VOIDABLE:
             return Step.VOID
+        if status is not S.REFUNDED and booking.amount_captured > booking.amount_refunded:
+            # Money taken for a booking that ended without being delivered goes back in full.
+            return Step.REFUND
         return None
     if status is S.CONFIRMED:
         return Step.REFUND if booking.cancel_requested else None
@@ -70,13 +79,11 @@ def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
         return Step.EXPIRE
     if status is S.AUTHORIZED and booking.capture_mode is CaptureMode.IMMEDIATE:
         return Step.CAPTURE
-    if (
-        status is S.AWAITING_PAYMENT
-        and booking.payment_mode is PaymentMode.CARD
-        and booking.has_payment_method
-        and booking.payment_status is PaymentStatus.NONE
-    ):
-        return Step.AUTHORIZE
+    if status is S.AWAITING_PAYMENT and booking.payment_status is PaymentStatus.NONE:
+        # Card: create and confirm a hold. Client: create the intent the front end confirms.
+        # Checkout: create the hosted session. A card booking without a method waits for one.
+        if booking.payment_mode is not PaymentMode.CARD or booking.has_payment_method:
+            return Step.AUTHORIZE
     return None
 
 

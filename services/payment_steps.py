@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from db.models import Booking, Payment
 from domain.errors import PaymentDeclined
 from domain.lifecycle import BookingStatus
-from domain.payments import IntentState, PaymentStatus, PaymentStep, idempotency_key
+from domain.payments import (
+    CheckoutSession,
+    IntentState,
+    PaymentMode,
+    PaymentStatus,
+    PaymentStep,
+    idempotency_key,
+)
 from domain.ports import PaymentGateway
 from domain.refunds import RefundPolicy
 from domain.workflow import Step, lease_remaining
@@ -44,6 +51,9 @@ class ProviderCall:
     intent_id: str | None
     attempt: int
     capture_immediately: bool
+    payment_mode: PaymentMode = PaymentMode.CARD
+    checkout_session_id: str | None = None
+    pay_by: datetime | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -55,6 +65,7 @@ class ProviderResult:
     state: IntentState | None = None
     declined: PaymentDeclined | None = None
     refunded: int = 0
+    checkout: CheckoutSession | None = None
 
 
 def claim(
@@ -72,41 +83,72 @@ def claim(
         currency=booking.currency, payment_method=booking.payment_method,
         intent_id=payment.intent_id, attempt=payment.attempt,
         capture_immediately=booking.capture_mode == "immediate",
+        payment_mode=PaymentMode(booking.payment_mode),
+        checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
     )
 
 
 def _amount(
     step: Step, booking: Booking, payment: Payment, policy: RefundPolicy, starts_at: datetime | None
 ) -> int:
-    if step is Step.REFUND:
-        assert booking.cancel_requested_at is not None and starts_at is not None
-        return policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
-    return booking.total_amount
+    if step is not Step.REFUND:
+        return booking.total_amount
+    if booking.status != BookingStatus.CONFIRMED:
+        # Captured for a booking that was never delivered (paid after it expired): all of it.
+        return payment.amount_captured - payment.amount_refunded
+    assert booking.cancel_requested_at is not None and starts_at is not None
+    return policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
 
 
 def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
     """The one place a worker talks to the provider; never inside a transaction."""
-    key = call.idempotency_key
     if call.step is Step.AUTHORIZE:
-        assert call.payment_method is not None
-        try:
-            return ProviderResult(state=gateway.authorize(
-                booking_id=str(call.booking_id), amount=call.amount, currency=call.currency,
-                payment_method=call.payment_method,
-                capture_immediately=call.capture_immediately, idempotency_key=key,
-            ))
-        except PaymentDeclined as declined:
-            return ProviderResult(declined=declined)
+        return _start_payment(gateway, call)
+    key = call.idempotency_key
+    if call.step is Step.VOID:
+        if call.intent_id is None:
+            assert call.checkout_session_id is not None
+            gateway.expire_checkout(call.checkout_session_id, idempotency_key=key)
+            return ProviderResult()
+        return ProviderResult(state=gateway.void(call.intent_id, idempotency_key=key))
     assert call.intent_id is not None
     if call.step is Step.CAPTURE:
         return ProviderResult(state=gateway.capture(call.intent_id, amount=call.amount, idempotency_key=key))
-    if call.step is Step.VOID:
-        return ProviderResult(state=gateway.void(call.intent_id, idempotency_key=key))
     if call.amount == 0:
         return ProviderResult(refunded=0)
     return ProviderResult(
         refunded=gateway.refund(call.intent_id, amount=call.amount, idempotency_key=key)
     )
+
+
+def _start_payment(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
+    booking_id, key = str(call.booking_id), call.idempotency_key
+    if call.payment_mode is PaymentMode.CLIENT:
+        return ProviderResult(state=gateway.create_intent(
+            booking_id=booking_id, amount=call.amount, currency=call.currency,
+            capture_immediately=call.capture_immediately, idempotency_key=key,
+        ))
+    if call.payment_mode is PaymentMode.CHECKOUT:
+        assert call.pay_by is not None
+        return ProviderResult(checkout=gateway.create_checkout(
+            booking_id=booking_id, amount=call.amount, currency=call.currency,
+            description=f"Booking {booking_id}", capture_immediately=call.capture_immediately,
+            expires_at=call.pay_by, idempotency_key=key,
+        ))
+    assert call.payment_method is not None
+    try:
+        if call.intent_id is not None:
+            # A retry confirms the intent that was declined rather than making another.
+            state = gateway.confirm(call.intent_id, payment_method=call.payment_method, idempotency_key=key)
+        else:
+            state = gateway.authorize(
+                booking_id=booking_id, amount=call.amount, currency=call.currency,
+                payment_method=call.payment_method,
+                capture_immediately=call.capture_immediately, idempotency_key=key,
+            )
+    except PaymentDeclined as declined:
+        return ProviderResult(declined=declined)
+    return ProviderResult(state=state)
 
 
 def record(
@@ -120,8 +162,15 @@ def record(
     elif call.step is Step.REFUND:
         payment.amount_refunded += result.refunded
         payment.status = PaymentStatus.REFUNDED.value
-        set_claims(session, booking.id, False)
-        move_booking(session, booking, BookingStatus.REFUNDED, now, reason="cancelled_by_client")
+        if booking.status == BookingStatus.CONFIRMED:
+            set_claims(session, booking.id, False)
+            move_booking(session, booking, BookingStatus.REFUNDED, now, reason="cancelled_by_client")
+    elif result.checkout is not None:
+        payment.checkout_session_id = result.checkout.session_id
+        payment.checkout_url = result.checkout.url
+        payment.status = PaymentStatus.REQUIRES_ACTION.value
+    elif call.step is Step.VOID and result.state is None:
+        payment.status = PaymentStatus.CANCELED.value  # the checkout session was expired
     else:
         assert result.state is not None
         _record_intent(session, booking, payment, result.state, now)
@@ -152,6 +201,7 @@ def _record_decline(
 ) -> None:
     payment.status = PaymentStatus.FAILED.value
     payment.decline_code = str(declined.details or "card_declined")[:60]
+    payment.intent_id = payment.intent_id or declined.intent_id
     if booking.status != BookingStatus.AWAITING_PAYMENT:
         return
     if payment.attempt == 1:

@@ -14,9 +14,9 @@ from db.models import Booking, BookingItem, BookingTransition, Payment
 from db.queries import catalog
 from db.queries.bookings import BookingView, view_booking
 from domain import lifecycle, pricing
-from domain.errors import InvalidRequest, NotFound
+from domain.errors import InvalidRequest, InvalidState, NotFound
 from domain.lifecycle import BookingStatus
-from domain.payments import CaptureMode, PaymentMode
+from domain.payments import CaptureMode, PaymentMode, PaymentStatus
 from services import queues
 from services.outbox import StagedMessage, stage
 
@@ -95,6 +95,10 @@ def _seat_items(
     ]
 
 
+#: A new payment method is taken while nothing is pending: before the first attempt, after a
+#: decline, or while a client-confirmed intent waits for the customer.
+RETRYABLE_PAYMENT = frozenset({PaymentStatus.NONE, PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION})
+
 #: A repeated confirm of a booking whose capture was accepted is answered, not refused.
 CONFIRMING = frozenset({BookingStatus.AUTHORIZED, BookingStatus.CONFIRMED})
 
@@ -138,3 +142,25 @@ def _view_after(session: Session, booking: Booking, client_id: uuid.UUID) -> Boo
     view = view_booking(session, booking.id, client_id)
     assert view is not None
     return view
+
+
+def request_payment_retry(
+    session: Session, client_id: uuid.UUID, booking_id: uuid.UUID, payment_method: str,
+    *, now: datetime, request_id: str | None,
+) -> tuple[BookingView, list[StagedMessage]]:
+    """A new payment method for a booking awaiting payment: the next attempt uses a new key."""
+    booking = _own_booking_for_update(session, client_id, booking_id)
+    lifecycle.ensure_payment_retryable(BookingStatus(booking.status))
+    payment = session.scalars(
+        select(Payment).where(Payment.booking_id == booking.id).with_for_update()
+    ).one()
+    if payment.step is not None or payment.status not in RETRYABLE_PAYMENT:
+        raise InvalidState(
+            "a payment attempt for this booking is already in progress",
+            details={"payment_status": payment.status},
+        )
+    booking.payment_mode, booking.payment_method = PaymentMode.CARD.value, payment_method
+    payment.attempt += 1
+    payment.status, payment.decline_code, payment.updated_at = PaymentStatus.NONE.value, None, now
+    message = stage(session, *queues.RETRY_PAYMENT, str(booking.id), request_id=request_id)
+    return _view_after(session, booking, client_id), [message]

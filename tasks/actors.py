@@ -17,18 +17,19 @@ from typing import Any
 import dramatiq
 
 from domain.errors import PaymentRequestRejected
-from services import maintenance, outbox, queues
+from services import maintenance, outbox, queues, webhooks
 from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
 from services.queues import Route
+from tasks.stripe_gateway import provider_event
 
 
 def _retry_later(fn: Callable[[str], None]) -> Callable[[str], None]:
     @wraps(fn)
-    def run(booking_id: str) -> None:
+    def run(entity_id: str) -> None:
         try:
-            fn(booking_id)
+            fn(entity_id)
         except StepInProgress as busy:
             # Come back when the other worker's claim would lapse, to finish it if that worker died.
             delay = busy.retry_after + timedelta(seconds=1)
@@ -78,6 +79,10 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """Forget idempotency keys older than their TTL (hourly)."""
         maintenance.purge_idempotency_keys(ctx)
 
+    def apply_webhook_event(event_id: str) -> None:
+        """A Stripe event in the ledger: apply it once, in whatever order it came."""
+        webhooks.process_event(ctx, event_id, provider_event)
+
     periodic = {"max_retries": 0, "max_age": 10 * 60_000, "time_limit": 10 * 60_000}
     actors = [
         dramatiq.Actor(expire_due_bookings, broker=broker, actor_name=queues.EXPIRE_BOOKINGS.actor_name,
@@ -88,6 +93,7 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
                        queue_name=queues.MAINTENANCE, priority=0, options=periodic),
         dramatiq.Actor(purge_idempotency_keys, broker=broker, actor_name=queues.PURGE_IDEMPOTENCY_KEYS.actor_name,
                        queue_name=queues.MAINTENANCE, priority=0, options=periodic),
+        _declare(broker, queues.APPLY_WEBHOOK_EVENT, apply_webhook_event),
         _declare(broker, queues.PLACE_BOOKING, place_booking),
         _declare(broker, queues.CONFIRM_BOOKING, confirm_booking),
         _declare(broker, queues.CANCEL_BOOKING, cancel_booking),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import stripe
 
 from domain.errors import PaymentDeclined, PaymentProviderUnavailable, PaymentRequestRejected
-from domain.payments import IntentState, PaymentStatus
+from domain.payments import CheckoutSession, IntentState, PaymentStatus
+from domain.webhooks import ProviderEvent
 
 _STATUS = {
     "requires_capture": PaymentStatus.AUTHORIZED,
@@ -62,8 +64,9 @@ def captured_amount(intent: dict[str, Any]) -> int:
 
 
 class StripeGateway:
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(self, client: stripe.StripeClient, *, return_url: str = "http://localhost:8000/checkout/return") -> None:
         self._client = client
+        self._return_url = return_url
 
     def authorize(
         self, *, booking_id: str, amount: int, currency: str, payment_method: str,
@@ -82,6 +85,67 @@ class StripeGateway:
                 params=params, options={"idempotency_key": idempotency_key}
             )
         return intent_state(intent)
+
+    def confirm(self, intent_id: str, *, payment_method: str, idempotency_key: str) -> IntentState:
+        """Retry an existing intent with a new payment method instead of making a second one."""
+        with _classified():
+            intent = self._client.v1.payment_intents.confirm(
+                intent_id, params={"payment_method": payment_method},
+                options={"idempotency_key": idempotency_key},
+            )
+        return intent_state(intent)
+
+    def create_intent(
+        self, *, booking_id: str, amount: int, currency: str, capture_immediately: bool, idempotency_key: str
+    ) -> IntentState:
+        """An unconfirmed intent whose client_secret the front end confirms (mode `client`)."""
+        params: Any = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "capture_method": "automatic" if capture_immediately else "manual",
+            "metadata": {"booking_id": booking_id},
+        }
+        with _classified():
+            intent = self._client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return intent_state(intent)
+
+    def create_checkout(
+        self, *, booking_id: str, amount: int, currency: str, description: str,
+        capture_immediately: bool, expires_at: datetime, idempotency_key: str,
+    ) -> CheckoutSession:
+        params: Any = {
+            "mode": "payment",
+            "line_items": [{
+                "quantity": 1,
+                "price_data": {
+                    "currency": currency.lower(), "unit_amount": amount,
+                    "product_data": {"name": description},
+                },
+            }],
+            "payment_intent_data": {
+                "capture_method": "automatic" if capture_immediately else "manual",
+                "metadata": {"booking_id": booking_id},
+            },
+            "metadata": {"booking_id": booking_id},
+            "client_reference_id": booking_id,
+            # Stripe accepts 30 minutes to 24 hours; the booking's own expiry still governs.
+            "expires_at": int(expires_at.timestamp()),
+            "success_url": f"{self._return_url}?booking_id={booking_id}&result=success",
+            "cancel_url": f"{self._return_url}?booking_id={booking_id}&result=cancel",
+        }
+        with _classified():
+            session = self._client.v1.checkout.sessions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return CheckoutSession(session_id=session.id, url=session.url)
+
+    def expire_checkout(self, session_id: str, *, idempotency_key: str) -> None:
+        with _classified():
+            self._client.v1.checkout.sessions.expire(
+                session_id, options={"idempotency_key": idempotency_key}
+            )
 
     def capture(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentState:
         with _classified():
@@ -118,10 +182,42 @@ def _classified() -> Iterator[None]:
     try:
         yield
     except stripe.CardError as exc:
-        raise PaymentDeclined(str(exc.user_message or "card declined"), details=exc.code) from exc
+        intent = getattr(exc.error, "payment_intent", None) if exc.error else None
+        raise PaymentDeclined(
+            str(exc.user_message or "card declined"), details=exc.code,
+            intent_id=intent["id"] if intent else None,
+        ) from exc
     except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
         raise PaymentProviderUnavailable(f"Stripe unreachable: {type(exc).__name__}") from exc
     except stripe.StripeError as exc:
         if exc.http_status is not None and exc.http_status >= 500:
             raise PaymentProviderUnavailable(f"Stripe failed: HTTP {exc.http_status}") from exc
         raise PaymentRequestRejected(f"Stripe rejected the request: {exc.user_message or exc}") from exc
+
+
+def provider_event(payload: dict[str, Any]) -> ProviderEvent:
+    """The facts of a Stripe event that matter to a booking, read from its JSON payload."""
+    kind = str(payload.get("type", ""))
+    obj = (payload.get("data") or {}).get("object") or {}
+    metadata = obj.get("metadata") or {}
+    if kind.startswith("payment_intent."):
+        error = obj.get("last_payment_error") or {}
+        amount = obj.get("amount_capturable") if kind.endswith("amount_capturable_updated") else (
+            obj.get("amount_received") or obj.get("amount")
+        )
+        return ProviderEvent(
+            type=kind, intent_id=obj.get("id"), booking_id=metadata.get("booking_id"),
+            amount=int(amount or 0), failure_code=error.get("decline_code") or error.get("code"),
+        )
+    if kind == "charge.refunded":
+        return ProviderEvent(
+            type=kind, intent_id=obj.get("payment_intent"), booking_id=metadata.get("booking_id"),
+            amount=int(obj.get("amount_refunded") or 0),
+        )
+    if kind.startswith("checkout.session."):
+        return ProviderEvent(
+            type=kind, intent_id=obj.get("payment_intent"), checkout_session_id=obj.get("id"),
+            booking_id=metadata.get("booking_id") or obj.get("client_reference_id"),
+            amount=int(obj.get("amount_total") or 0), paid=obj.get("payment_status") == "paid",
+        )
+    return ProviderEvent(type=kind)

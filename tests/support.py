@@ -136,3 +136,47 @@ def double_claims(sessions: sessionmaker[Session]) -> list[Any]:
             "AND a.id < b.id AND a.period && b.period WHERE a.holds_inventory AND b.holds_inventory"
         )).all()
         return [*seats, *slots]
+
+
+def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+    """An event in Stripe's envelope around a real object read from the local Stripe server."""
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "type": event_type,
+        "api_version": "2025-01-27", "created": int(time.time()), "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def sign(body: bytes, secret: str, *, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header, computed the way Stripe does (the SDK has no signing helper)."""
+    import hashlib
+    import hmac
+
+    ts = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def post_webhook(app: falcon.testing.TestClient, event: dict[str, Any], secret: str, **sign_options: Any) -> falcon.testing.Result:
+    import json
+
+    body = json.dumps(event).encode()
+    return app.simulate_post(
+        "/v1/webhooks/stripe", body=body,
+        headers={"Stripe-Signature": sign(body, secret, **sign_options), "Content-Type": "application/json"},
+    )
+
+
+def ledger(sessions: sessionmaker[Session], event_id: str) -> dict[str, Any] | None:
+    with sessions() as session:
+        row = session.execute(
+            text("SELECT outcome, note, processed_at FROM webhook_events WHERE id = :id"), {"id": event_id}
+        ).mappings().first()
+        return dict(row) if row else None
+
+
+def wait_for_ledger(sessions: sessionmaker[Session], event_id: str, timeout: float = 20) -> dict[str, Any]:
+    return wait_for(
+        lambda: (row := ledger(sessions, event_id)) and row["processed_at"] and row,
+        timeout=timeout, what=f"event {event_id} to be processed",
+    )

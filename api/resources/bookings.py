@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from api.errors import APIError
 from api.media import parse_body, parse_query, read_json
 from api.representations import booking_body, decode_cursor, encode_cursor
-from api.schemas import BookingCreate, BookingListQuery
+from api.schemas import BookingCreate, BookingListQuery, PaymentRetry
 from db.queries.bookings import BookingView, list_bookings, view_booking
 from domain.errors import NotFound
 from domain.lifecycle import SETTLED, BookingStatus
@@ -128,4 +128,18 @@ class BookingCancellation:
         client_id, now = req.context.principal.client_id, self.ctx.clock()
         respond(resp, run_once(self.ctx, req, None, lambda session: requests.request_cancel(
             session, client_id, booking_id, now=now, request_id=req.context.request_id,
+        )))
+
+
+class BookingPayment:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        idempotency_key(req)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        retry = parse_body(PaymentRetry, body)
+        client_id, now = req.context.principal.client_id, self.ctx.clock()
+        respond(resp, run_once(self.ctx, req, body, lambda session: requests.request_payment_retry(
+            session, client_id, booking_id, retry.payment_method, now=now, request_id=req.context.request_id,
         )))

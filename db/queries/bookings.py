@@ -40,6 +40,8 @@ def snapshot(booking: Booking, payment: Payment) -> BookingSnapshot:
         expires_at=booking.expires_at,
         confirm_requested=booking.confirm_requested_at is not None,
         cancel_requested=booking.cancel_requested_at is not None,
+        amount_captured=payment.amount_captured,
+        amount_refunded=payment.amount_refunded,
     )
 
 

@@ -13,7 +13,9 @@ from sqlalchemy import text
 
 from tests.support import ApiClient
 
-BOOKING_TABLES = "bookings, booking_items, booking_transitions, payments, idempotency_keys, outbox, clients"
+BOOKING_TABLES = (
+    "bookings, booking_items, booking_transitions, payments, idempotency_keys, outbox, clients, webhook_events"
+)
 
 
 @pytest.fixture

@@ -1,0 +1,65 @@
+"""POST /v1/webhooks/stripe: verify, append to the ledger, enqueue, answer. No business work."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+import stripe
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.errors import APIError
+from db.engine import transaction
+from services.context import Context
+from services.webhooks import record_event
+
+log = logging.getLogger(__name__)
+
+#: Stripe's own default: a signature older than this is a replay.
+SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_EVENT_BYTES = 512 * 1024
+
+
+class StripeWebhook:
+    auth = None  # authenticated by the Stripe-Signature header instead of an API key
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        payload = self._verified_event(req)
+        try:
+            with transaction(self.ctx.sessions) as session:
+                message = record_event(session, payload)
+        except SQLAlchemyError:
+            log.exception("webhook ledger write failed", extra={"event_id": payload["id"]})
+            # A 5xx makes Stripe deliver the event again later.
+            raise APIError(falcon.HTTP_500, "ledger_unavailable", "the event could not be recorded") from None
+        if message is not None:
+            self.ctx.dispatch([message])
+        resp.media = {"received": True, "duplicate": message is None}
+
+    def _verified_event(self, req: falcon.Request) -> dict[str, Any]:
+        if req.content_length is not None and req.content_length > MAX_EVENT_BYTES:
+            raise APIError(falcon.HTTP_413, "payload_too_large", "the event is too large")
+        raw = req.bounded_stream.read(MAX_EVENT_BYTES + 1)
+        if len(raw) > MAX_EVENT_BYTES:
+            raise APIError(falcon.HTTP_413, "payload_too_large", "the event is too large")
+        try:
+            stripe.WebhookSignature.verify_header(
+                raw.decode("utf-8"), req.get_header("Stripe-Signature"),
+                self.ctx.settings.stripe_webhook_secret, SIGNATURE_TOLERANCE_SECONDS,
+            )
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            raise APIError(falcon.HTTP_400, "invalid_signature", "the Stripe-Signature does not verify") from None
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise APIError(falcon.HTTP_400, "malformed_json", "the event is not valid JSON") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not isinstance(
+            payload.get("type"), str
+        ):
+            raise APIError(falcon.HTTP_400, "invalid_event", "the event needs a string id and type")
+        return payload

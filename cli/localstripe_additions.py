@@ -1,0 +1,117 @@
+"""What the local Stripe server lacks and this service uses, added the way Stripe behaves.
+
+1. Confirming a PaymentIntent with a `payment_method` (localstripe answers 500 "Not
+   implemented"): the front end of mode `client`, and a retry with a new card, do exactly that.
+2. A declined confirmation's error names its PaymentIntent (`error.payment_intent`), as Stripe's
+   does, so a retry confirms that intent instead of creating another.
+3. A minimal Checkout Session resource (localstripe has none). It stores sessions in memory and answers create, retrieve and expire with the fields this
+service reads (`id`, `url`, `status`, `payment_status`, `payment_intent`, `amount_total`,
+`metadata`). There is no hosted page: tests play the customer by creating the PaymentIntent
+and sending a signed `checkout.session.completed` event themselves.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from localstripe import resources, server  # type: ignore[import-untyped]
+
+_CONFIRM = re.compile(r"^/v1/payment_intents/(pi_[A-Za-z0-9]+)/confirm$")
+
+
+@web.middleware
+async def confirm_with_payment_method(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    match = _CONFIRM.match(request.path)
+    if request.method != "POST" or match is None:
+        return await handler(request)
+    data = await server.get_post_data(request) or {}
+    payment_method = data.get("payment_method")
+    if not payment_method:
+        return await handler(request)
+    intent = resources.PaymentIntent._api_retrieve(match.group(1))
+    if intent.status not in ("requires_payment_method", "requires_confirmation"):
+        raise resources.UserError(400, f"This PaymentIntent's status is {intent.status}")
+    resources.PaymentMethod._api_retrieve(payment_method)  # 404 for an unknown method
+    # Like Stripe: the new method replaces a declined one and a new charge is attempted.
+    intent.payment_method, intent.latest_charge, intent.next_action = payment_method, None, None
+    intent._confirm(on_failure_now=intent._report_failure)
+    return server.json_response(intent._export())
+
+_sessions: dict[str, dict[str, Any]] = {}
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"type": "invalid_request_error", "message": message}}, status=status)
+
+
+async def create_session(request: web.Request) -> web.Response:
+    form = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
+    amount = form.get("line_items[0][price_data][unit_amount]")
+    currency = form.get("line_items[0][price_data][currency]")
+    if not amount or not currency or form.get("mode") != "payment":
+        return _error(400, "mode=payment with one priced line item is required")
+    session_id = "cs_test_" + secrets.token_hex(12)
+    session = {
+        "id": session_id,
+        "object": "checkout.session",
+        "mode": "payment",
+        "url": f"http://{request.host}/checkout/{session_id}",
+        "status": "open",
+        "payment_status": "unpaid",
+        "payment_intent": None,
+        "amount_total": int(amount),
+        "currency": currency,
+        "client_reference_id": form.get("client_reference_id"),
+        "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
+        "expires_at": int(form.get("expires_at") or time.time() + 86400),
+        "success_url": form.get("success_url"),
+        "cancel_url": form.get("cancel_url"),
+        "livemode": False,
+    }
+    _sessions[session_id] = session
+    return web.json_response(session)
+
+
+async def retrieve_session(request: web.Request) -> web.Response:
+    session = _sessions.get(request.match_info["id"])
+    return web.json_response(session) if session else _error(404, "No such checkout.session")
+
+
+async def expire_session(request: web.Request) -> web.Response:
+    session = _sessions.get(request.match_info["id"])
+    if session is None:
+        return _error(404, "No such checkout.session")
+    if session["status"] != "open":
+        return _error(400, f"This Checkout Session is {session['status']}")
+    session["status"] = "expired"
+    return web.json_response(session)
+
+
+def _decline_names_the_intent() -> None:
+    report_failure = resources.PaymentIntent._report_failure
+
+    def _report_failure(self: Any) -> None:
+        try:
+            report_failure(self)
+        except resources.UserError as error:
+            error.body["error"]["payment_intent"] = self._export()
+            raise
+
+    resources.PaymentIntent._report_failure = _report_failure
+
+
+def install(app: web.Application) -> None:
+    _decline_names_the_intent()
+    # Innermost, so localstripe's own middleware turns a UserError into Stripe's error body.
+    app.middlewares.append(confirm_with_payment_method)
+    app.router.add_post("/v1/checkout/sessions", create_session)
+    app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
+    app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)

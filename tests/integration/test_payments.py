@@ -1,0 +1,160 @@
+"""Payment modes, retries and refunds, end to end with real workers and the local Stripe server.
+
+Simulated here, because the local Stripe server cannot produce them: Checkout Sessions are never
+completed by a customer (tests create the PaymentIntent the hosted page would, and send the
+`checkout.session.*` event), and webhooks are built from the real objects the local server
+holds, wrapped in Stripe's event envelope and signed the way Stripe signs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from tests.support import (
+    ApiClient,
+    first_event,
+    intents_for,
+    new_key,
+    post_webhook,
+    seat_request,
+    stripe_client,
+    stripe_event,
+    wait_for_ledger,
+    wait_for_statuses,
+)
+
+SECRET = "whsec_test_secret"
+
+
+def _booking(api: ApiClient, runtime: Any, body: dict[str, Any], status: set[str]) -> dict[str, Any]:
+    result = api.book(body)
+    assert result.status_code == 202, result.json
+    wait_for_statuses(runtime.context.sessions, [result.json["id"]], status)
+    return api.get(f"/v1/bookings/{result.json['id']}").json
+
+
+def _mode(body: dict[str, Any], mode: str, capture: str = "on_confirm") -> dict[str, Any]:
+    body["payment"] = {"mode": mode, "capture": capture}
+    return body
+
+
+def _wait_payment(api: ApiClient, booking_id: str, predicate) -> dict[str, Any]:
+    from tests.support import wait_for
+
+    return wait_for(lambda: (b := api.get(f"/v1/bookings/{booking_id}").json) and predicate(b) and b,
+                    what="the booking's payment")
+
+
+def test_client_mode_exposes_a_client_secret_and_is_authorized_by_the_webhook(app, api, runtime, worker):
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, _mode(seat_request(event_id, seats[:1]), "client"), {"awaiting_payment"})
+    booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["client_secret"])
+    intent_id = booking["payment"]["provider_ref"]
+    assert booking["payment"]["client_secret"].startswith(intent_id)
+
+    # The front end confirms with the client secret; Stripe then sends amount_capturable_updated.
+    intent = stripe.v1.payment_intents.confirm(intent_id, params={"payment_method": "pm_card_visa"})
+    assert intent.status == "requires_capture"
+    event = stripe_event("payment_intent.amount_capturable_updated", {**intent.to_dict(), "amount_capturable": intent.amount})
+    assert post_webhook(app, event, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, event["id"])["outcome"] == "applied"
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+
+    assert api.post(f"/v1/bookings/{booking['id']}/confirm", key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"confirmed"})
+    assert len(intents_for(stripe, booking["id"])) == 1
+
+
+def test_checkout_mode_exposes_a_url_and_follows_the_session_events(app, api, runtime, worker):
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, _mode(seat_request(event_id, seats[1:2]), "checkout"), {"awaiting_payment"})
+    booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["checkout_url"])
+    with runtime.context.sessions() as session:
+        session_id = session.execute(text("SELECT checkout_session_id FROM payments WHERE booking_id = :b"),
+                                     {"b": booking["id"]}).scalar()
+    session_obj = stripe.v1.checkout.sessions.retrieve(session_id).to_dict()
+    assert session_obj["metadata"]["booking_id"] == booking["id"]
+
+    # Simulated customer on the hosted page: the manual-capture intent Checkout would create.
+    intent = stripe.v1.payment_intents.create(params={
+        "amount": booking["total_amount"], "currency": "eur", "payment_method": "pm_card_visa",
+        "capture_method": "manual", "confirm": True, "metadata": {"booking_id": booking["id"]},
+    })
+    completed = stripe_event("checkout.session.completed", {
+        **session_obj, "status": "complete", "payment_status": "unpaid", "payment_intent": intent.id,
+    })
+    assert post_webhook(app, completed, SECRET).status_code == 200
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    assert api.post(f"/v1/bookings/{booking['id']}/confirm", key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"confirmed"})
+    assert stripe.v1.payment_intents.retrieve(intent.id).status == "succeeded"
+
+
+def test_an_expired_checkout_session_expires_the_booking_and_frees_the_seat(app, api, runtime, worker):
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, _mode(seat_request(event_id, seats[2:3]), "checkout"), {"awaiting_payment"})
+    booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["checkout_url"])
+    with runtime.context.sessions() as session:
+        session_id = session.execute(text("SELECT checkout_session_id FROM payments WHERE booking_id = :b"),
+                                     {"b": booking["id"]}).scalar()
+    expired = stripe_event("checkout.session.expired", {**stripe.v1.checkout.sessions.retrieve(session_id).to_dict(), "status": "expired"})
+    assert post_webhook(app, expired, SECRET).status_code == 200
+
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"expired"})
+    assert api.get(f"/v1/bookings/{booking['id']}").json["reason"] == "checkout_expired"
+    seat = next(s for s in api.get(f"/v1/events/{event_id}/seats").json["seats"] if s["id"] == str(seats[2]))
+    assert seat["status"] == "available"
+
+
+def test_payment_retry_after_a_decline_keeps_the_hold_and_then_authorizes(api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    body = seat_request(event_id, seats[3:4])
+    del body["payment"]["payment_method"]
+    booking = _booking(api, runtime, body, {"awaiting_payment"})
+    first_expiry = booking["expires_at"]
+
+    declined = api.post(f"/v1/bookings/{booking['id']}/payment", {"payment_method": "pm_card_chargeCustomerFail"}, key=new_key())
+    assert declined.status_code == 202
+    declined_booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["status"] == "failed")
+    assert declined_booking["status"] == "awaiting_payment"
+    assert declined_booking["expires_at"] >= first_expiry
+
+    retried = api.post(f"/v1/bookings/{booking['id']}/payment", {"payment_method": "pm_card_visa"}, key=new_key())
+    assert retried.status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    assert [pi["status"] for pi in intents_for(stripe, booking["id"])] == ["requires_capture"]
+
+
+def test_payment_retry_is_refused_unless_awaiting_payment(api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, seat_request(event_id, seats[4:5]), {"authorized"})
+    result = api.post(f"/v1/bookings/{booking['id']}/payment", {"payment_method": "pm_card_visa"}, key=new_key())
+    assert result.status_code == 409 and result.json["error"]["code"] == "invalid_state"
+
+
+def test_cancelling_a_confirmed_booking_refunds_per_policy_and_frees_the_seat(app, api, runtime, worker):
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, seat_request(event_id, seats[5:6], capture="immediate"), {"confirmed"})
+
+    assert api.post(f"/v1/bookings/{booking['id']}/cancel", key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"refunded"})
+    refunded = api.get(f"/v1/bookings/{booking['id']}").json
+    # The demo event starts 30 days out: more than 48 h notice refunds everything.
+    assert refunded["payment"]["amount_refunded"] == refunded["total_amount"]
+    (intent,) = intents_for(stripe, booking["id"])
+    assert intent["latest_charge"]["amount_refunded"] == refunded["total_amount"]
+    seat = next(s for s in api.get(f"/v1/events/{event_id}/seats").json["seats"] if s["id"] == str(seats[5]))
+    assert seat["status"] == "available"
+
+    # Stripe's charge.refunded then reconciles to what is already recorded: nothing changes.
+    charge_event = stripe_event("charge.refunded", {**intent["latest_charge"], "metadata": {"booking_id": booking["id"]}})
+    assert post_webhook(app, charge_event, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, charge_event["id"])["outcome"] == "ignored"
+    assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"] == refunded["total_amount"]

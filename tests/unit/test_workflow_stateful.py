@@ -1,0 +1,310 @@
+"""The workflow as a state machine: clients act, workers apply `next_step`, the clock runs.
+
+The model plays the services' part in memory. Each step `next_step` chooses is performed the
+way `services.advance` and `services.payment_steps` perform it, every status change going
+through `check_transition`, with each answer a hold or the provider can give, and with workers
+that die after claiming a provider step. After every action the workflow is also run to the end,
+from the booking as it is and as a cancel, a confirm or a long wait would leave it, along every
+branch of answers, and where it comes to rest is checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from domain.errors import InvalidState
+from domain.lifecycle import (
+    FINAL,
+    BookingStatus,
+    check_transition,
+    ensure_cancellable,
+    ensure_confirmable,
+    ensure_payment_retryable,
+)
+from domain.payments import LIVE_AUTHORIZATION, CaptureMode, PaymentMode, PaymentStatus, PaymentStep
+from domain.workflow import PROVIDER_STEPS, BookingSnapshot, Step, next_step
+
+S = BookingStatus
+P = PaymentStatus
+START = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+HOLD_TTL = timedelta(minutes=15)
+RETRY_WINDOW = timedelta(minutes=10)
+LONG_WAIT = timedelta(days=1)
+MAX_STEPS = 12  # as services.advance.MAX_STEPS
+
+#: What can come of each step. "requires_capture": the provider held the money without taking
+#: it, even when asked to capture at once.
+OUTCOMES: dict[Step, tuple[str, ...]] = {
+    Step.HOLD: ("held", "unavailable"),
+    Step.AUTHORIZE: ("approved", "declined", "requires_capture"),
+    Step.CAPTURE: ("captured",),
+    Step.VOID: ("voided",),
+    Step.REFUND: ("refunded",),
+    Step.CANCEL: ("cancelled",),
+    Step.EXPIRE: ("expired",),
+}
+#: Indexes into OUTCOMES (modulo their number): the first, a success, is drawn most often.
+outcome_indexes = st.sampled_from([0, 0, 0, 1, 2])
+
+#: What the provider must hold for a call to make sense.
+PAYMENT_BEFORE = {
+    Step.AUTHORIZE: {P.NONE},
+    Step.CAPTURE: {P.AUTHORIZED},
+    Step.VOID: {P.AUTHORIZED},
+    Step.REFUND: {P.CAPTURED},
+}
+
+
+@dataclass(frozen=True)
+class Booking:
+    status: BookingStatus
+    payment_mode: PaymentMode
+    capture_mode: CaptureMode
+    has_payment_method: bool
+    payment_status: PaymentStatus = P.NONE
+    pending_step: PaymentStep | None = None
+    expires_at: datetime | None = None
+    confirm_requested: bool = False
+    cancel_requested: bool = False
+    attempt: int = 1
+
+    def snapshot(self) -> BookingSnapshot:
+        return BookingSnapshot(
+            status=self.status,
+            payment_mode=self.payment_mode,
+            capture_mode=self.capture_mode,
+            has_payment_method=self.has_payment_method,
+            payment_status=self.payment_status,
+            pending_step=self.pending_step,
+            expires_at=self.expires_at,
+            confirm_requested=self.confirm_requested,
+            cancel_requested=self.cancel_requested,
+        )
+
+    def moved(self, target: BookingStatus) -> Booking:
+        return replace(self, status=check_transition(self.status, target))
+
+
+def perform(booking: Booking, step: Step, index: int, now: datetime) -> Booking:
+    """Do what a worker does for `step`, the world answering OUTCOMES[step][index]; record it."""
+    outcomes = OUTCOMES[step]
+    outcome = outcomes[index % len(outcomes)]
+    if step in PROVIDER_STEPS:
+        assert booking.payment_status in PAYMENT_BEFORE[step], (step, booking)
+        booking = replace(booking, pending_step=None)
+    if step is Step.HOLD:
+        if outcome == "unavailable":
+            return booking.moved(S.REJECTED)
+        return replace(booking.moved(S.AWAITING_PAYMENT), expires_at=now + HOLD_TTL)
+    if step is Step.CANCEL:
+        return booking.moved(S.CANCELLED)
+    if step is Step.EXPIRE:
+        return booking.moved(S.EXPIRED)
+    if step is Step.AUTHORIZE and outcome == "declined":
+        return declined(booking, now)
+    if step is Step.AUTHORIZE:
+        if booking.capture_mode is CaptureMode.IMMEDIATE and outcome == "approved":
+            return recorded(booking, P.CAPTURED)
+        return recorded(booking, P.AUTHORIZED)
+    if step is Step.CAPTURE:
+        return recorded(booking, P.CAPTURED)
+    if step is Step.VOID:
+        return replace(booking, payment_status=P.CANCELED)
+    assert step is Step.REFUND
+    return replace(booking, payment_status=P.REFUNDED).moved(S.REFUNDED)
+
+
+def recorded(booking: Booking, payment_status: PaymentStatus) -> Booking:
+    """As `_record_intent`: a booking ended while the call was out keeps its status."""
+    booking = replace(booking, payment_status=payment_status)
+    if payment_status is P.CAPTURED and booking.status in (S.AWAITING_PAYMENT, S.AUTHORIZED):
+        return booking.moved(S.CONFIRMED)
+    if payment_status is P.AUTHORIZED and booking.status is S.AWAITING_PAYMENT:
+        return booking.moved(S.AUTHORIZED)
+    return booking
+
+
+def declined(booking: Booking, now: datetime) -> Booking:
+    """As `_record_decline`: the first attempt rejects the booking, a retry extends the hold."""
+    booking = replace(booking, payment_status=P.FAILED)
+    if booking.status is not S.AWAITING_PAYMENT:
+        return booking
+    if booking.attempt == 1:
+        return booking.moved(S.REJECTED)
+    return replace(booking, expires_at=max(booking.expires_at or now, now + RETRY_WINDOW))
+
+
+def check_step(booking: Booking, step: Step) -> None:
+    """Once a cancel is accepted, no inventory is claimed and no money asked for anew."""
+    if booking.cancel_requested and booking.pending_step is None:
+        assert step not in (Step.HOLD, Step.AUTHORIZE, Step.CAPTURE), (step, booking)
+
+
+def check_money(booking: Booking) -> None:
+    """Money is taken only from a confirmed booking (and stays taken, in part, once refunded)."""
+    if booking.payment_status in (P.CAPTURED, P.REFUNDED):
+        assert booking.status in (S.CONFIRMED, S.REFUNDED), booking
+    if booking.status is S.CONFIRMED:
+        assert booking.payment_status is P.CAPTURED, booking
+
+
+def check_rest(end: Booking, now: datetime) -> None:
+    """Where a booking may rest once `next_step` has nothing left to do."""
+    assert end.pending_step is None, end
+    assert end.status is not S.REQUESTED, end
+    if end.status in FINAL:
+        assert end.payment_status not in LIVE_AUTHORIZATION, end
+    if end.cancel_requested:
+        assert end.status in FINAL, end
+    elif end.confirm_requested:
+        assert end.status is S.CONFIRMED, end
+    if end.status in (S.AWAITING_PAYMENT, S.AUTHORIZED):
+        assert end.expires_at is not None and end.expires_at > now, end
+    if end.capture_mode is CaptureMode.IMMEDIATE:
+        assert end.status is not S.AUTHORIZED, end
+
+
+def run_to_completion(booking: Booking, now: datetime) -> list[Booking]:
+    """Every state the workflow can come to rest in from here, whatever the world answers."""
+    rests = []
+    frontier = [(booking, 0)]
+    while frontier:
+        current, steps = frontier.pop()
+        step = next_step(current.snapshot(), now)
+        if step is None:
+            rests.append(current)
+            continue
+        assert steps < MAX_STEPS, f"no end after {MAX_STEPS} steps from {booking}"
+        check_step(current, step)
+        for index in range(len(OUTCOMES[step])):
+            after = perform(current, step, index, now)
+            check_money(after)
+            frontier.append((after, steps + 1))
+    return rests
+
+
+def what_could_happen_next(booking: Booking, now: datetime) -> list[tuple[Booking, datetime]]:
+    """The booking as it is, and as a cancel, a confirm or a long wait would leave it."""
+    futures = [(booking, now), (booking, now + LONG_WAIT)]
+    if booking.status not in FINAL:
+        futures.append((replace(booking, cancel_requested=True), now))
+    if booking.status is S.AUTHORIZED and (booking.expires_at is None or booking.expires_at > now):
+        confirmed = replace(booking, confirm_requested=True)
+        futures += [(confirmed, now), (confirmed, now + LONG_WAIT)]
+    return futures
+
+
+def has_work(machine: BookingWorkflow) -> bool:
+    return next_step(machine.booking.snapshot(), machine.now) is not None
+
+
+class BookingWorkflow(RuleBasedStateMachine):
+    booking: Booking
+    now: datetime
+
+    # Mostly card bookings with a saved card: the ones the worker drives all the way.
+    @initialize(
+        payment_mode=st.sampled_from([PaymentMode.CARD] * 4 + [PaymentMode.CLIENT, PaymentMode.CHECKOUT]),
+        capture_mode=st.sampled_from(CaptureMode),
+        has_payment_method=st.sampled_from([True, True, True, False]),
+    )
+    def a_client_requests_a_booking(
+        self, payment_mode: PaymentMode, capture_mode: CaptureMode, has_payment_method: bool
+    ) -> None:
+        self.now = START
+        self.booking = Booking(S.REQUESTED, payment_mode, capture_mode, has_payment_method)
+
+    @precondition(lambda self: self.booking.status not in FINAL)
+    @rule()
+    def the_client_asks_to_confirm(self) -> None:
+        b = self.booking
+        if b.confirm_requested and b.status in (S.AUTHORIZED, S.CONFIRMED):
+            return  # already accepted: the service replays it without checking again
+        try:
+            ensure_confirmable(b.status, b.expires_at, self.now)
+        except InvalidState:
+            assert b.status is not S.AUTHORIZED or (b.expires_at is not None and b.expires_at <= self.now)
+            return
+        assert b.status is S.AUTHORIZED
+        self.booking = replace(b, confirm_requested=True)
+
+    @rule(changes_their_mind=st.booleans())
+    def the_client_asks_to_cancel(self, changes_their_mind: bool) -> None:
+        if not changes_their_mind:
+            return  # most clients who look at a booking keep it
+        try:
+            ensure_cancellable(self.booking.status)
+        except InvalidState:
+            assert self.booking.status in FINAL
+            return
+        assert self.booking.status not in FINAL
+        self.booking = replace(self.booking, cancel_requested=True)
+
+    @precondition(lambda self: self.booking.payment_status is P.FAILED)
+    @rule()
+    def the_client_retries_a_declined_payment(self) -> None:
+        b = self.booking
+        try:
+            ensure_payment_retryable(b.status)
+        except InvalidState:
+            assert b.status is not S.AWAITING_PAYMENT
+            return
+        self.booking = replace(b, payment_status=P.NONE, attempt=b.attempt + 1)
+
+    # Mostly short waits, so that a booking is often confirmed or cancelled before its hold ends.
+    @rule(minutes=st.sampled_from([1, 1, 2, 3, 5, 8, 20]))
+    def the_clock_advances(self, minutes: int) -> None:
+        self.now += timedelta(minutes=minutes)
+
+    @precondition(has_work)
+    @rule(outcome=outcome_indexes, dies_after_claiming=st.sampled_from([False, False, False, True]))
+    def a_worker_takes_the_next_step(self, outcome: int, dies_after_claiming: bool) -> None:
+        step = next_step(self.booking.snapshot(), self.now)
+        assert step is not None
+        check_step(self.booking, step)
+        booking = self.booking
+        if step in PROVIDER_STEPS:
+            booking = replace(booking, pending_step=PaymentStep(step.value))
+            if dies_after_claiming:
+                self.booking = booking  # the claim stays; whoever looks next finishes the call
+                return
+        self.booking = perform(booking, step, outcome, self.now)
+
+    @precondition(has_work)
+    @rule(outcomes=st.lists(outcome_indexes, min_size=MAX_STEPS, max_size=MAX_STEPS))
+    def a_worker_advances_the_booking_until_nothing_is_left(self, outcomes: list[int]) -> None:
+        for outcome in outcomes:
+            step = next_step(self.booking.snapshot(), self.now)
+            if step is None:
+                check_rest(self.booking, self.now)
+                return
+            check_step(self.booking, step)
+            self.booking = perform(self.booking, step, outcome, self.now)
+            check_money(self.booking)
+        assert next_step(self.booking.snapshot(), self.now) is None, f"no end after {MAX_STEPS} steps"
+
+    @invariant()
+    def money_is_taken_only_from_a_confirmed_or_refunded_booking(self) -> None:
+        check_money(self.booking)
+
+    @invariant()
+    def a_final_booking_that_needs_nothing_more_holds_no_authorization(self) -> None:
+        if self.booking.status in FINAL and next_step(self.booking.snapshot(), self.now) is None:
+            assert self.booking.payment_status not in LIVE_AUTHORIZATION, self.booking
+
+    @invariant()
+    def the_workflow_always_comes_to_rest_within_twelve_steps_in_a_sound_state(self) -> None:
+        for booking, now in what_could_happen_next(self.booking, self.now):
+            for end in run_to_completion(booking, now):
+                check_rest(end, now)
+
+
+BookingWorkflow.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None, database=None
+)
+test_booking_workflow = BookingWorkflow.TestCase

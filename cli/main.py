@@ -129,6 +129,26 @@ def reconcile(booking_id: uuid.UUID) -> None:
     click.echo(f"booking {booking_id} is {status}")
 
 
+@main.group()
+def webhooks() -> None:
+    """The Stripe webhook ledger."""
+
+
+@webhooks.command("replay")
+@click.argument("event_id")
+def webhooks_replay(event_id: str) -> None:
+    """Apply a ledger event again (safe: an event already reflected is ignored with a reason)."""
+    from services.webhooks import process_event
+    from tasks.runtime import build_worker
+    from tasks.stripe_gateway import provider_event
+
+    runtime = build_worker(_settings())
+    outcome = process_event(runtime.context, event_id, provider_event, replay=True)
+    if outcome is None:
+        raise click.ClickException("no such event in the ledger")
+    click.echo(f"event {event_id}: {outcome}")
+
+
 @main.command("relay-outbox")
 def relay_outbox() -> None:
     """Send outbox messages that were committed but never reached (or were lost by) Redis."""

@@ -44,13 +44,25 @@ def advance_booking(ctx: Context, booking_id: uuid.UUID) -> BookingStatus | None
 def _call(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) -> ProviderResult:
     try:
         return payment_steps.call_provider(ctx.payments(), call)
-    except (PaymentProviderUnavailable, PaymentRequestRejected):
-        # No answer (or an answer we cannot use): free the claim so a retry can run at once.
-        with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
-            locked = lock_booking(session, booking_id)
-            if locked is not None:
-                payment_steps.release_claim(locked[1], ctx.clock())
+    except PaymentRequestRejected:
+        if call.intent_id is None:
+            _release_claim(ctx, booking_id)
+            raise
+        # The provider refused because the intent is not where we thought (the customer paid
+        # while we voided, Stripe voided an old authorization): its own record wins.
+        log.warning("%s of booking %s refused; reconciling with the provider", call.step, booking_id)
+        return ProviderResult(state=ctx.payments().retrieve(call.intent_id))
+    except PaymentProviderUnavailable:
+        # No answer: free the claim so a retry can run at once with the same idempotency key.
+        _release_claim(ctx, booking_id)
         raise
+
+
+def _release_claim(ctx: Context, booking_id: uuid.UUID) -> None:
+    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+        locked = lock_booking(session, booking_id)
+        if locked is not None:
+            payment_steps.release_claim(locked[1], ctx.clock())
 
 
 def _settle(

@@ -29,6 +29,7 @@ from domain.ports import PaymentGateway
 from domain.refunds import RefundPolicy
 from domain.workflow import Step, lease_remaining
 from db.queries.bookings import move_booking, set_claims
+from services.placement import release_inventory
 
 
 class StepInProgress(Exception):
@@ -193,6 +194,11 @@ def _record_intent(
         move_booking(session, booking, BookingStatus.CONFIRMED, now)
     elif state.status is PaymentStatus.AUTHORIZED and status is BookingStatus.AWAITING_PAYMENT:
         move_booking(session, booking, BookingStatus.AUTHORIZED, now)
+    elif state.status is PaymentStatus.CANCELED and status in (
+        BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
+    ):
+        # The authorization is gone at the provider (voided there, or lapsed): so is the hold.
+        release_inventory(session, booking, BookingStatus.CANCELLED, now=now, reason="payment_canceled")
 
 
 def _record_decline(

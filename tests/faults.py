@@ -1,0 +1,81 @@
+"""A fault-injecting HTTP proxy in front of the local Stripe server.
+
+It forwards every request, and for those matching a rule it can drop the answer after the
+upstream has acted on the request: the failure between "called Stripe" and "recorded the result".
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+@dataclass
+class DropResponses:
+    """Drop the answers to the first `count` requests for which `matches(method, path)` holds."""
+
+    matches: Callable[[str, str], bool]
+    count: int
+    dropped: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def should_drop(self, method: str, path: str) -> bool:
+        with self.lock:
+            if self.dropped < self.count and self.matches(method, path):
+                self.dropped += 1
+                return True
+            return False
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        target = urlsplit(upstream)
+        self.rules: list[DropResponses] = []
+        self.forwarded: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream_conn.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream_conn.getresponse()
+                payload = answer.read()
+                upstream_conn.close()
+                proxy.forwarded.append((self.command, self.path))
+                if any(rule.should_drop(self.command, self.path) for rule in proxy.rules):
+                    # The upstream acted; the caller never hears about it.
+                    self.close_connection = True
+                    return
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def drop(self, rule: DropResponses) -> DropResponses:
+        self.rules.append(rule)
+        return rule
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,52 @@
+"""The operator commands, run as the `bookings` CLI against this run's database."""
+
+from __future__ import annotations
+
+import os
+
+from click.testing import CliRunner
+
+from cli.main import main
+from tests.support import first_event, post_webhook, seat_request, stripe_client, stripe_event, wait_for_ledger, wait_for_statuses
+
+
+def _env(settings) -> dict[str, str]:
+    return {
+        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+        "STRIPE_API_BASE": settings.stripe_api_base, "STRIPE_API_KEY": settings.stripe_api_key,
+        "BROKER_NAMESPACE": settings.broker_namespace,
+    }
+
+
+def test_clients_create_prints_the_key_last_and_it_authenticates(app, runtime, settings):
+    result = CliRunner().invoke(main, ["clients", "create", "partner", "--operator"], env=_env(settings))
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().splitlines()[-1]
+    assert key.startswith("bk_")
+    assert app.simulate_get("/v1/events", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_replaying_a_ledger_event_does_not_apply_it_twice(app, api, runtime, worker, settings):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[:1])).json
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    intent = stripe_client(settings.stripe_api_base).v1.payment_intents.retrieve(
+        api.get(f"/v1/bookings/{booking['id']}").json["payment"]["provider_ref"]
+    ).to_dict()
+    event = stripe_event("payment_intent.amount_capturable_updated", intent)
+    assert post_webhook(app, event, settings.stripe_webhook_secret).status_code == 200
+    wait_for_ledger(runtime.context.sessions, event["id"])
+
+    result = CliRunner().invoke(main, ["webhooks", "replay", event["id"]], env=_env(settings))
+    assert result.exit_code == 0, result.output
+    assert "ignored" in result.output
+    missing = CliRunner().invoke(main, ["webhooks", "replay", "evt_missing"], env=_env(settings))
+    assert missing.exit_code != 0
+
+
+def test_reconcile_drives_a_booking_whose_message_was_lost(api, runtime, settings):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[1:2])).json  # no worker runs: still requested
+    result = CliRunner().invoke(main, ["reconcile", booking["id"]], env=_env(settings))
+    assert result.exit_code == 0, result.output
+    assert "authorized" in result.output

@@ -129,6 +129,26 @@ def reconcile(booking_id: uuid.UUID) -> None:
     click.echo(f"booking {booking_id} is {status}")
 
 
+@main.command()
+def archive() -> None:
+    """Move terminal bookings older than ARCHIVE_AFTER_DAYS to the archive tables now."""
+    from services.maintenance import archive_terminal_bookings
+    from tasks.runtime import build_worker
+
+    moved = archive_terminal_bookings(build_worker(_settings()).context)
+    click.echo(f"{moved} bookings archived")
+
+
+@main.command()
+def expire() -> None:
+    """Expire held bookings past their expiry now (what the scheduler does every minute)."""
+    from services.expiry import expire_due_bookings
+    from tasks.runtime import build_worker
+
+    report = expire_due_bookings(build_worker(_settings()).context)
+    click.echo(f"{report.expired} bookings expired, {report.voided} authorizations voided")
+
+
 @main.group()
 def webhooks() -> None:
     """The Stripe webhook ledger."""

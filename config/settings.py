@@ -37,6 +37,20 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or choices[0]
+    if raw not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or choices[0]
+    if raw not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def sqlalchemy_url(database_url: str) -> str:
     """Map the usual `postgresql://` / `postgres://` forms onto the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -73,6 +87,11 @@ class Settings:
     relay_every_seconds: int = 5
     reconcile_every_seconds: int = 180
     purge_every_seconds: int = 3600
+    guard_every_seconds: int = 3600
+    #: Stripe voids a card authorization after 7 days; act on ours well before.
+    authorization_guard_after: timedelta = timedelta(days=6.5)
+    authorization_guard_action: str = "cancel"
+    archive_at_hour: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +130,12 @@ class Settings:
             relay_every_seconds=_int(env, "SCHEDULE_RELAY_SECONDS", 5),
             reconcile_every_seconds=_int(env, "SCHEDULE_RECONCILE_SECONDS", 180),
             purge_every_seconds=_int(env, "SCHEDULE_PURGE_SECONDS", 3600),
+            guard_every_seconds=_int(env, "SCHEDULE_AUTHORIZATION_GUARD_SECONDS", 3600),
+            authorization_guard_after=timedelta(
+                seconds=_int(env, "AUTHORIZATION_GUARD_AFTER_SECONDS", int(6.5 * 86400))
+            ),
+            authorization_guard_action=_choice(env, "AUTHORIZATION_GUARD_ACTION", ("cancel", "capture")),
+            archive_at_hour=_int(env, "SCHEDULE_ARCHIVE_HOUR", 3),
         )
         settings.check()
         return settings

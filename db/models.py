@@ -130,6 +130,11 @@ class Booking(Base):
             postgresql_where=text("status IN ('awaiting_payment', 'authorized')"),
         ),
         Index("bookings_by_status", "status", "updated_at"),
+        Index(
+            "bookings_terminal_by_age",
+            "updated_at",
+            postgresql_where=text("status IN ('rejected', 'expired', 'cancelled', 'refunded')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -210,6 +215,7 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint("amount_captured <= amount_authorized", name="captured_within_authorized"),
         CheckConstraint("amount_refunded <= amount_captured", name="refunded_within_captured"),
+        Index("payments_authorized_since", "authorized_at", postgresql_where=text("status = 'authorized'")),
     )
 
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
@@ -226,6 +232,7 @@ class Payment(Base):
     step: Mapped[str | None] = mapped_column(String(20))
     step_started_at: Mapped[datetime | None]
     decline_code: Mapped[str | None] = mapped_column(String(60))
+    authorized_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _now()
 
 

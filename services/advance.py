@@ -36,12 +36,13 @@ def advance_booking(ctx: Context, booking_id: uuid.UUID) -> BookingStatus | None
     for _ in range(MAX_STEPS):
         if call is None:
             return status
-        result = _call(ctx, booking_id, call)
+        result = call_with_recovery(ctx, booking_id, call)
         call, status = _settle(ctx, booking_id, call, result)
     raise RuntimeError(f"booking {booking_id} did not settle in {MAX_STEPS} steps")
 
 
-def _call(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) -> ProviderResult:
+def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) -> ProviderResult:
+    """Call the provider; a refusal is answered by reading the provider's own record."""
     try:
         return payment_steps.call_provider(ctx.payments(), call)
     except PaymentRequestRejected:
@@ -85,12 +86,12 @@ def _settle(
             if step is None:
                 return None, BookingStatus(booking.status)
             if step in PROVIDER_STEPS:
-                return _claim(ctx, session, booking, payment, step), BookingStatus(booking.status)
+                return claim_step(ctx, session, booking, payment, step), BookingStatus(booking.status)
             _perform_local(ctx, session, booking, step)
     raise RuntimeError(f"booking {booking_id} looped in local steps")
 
 
-def _claim(ctx: Context, session: Session, booking: Booking, payment: Payment, step: Step) -> ProviderCall:
+def claim_step(ctx: Context, session: Session, booking: Booking, payment: Payment, step: Step) -> ProviderCall:
     starts_at = None
     if step is Step.REFUND:
         starts_at = starts_at_of(session, booking)

@@ -1,4 +1,6 @@
-"""Periodic work: expire holds, finish stuck bookings, purge old idempotency keys.
+"""Periodic work: finish stuck bookings, guard old authorizations, archive, purge keys.
+
+Expiry, the busiest of them, has its own module (`services.expiry`).
 
 Each job is safe to run twice at once: it only picks candidates, and every booking is then
 moved by `advance_booking`, which locks it and checks again what it needs.
@@ -12,30 +14,20 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 
+from db.archive import archive_batch
 from db.engine import transaction
 from db.models import Booking, Payment
+from db.queries.bookings import lock_booking
 from domain.errors import DomainError
-from domain.lifecycle import EXPIRABLE, FINAL, BookingStatus
+from domain.lifecycle import FINAL, BookingStatus
+from domain.payments import PaymentStatus
 from services.advance import advance_booking
 from services.context import Context
 from services.idempotency import purge_expired_keys
 from services.payment_steps import StepInProgress
+from services.placement import release_inventory
 
 log = logging.getLogger(__name__)
-
-
-def expire_due_bookings(ctx: Context, *, batch_size: int = 500) -> int:
-    """Expire bookings whose hold ran out; their Stripe authorization is voided after commit."""
-    now = ctx.clock()
-    with ctx.sessions() as session:
-        due = session.scalars(
-            select(Booking.id)
-            .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
-            .where(Booking.confirm_requested_at.is_(None))
-            .order_by(Booking.expires_at)
-            .limit(batch_size)
-        ).all()
-    return _advance_each(ctx, due)
 
 
 def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size: int = 500) -> int:
@@ -74,6 +66,45 @@ def _advance_each(ctx: Context, booking_ids: list[uuid.UUID] | tuple[uuid.UUID, 
         except DomainError:
             # One booking's provider trouble must not stop the sweep; the next run retries it.
             log.warning("booking %s could not be advanced", booking_id, exc_info=True)
+    return moved
+
+
+def guard_old_authorizations(ctx: Context, *, batch_size: int = 500) -> int:
+    """Act on card holds before Stripe voids them (7 days): cancel or capture, per settings."""
+    now = ctx.clock()
+    cutoff = now - ctx.settings.authorization_guard_after
+    with ctx.sessions() as session:
+        old = session.scalars(
+            select(Payment.booking_id)
+            .where(Payment.status == PaymentStatus.AUTHORIZED.value, Payment.authorized_at < cutoff)
+            .order_by(Payment.authorized_at)
+            .limit(batch_size)
+        ).all()
+    for booking_id in old:
+        with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+            locked = lock_booking(session, booking_id)
+            if locked is None or locked[0].status != BookingStatus.AUTHORIZED.value:
+                continue
+            booking = locked[0]
+            if ctx.settings.authorization_guard_action == "capture":
+                booking.confirm_requested_at = booking.confirm_requested_at or now
+            else:
+                release_inventory(session, booking, BookingStatus.EXPIRED, now=now, reason="authorization_expiring")
+    return _advance_each(ctx, old)
+
+
+def archive_terminal_bookings(ctx: Context, *, batch_size: int = 1000, max_batches: int = 1000) -> int:
+    """Move terminal bookings older than ARCHIVE_AFTER_DAYS out of the hot tables, in batches."""
+    now = ctx.clock()
+    moved = 0
+    for _ in range(max_batches):
+        with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+            count = archive_batch(
+                session, updated_before=now - ctx.settings.archive_after, batch_size=batch_size, now=now
+            )
+        moved += count
+        if count < batch_size:
+            break
     return moved
 
 

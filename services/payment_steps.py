@@ -185,6 +185,8 @@ def _record_intent(
     payment.amount_authorized = max(payment.amount_authorized, state.amount_authorized)
     payment.amount_captured = state.amount_captured
     payment.client_secret = state.client_secret or payment.client_secret
+    if state.status is PaymentStatus.AUTHORIZED and payment.authorized_at is None:
+        payment.authorized_at = now
     status = BookingStatus(booking.status)
     # A booking cancelled or expired while the call was out keeps its status; the live
     # authorization is then voided by the next step.

@@ -119,6 +119,7 @@ def _apply(
 def _authorized(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: timedelta) -> None:
     payment.status = PaymentStatus.AUTHORIZED.value
     payment.amount_authorized = effect.amount or booking.total_amount
+    payment.authorized_at = payment.authorized_at or now
     if booking.status == BookingStatus.AWAITING_PAYMENT:
         move_booking(session, booking, BookingStatus.AUTHORIZED, now)
 

@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 
 from domain.errors import PaymentRequestRejected
-from services import maintenance, outbox, queues, webhooks
+from services import expiry, maintenance, outbox, queues, webhooks
 from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
@@ -64,8 +64,16 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         advance_booking(ctx, uuid.UUID(booking_id))
 
     def expire_due_bookings() -> None:
-        """Expire holds that ran out (scheduled every minute)."""
-        maintenance.expire_due_bookings(ctx)
+        """Expire holds that ran out, in batches (scheduled every minute)."""
+        expiry.expire_due_bookings(ctx)
+
+    def guard_old_authorizations() -> None:
+        """Cancel or capture card holds before Stripe's 7-day limit (scheduled hourly)."""
+        maintenance.guard_old_authorizations(ctx)
+
+    def archive_terminal_bookings() -> None:
+        """Move old terminal bookings to the archive tables (scheduled daily)."""
+        maintenance.archive_terminal_bookings(ctx)
 
     def relay_outbox() -> None:
         """Re-send messages committed but never delivered (scheduled every few seconds)."""
@@ -83,16 +91,21 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """A Stripe event in the ledger: apply it once, in whatever order it came."""
         webhooks.process_event(ctx, event_id, provider_event)
 
-    periodic = {"max_retries": 0, "max_age": 10 * 60_000, "time_limit": 10 * 60_000}
+    periodic = {"max_retries": 0, "max_age": 10 * 60_000, "time_limit": 30 * 60_000}
+    scheduled = [
+        (queues.EXPIRE_BOOKINGS, expire_due_bookings),
+        (queues.RELAY_OUTBOX, relay_outbox),
+        (queues.RECONCILE_BOOKINGS, reconcile_stuck_bookings),
+        (queues.PURGE_IDEMPOTENCY_KEYS, purge_idempotency_keys),
+        (queues.GUARD_AUTHORIZATIONS, guard_old_authorizations),
+        (queues.ARCHIVE_BOOKINGS, archive_terminal_bookings),
+    ]
     actors = [
-        dramatiq.Actor(expire_due_bookings, broker=broker, actor_name=queues.EXPIRE_BOOKINGS.actor_name,
-                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
-        dramatiq.Actor(relay_outbox, broker=broker, actor_name=queues.RELAY_OUTBOX.actor_name,
-                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
-        dramatiq.Actor(reconcile_stuck_bookings, broker=broker, actor_name=queues.RECONCILE_BOOKINGS.actor_name,
-                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
-        dramatiq.Actor(purge_idempotency_keys, broker=broker, actor_name=queues.PURGE_IDEMPOTENCY_KEYS.actor_name,
-                       queue_name=queues.MAINTENANCE, priority=0, options=periodic),
+        # A missed tick is not retried: the next one does the same work.
+        dramatiq.Actor(fn, broker=broker, actor_name=route.actor_name, queue_name=route.queue_name,
+                       priority=0, options=periodic)
+        for route, fn in scheduled
+    ] + [
         _declare(broker, queues.APPLY_WEBHOOK_EVENT, apply_webhook_event),
         _declare(broker, queues.PLACE_BOOKING, place_booking),
         _declare(broker, queues.CONFIRM_BOOKING, confirm_booking),

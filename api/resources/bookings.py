@@ -13,6 +13,7 @@ from api.errors import APIError
 from api.media import parse_body, parse_query, read_json
 from api.representations import booking_body, decode_cursor, encode_cursor
 from api.schemas import BookingCreate, BookingListQuery, PaymentRetry
+from db.archive import archived_view
 from db.queries.bookings import BookingView, list_bookings, view_booking
 from domain.errors import NotFound
 from domain.lifecycle import SETTLED, BookingStatus
@@ -100,8 +101,9 @@ class Booking:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        client_id = req.context.principal.client_id
         with self.ctx.sessions() as session:
-            view = view_booking(session, booking_id, req.context.principal.client_id)
+            view = view_booking(session, booking_id, client_id) or archived_view(session, booking_id, client_id)
         if view is None:
             raise NotFound("no such booking")
         resp.media = booking_body(view)

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from services import maintenance
+from services import expiry
 from services.outbox import relay
 from tasks.scheduler import LEADER_LOCK, run_scheduler
 from tests.support import (
@@ -41,9 +41,9 @@ def test_a_hold_past_its_expiry_is_expired_the_seat_freed_and_the_authorization_
     booking_id = api.book(seat_request(event_id, seats[:1])).json["id"]
     wait_for_statuses(runtime.context.sessions, [booking_id], {"authorized"})
 
-    assert maintenance.expire_due_bookings(runtime.context) == 0
+    assert expiry.expire_due_bookings(runtime.context).expired == 0
     time.sleep(2.1)
-    assert maintenance.expire_due_bookings(runtime.context) == 1
+    assert expiry.expire_due_bookings(runtime.context).expired == 1
 
     booking = api.get(f"/v1/bookings/{booking_id}").json
     assert booking["status"] == "expired" and booking["reason"] == "hold_expired"
@@ -63,12 +63,12 @@ def test_expiry_racing_confirm_ends_in_one_state_with_consistent_money(api, runt
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         confirms = pool.map(lambda b: api.post(f"/v1/bookings/{b}/confirm", key=new_key()).status_code, ids)
-        sweeps = [pool.submit(maintenance.expire_due_bookings, runtime.context) for _ in range(4)]
+        sweeps = [pool.submit(expiry.expire_due_bookings, runtime.context) for _ in range(4)]
         answers = list(confirms)
         for sweep in sweeps:
             sweep.result()
     time.sleep(0.3)
-    maintenance.expire_due_bookings(runtime.context)
+    expiry.expire_due_bookings(runtime.context)
     final = wait_for_statuses(runtime.context.sessions, ids, {"confirmed", "expired"})
 
     client = stripe_client(runtime.context.settings.stripe_api_base)

@@ -11,9 +11,17 @@ from hypothesis import strategies as st
 
 from domain.lifecycle import FINAL, BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
-from domain.workflow import PROVIDER_STEPS, BookingSnapshot, Step, lease_remaining, next_step
+from domain.workflow import (
+    PROVIDER_STEPS,
+    VOIDABLE,
+    BookingSnapshot,
+    Step,
+    lease_remaining,
+    next_step,
+)
 
 S = BookingStatus
+P = PaymentStatus
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=15)
 EARLIER = NOW - timedelta(minutes=1)
@@ -93,8 +101,16 @@ def test_a_card_booking_without_a_payment_method_waits_for_the_client():
 
 
 @pytest.mark.parametrize("mode", [PaymentMode.CLIENT, PaymentMode.CHECKOUT], ids=str)
-def test_client_and_checkout_payments_are_never_authorized_by_the_worker(mode):
-    assert next_step(booking(payment_mode=mode), NOW) is None
+def test_a_client_or_checkout_payment_is_started_by_the_worker_without_a_payment_method(mode):
+    assert next_step(booking(payment_mode=mode, has_payment_method=False), NOW) is Step.AUTHORIZE
+
+
+@pytest.mark.parametrize("mode", [PaymentMode.CLIENT, PaymentMode.CHECKOUT], ids=str)
+@pytest.mark.parametrize(
+    "payment_status", [P.REQUIRES_ACTION, P.FAILED, P.AUTHORIZED], ids=str
+)
+def test_a_started_client_or_checkout_payment_waits_for_the_customer(mode, payment_status):
+    assert next_step(booking(payment_mode=mode, payment_status=payment_status), NOW) is None
 
 
 def test_cancel_of_a_booking_awaiting_payment_releases_it():
@@ -146,20 +162,46 @@ def test_a_booking_without_an_expiry_never_expires():
     assert next_step(authorized(expires_at=None), NOW + timedelta(days=365)) is None
 
 
+def test_voidable_payments_are_a_held_authorization_or_one_the_customer_could_still_complete():
+    assert VOIDABLE == {P.AUTHORIZED, P.REQUIRES_ACTION}
+
+
 @pytest.mark.parametrize("status", sorted(FINAL), ids=str)
-def test_a_final_booking_with_a_live_authorization_has_it_voided(status):
-    snapshot = booking(status=status, payment_status=PaymentStatus.AUTHORIZED, cancel_requested=True)
+@pytest.mark.parametrize("payment_status", sorted(VOIDABLE), ids=str)
+def test_a_final_booking_with_a_voidable_payment_has_it_voided(status, payment_status):
+    snapshot = booking(status=status, payment_status=payment_status, cancel_requested=True)
     assert next_step(snapshot, NOW) is Step.VOID
 
 
 @pytest.mark.parametrize("status", sorted(FINAL), ids=str)
-@pytest.mark.parametrize(
-    "payment_status", [s for s in PaymentStatus if s is not PaymentStatus.AUTHORIZED], ids=str
-)
-def test_a_final_booking_without_a_live_authorization_needs_nothing(status, payment_status):
+@pytest.mark.parametrize("payment_status", sorted(set(P) - VOIDABLE), ids=str)
+def test_a_final_booking_with_no_voidable_payment_and_no_money_kept_needs_nothing(status, payment_status):
     snapshot = booking(status=status, payment_status=payment_status, expires_at=EARLIER)
     assert next_step(replace(snapshot, cancel_requested=True, confirm_requested=True), NOW) is None
     assert next_step(snapshot, NOW) is None
+    settled = replace(snapshot, amount_captured=5_000, amount_refunded=5_000)
+    assert next_step(settled, NOW) is None
+
+
+@pytest.mark.parametrize("status", [S.REJECTED, S.EXPIRED, S.CANCELLED], ids=str)
+@pytest.mark.parametrize("payment_status", [P.CAPTURED, P.REFUNDED], ids=str)
+def test_money_kept_for_a_booking_that_ended_undelivered_is_refunded(status, payment_status):
+    snapshot = booking(status=status, payment_status=payment_status, amount_captured=5_000)
+    assert next_step(snapshot, NOW) is Step.REFUND
+    assert next_step(replace(snapshot, amount_refunded=4_999), NOW) is Step.REFUND
+    assert next_step(replace(snapshot, amount_refunded=5_000), NOW) is None
+
+
+def test_a_partial_refund_by_policy_is_not_topped_up_later():
+    snapshot = booking(
+        status=S.REFUNDED, payment_status=P.REFUNDED, amount_captured=5_000, amount_refunded=2_500
+    )
+    assert next_step(snapshot, NOW) is None
+
+
+def test_a_voidable_payment_is_voided_before_any_refund():
+    snapshot = booking(status=S.EXPIRED, payment_status=P.AUTHORIZED, amount_captured=5_000)
+    assert next_step(snapshot, NOW) is Step.VOID
 
 
 def test_a_confirmed_booking_cancelled_by_the_client_is_refunded():
@@ -202,6 +244,8 @@ snapshots = st.builds(
     expires_at=st.none() | st.sampled_from([EARLIER, NOW, LATER]),
     confirm_requested=st.booleans(),
     cancel_requested=st.booleans(),
+    amount_captured=st.sampled_from([0, 5_000]),
+    amount_refunded=st.sampled_from([0, 2_500, 5_000]),
 )
 
 #: The status each local step moves a booking to (a hold may also reject the request).
@@ -222,12 +266,12 @@ def test_every_local_step_chosen_is_a_transition_the_lifecycle_allows(snapshot):
 
 @PROPERTY
 @given(snapshots)
-def test_a_final_booking_only_ever_finishes_a_provider_call_or_voids(snapshot):
+def test_a_final_booking_only_ever_releases_or_returns_money(snapshot):
     step = next_step(snapshot, NOW)
     if snapshot.status in FINAL:
         assert step is None or step in PROVIDER_STEPS
         if snapshot.pending_step is None:
-            assert step in (None, Step.VOID)
+            assert step in (None, Step.VOID, Step.REFUND)
 
 
 @PROPERTY
@@ -236,7 +280,12 @@ def test_money_is_only_asked_for_while_the_booking_is_still_open(snapshot):
     step = next_step(replace(snapshot, pending_step=None), NOW)
     if step is Step.AUTHORIZE:
         assert snapshot.status is S.AWAITING_PAYMENT and not snapshot.cancel_requested
+        assert snapshot.payment_status is P.NONE
     if step is Step.CAPTURE:
         assert snapshot.status is S.AUTHORIZED and not snapshot.cancel_requested
+    if step is Step.VOID:
+        assert snapshot.status in FINAL and snapshot.payment_status in VOIDABLE
     if step is Step.REFUND:
-        assert snapshot.status is S.CONFIRMED and snapshot.cancel_requested
+        by_policy = snapshot.status is S.CONFIRMED and snapshot.cancel_requested
+        undelivered = snapshot.status in FINAL - {S.REFUNDED}
+        assert by_policy or (undelivered and snapshot.amount_captured > snapshot.amount_refunded)

@@ -1,0 +1,109 @@
+"""Expiring held bookings in batches: a bounded number of transactions and Stripe calls.
+
+Each batch is one short transaction that locks due bookings (SKIP LOCKED, so two sweeps never
+take the same booking), frees their inventory, marks them expired and claims a void for those
+whose card is authorized. The voids then go to Stripe with no lock held, a few at a time, and
+one more transaction records their answers. Per batch: two transactions, and one Stripe call
+per live authorization. The rules are the same `next_step` decisions a single booking follows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.engine import transaction
+from db.models import Booking, BookingItem, Payment
+from db.queries.bookings import lock_booking, move_booking, snapshot
+from domain.errors import DomainError
+from domain.lifecycle import EXPIRABLE, BookingStatus
+from domain.workflow import Step, next_step
+from services import payment_steps
+from services.advance import call_with_recovery, claim_step
+from services.context import Context
+from services.payment_steps import ProviderCall, ProviderResult
+
+#: Voids sent to Stripe at once: enough to hide latency, few enough to respect rate limits.
+VOID_CONCURRENCY = 8
+
+
+@dataclass
+class ExpiryReport:
+    expired: int = 0
+    voided: int = 0
+    batches: int = 0
+
+
+def expire_due_bookings(ctx: Context, *, batch_size: int = 500, max_batches: int = 1000) -> ExpiryReport:
+    report = ExpiryReport()
+    for _ in range(max_batches):
+        expired, voids = _expire_batch(ctx, batch_size)
+        if not expired:
+            break
+        report.batches += 1
+        report.expired += expired
+        report.voided += _void(ctx, voids)
+    return report
+
+
+def _expire_batch(ctx: Context, batch_size: int) -> tuple[int, list[ProviderCall]]:
+    now = ctx.clock()
+    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+        bookings = session.scalars(
+            select(Booking)
+            .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
+            .where(Booking.confirm_requested_at.is_(None))
+            .order_by(Booking.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        ).all()
+        payments = _payments_for_update(session, [b.id for b in bookings])
+        due = [b for b in bookings if next_step(snapshot(b, payments[b.id]), now) is Step.EXPIRE]
+        session.execute(
+            update(BookingItem).where(BookingItem.booking_id.in_([b.id for b in due])).values(holds_inventory=False)
+        )
+        voids = []
+        for booking in due:
+            move_booking(session, booking, BookingStatus.EXPIRED, now, reason="hold_expired")
+            payment = payments[booking.id]
+            if next_step(snapshot(booking, payment), now) is Step.VOID:
+                voids.append(claim_step(ctx, session, booking, payment, Step.VOID))
+        return len(due), voids
+
+
+def _payments_for_update(session: Session, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Payment]:
+    rows = session.scalars(
+        select(Payment).where(Payment.booking_id.in_(booking_ids)).order_by(Payment.booking_id).with_for_update()
+    )
+    return {payment.booking_id: payment for payment in rows}
+
+
+def _void(ctx: Context, calls: list[ProviderCall]) -> int:
+    if not calls:
+        return 0
+    with ThreadPoolExecutor(max_workers=VOID_CONCURRENCY) as pool:
+        results = list(pool.map(lambda call: _void_one(ctx, call), calls))
+    answered = [(call, result) for call, result in zip(calls, results, strict=True) if result is not None]
+    now = ctx.clock()
+    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+        for call, result in sorted(answered, key=lambda pair: pair[0].booking_id):
+            locked = lock_booking(session, call.booking_id)
+            if locked is not None:
+                payment_steps.record(
+                    session, *locked, call, result, now=now, retry_window=ctx.settings.payment_retry_window
+                )
+    return len(answered)
+
+
+def _void_one(ctx: Context, call: ProviderCall) -> ProviderResult | None:
+    try:
+        return call_with_recovery(ctx, call.booking_id, call)
+    except DomainError:
+        # Left claimed-and-released: the reconciliation sweep finishes this void later.
+        return None

@@ -1,0 +1,132 @@
+"""Expiry at scale, concurrent sweeps, the authorization guard, archival, and schema drift."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, text
+
+from bench.held_bookings import make_held_bookings
+from services import expiry, maintenance
+from tests.faults import FaultProxy
+from tests.support import first_event, intents_for, new_key, seat_request, stripe_client, wait_for_statuses
+
+
+@pytest.fixture
+def proxy(servers):
+    proxy = FaultProxy(servers.stripe_url)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def settings(settings, proxy):
+    # Stripe calls go through the proxy, which counts them.
+    return dataclasses.replace(settings, stripe_api_base=proxy.url)
+
+
+def _count(runtime, sql: str, **params) -> int:
+    with runtime.context.sessions() as session:
+        return session.execute(text(sql), params).scalar()
+
+
+def test_expiring_ten_thousand_holds_uses_bounded_transactions_and_stripe_calls(runtime, proxy, servers):
+    now = runtime.context.clock()
+    ids = make_held_bookings(runtime.context.sessions, count=10_000, authorized=40,
+                             stripe_client=stripe_client(servers.stripe_url), expired_at=now - timedelta(minutes=1))
+    commits = []
+    event.listen(runtime.engine, "commit", lambda conn: commits.append(1))
+    calls_before = len(proxy.forwarded)
+
+    report = expiry.expire_due_bookings(runtime.context, batch_size=500)
+
+    assert report.expired == 10_000 and report.voided == 40
+    assert report.batches == 20
+    # Two transactions a batch (expire, record voids), one final look that finds nothing.
+    assert len(commits) <= 2 * report.batches + 1
+    assert len(proxy.forwarded) - calls_before == 40
+    assert _count(runtime, "SELECT count(*) FROM bookings WHERE status = 'expired'") == 10_000
+    assert _count(runtime, "SELECT count(*) FROM booking_items WHERE holds_inventory") == 0
+    assert _count(runtime, "SELECT count(*) FROM payments WHERE status = 'canceled'") == 40
+    stripe = stripe_client(servers.stripe_url)
+    assert {intents_for(stripe, b)[0]["status"] for b in ids[:3]} == {"canceled"}
+
+
+def test_two_sweeps_at_once_expire_each_booking_once(runtime, servers):
+    now = runtime.context.clock()
+    make_held_bookings(runtime.context.sessions, count=2_000, authorized=20,
+                       stripe_client=stripe_client(servers.stripe_url), expired_at=now - timedelta(minutes=1))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda _: expiry.expire_due_bookings(runtime.context, batch_size=200), range(2)))
+
+    assert sum(r.expired for r in reports) == 2_000
+    assert sum(r.voided for r in reports) == 20
+    assert _count(runtime, "SELECT count(*) FROM booking_transitions WHERE to_status = 'expired'") == 2_000
+
+
+def test_an_authorization_nearing_seven_days_is_cancelled_before_stripe_voids_it(api, runtime, worker, servers):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[:1])).json
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    with runtime.context.sessions.begin() as session:
+        session.execute(text("UPDATE payments SET authorized_at = now() - interval '6 days 13 hours'"
+                             " WHERE booking_id = :b"), {"b": booking["id"]})
+
+    assert maintenance.guard_old_authorizations(runtime.context) == 1
+    final = api.get(f"/v1/bookings/{booking['id']}").json
+    assert final["status"] == "expired" and final["reason"] == "authorization_expiring"
+    (intent,) = intents_for(stripe_client(servers.stripe_url), booking["id"])
+    assert intent["status"] == "canceled"
+
+
+def test_the_guard_captures_instead_when_configured(api, runtime, worker, servers):
+    runtime.context = dataclasses.replace(
+        runtime.context, settings=dataclasses.replace(runtime.context.settings, authorization_guard_action="capture")
+    )
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[1:2])).json
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    with runtime.context.sessions.begin() as session:
+        session.execute(text("UPDATE payments SET authorized_at = now() - interval '7 days'"
+                             " WHERE booking_id = :b"), {"b": booking["id"]})
+    assert maintenance.guard_old_authorizations(runtime.context) == 1
+    assert api.get(f"/v1/bookings/{booking['id']}").json["status"] == "confirmed"
+
+
+def test_archival_moves_old_terminal_bookings_and_they_stay_readable(api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    ids = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[2:5]]
+    wait_for_statuses(runtime.context.sessions, ids, {"authorized"})
+    old_cancelled, old_confirmed, recent_cancelled = ids
+    for booking_id in (old_cancelled, recent_cancelled):
+        assert api.post(f"/v1/bookings/{booking_id}/cancel", key=new_key()).status_code == 202
+    assert api.post(f"/v1/bookings/{old_confirmed}/confirm", key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [old_cancelled, recent_cancelled], {"cancelled"})
+    wait_for_statuses(runtime.context.sessions, [old_confirmed], {"confirmed"})
+    before = api.get(f"/v1/bookings/{old_cancelled}").json
+    with runtime.context.sessions.begin() as session:
+        session.execute(text("UPDATE bookings SET updated_at = now() - interval '40 days' WHERE id IN (:a, :b)"),
+                        {"a": old_cancelled, "b": old_confirmed})
+
+    assert maintenance.archive_terminal_bookings(runtime.context) == 1
+    assert _count(runtime, "SELECT count(*) FROM bookings WHERE id = :b", b=old_cancelled) == 0
+    for table in ("booking_items", "booking_transitions", "payments"):
+        assert _count(runtime, f"SELECT count(*) FROM {table} WHERE booking_id = :b", b=old_cancelled) == 0
+        assert _count(runtime, f"SELECT count(*) FROM archived_{table} WHERE booking_id = :b", b=old_cancelled) >= 1
+    assert _count(runtime, "SELECT count(*) FROM bookings WHERE id IN (:a, :b)", a=old_confirmed, b=recent_cancelled) == 2
+    after = api.get(f"/v1/bookings/{old_cancelled}").json
+    unchanged = {"id", "status", "reason", "history", "payment", "total_amount", "currency", "customer", "created_at"}
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+    assert [i["seat_id"] for i in after["items"]] == [i["seat_id"] for i in before["items"]]
+
+
+def test_models_and_migrations_describe_the_same_schema(database_url):
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    command.check(alembic_config(database_url))  # raises if autogenerate would change anything

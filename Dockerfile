@@ -31,4 +31,4 @@ WORKDIR /app
 USER bookings:bookings
 EXPOSE 8000
 # The Procfile's web line; compose and other platforms override the command per process.
-CMD ["sh", "-c", "exec gunicorn 'api.wsgi:create()' --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2} --no-control-socket --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn 'api.wsgi:create()' --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2} --no-control-socket -c python:api.gunicorn_conf"]

@@ -6,6 +6,7 @@ import falcon
 import redis
 
 from api import errors
+from api.metrics import Instrumentation, Metrics
 from api.middleware import Authentication, RequestId
 from api.openapi import DocsPage, OpenAPIDocument
 from api.resources.bookings import (
@@ -17,13 +18,16 @@ from api.resources.bookings import (
 )
 from api.resources.catalog import Event, Events, EventSeats, Resources
 from api.resources.health import Health, Readiness
+from api.resources.ops import DeadLetterAction, QueuesJson, QueuesPage
 from api.resources.webhooks import StripeWebhook
 from services.context import Context
+from tasks.queue_inspection import QueueInspector
 
 
 def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
-    app = falcon.App(middleware=[RequestId(), Authentication(ctx.sessions)])
+    app = falcon.App(middleware=[Instrumentation(), RequestId(), Authentication(ctx.sessions)])
     app.req_options.strip_url_path_trailing_slash = True
+    inspector = QueueInspector(redis_client, ctx.settings.broker_namespace)
     errors.register(app)
     app.add_route("/v1/bookings", Bookings(ctx))
     app.add_route("/v1/bookings/{booking_id:uuid}", Booking(ctx))
@@ -37,6 +41,10 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
     app.add_route("/v1/webhooks/stripe", StripeWebhook(ctx))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(ctx, redis_client))
+    app.add_route("/metrics", Metrics(ctx))
+    app.add_route("/ops/queues", QueuesPage(ctx, inspector))
+    app.add_route("/ops/api/queues", QueuesJson(ctx, inspector))
+    app.add_route("/ops/queues/{queue}/dead/{redis_id}/{action}", DeadLetterAction(ctx, inspector))
     app.add_route("/openapi.json", OpenAPIDocument())
     app.add_route("/docs", DocsPage())
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import uuid
 from typing import Any
@@ -10,6 +12,7 @@ import falcon
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import APIError
+from config.logging import pop, push
 from db.queries.clients import Principal, authenticate
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -21,13 +24,21 @@ class RequestId:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-ID")
         req.context.request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        req.context.log_token = push(request_id=req.context.request_id)
         resp.set_header("X-Request-ID", req.context.request_id)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        token = getattr(req.context, "log_token", None)
+        if token is not None:
+            pop(token)
 
 
 class Authentication:
-    """Bearer API keys on every route whose resource does not set `auth = None`.
+    """API keys on every route whose resource does not set `auth = None`.
 
-    Resources set `auth = "operator"` to require an operator key; a client key there is 403.
+    Keys come as a Bearer token, or as the password of HTTP Basic so a browser can open the
+    operators' pages. Resources set `auth = "operator"` to require an operator key (a client
+    key there is a 403) and `challenge = "Basic"` to make a browser ask for it.
     """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
@@ -37,20 +48,37 @@ class Authentication:
         required = getattr(resource, "auth", "client")
         if required is None or resource is None:
             return
-        principal = self._principal(req)
+        key = presented_key(req)
+        principal = self._principal(key) if key else None
         if principal is None:
+            scheme = getattr(resource, "challenge", "Bearer")
             raise APIError(
                 falcon.HTTP_401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)",
-                headers={"WWW-Authenticate": 'Bearer realm="bookings"'},
+                headers={"WWW-Authenticate": f'{scheme} realm="bookings"'},
             )
         if required == "operator" and not principal.is_operator:
             raise APIError(falcon.HTTP_403, "forbidden", "this route needs an operator key")
         req.context.principal = principal
+        # A per-key secret for forms (CSRF tokens); the key itself is not kept.
+        req.context.key_digest = hashlib.sha256(key.encode()).digest()
 
-    def _principal(self, req: falcon.Request) -> Principal | None:
-        header = req.get_header("Authorization") or ""
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip() or len(key) > 200:
-            return None
+    def _principal(self, key: str) -> Principal | None:
         with self.sessions() as session:
-            return authenticate(session, key.strip())
+            return authenticate(session, key)
+
+
+def presented_key(req: falcon.Request) -> str:
+    header = req.get_header("Authorization") or ""
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if len(value) > 400:
+        return ""
+    if scheme.lower() == "bearer":
+        return value
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return password.strip()
+    return ""

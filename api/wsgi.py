@@ -6,6 +6,7 @@ import falcon
 import redis
 
 from api.app import create_app
+from config.logging import configure_logging
 from config.settings import Settings
 from db.engine import make_engine, make_sessions
 from services.context import Context
@@ -13,6 +14,7 @@ from tasks.broker import make_broker, make_dispatcher
 
 
 def create(settings: Settings | None = None) -> falcon.App:
+    configure_logging("api")
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-api")
     broker = make_broker(settings)

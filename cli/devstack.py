@@ -199,7 +199,7 @@ def _new_key(root: Path, env: dict[str, str], *args: str) -> str | None:
 
 def _children(port: int, workers: int) -> list[_Child]:
     web = [sys.executable, "-m", "gunicorn", "api.wsgi:create()", "--bind", f"127.0.0.1:{port}",
-           "--workers", "2", "--no-control-socket", "--access-logfile", "-"]  # fmt: skip
+           "--workers", "2", "--no-control-socket", "-c", "python:api.gunicorn_conf"]  # fmt: skip
     worker = [
         sys.executable,
         "-m",

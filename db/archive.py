@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, MetaData, Table, delete, insert, literal, select
 from sqlalchemy.orm import Session
 
-from db.models import Booking, BookingItem, BookingTransition, Payment
+from db.models import Booking, BookingItem, BookingTransition, Payment, Seat
 from db.queries.bookings import BookingView
 from domain.lifecycle import FINAL
 
@@ -81,7 +81,9 @@ def archived_view(session: Session, booking_id: uuid.UUID, client_id: uuid.UUID)
         BookingTransition(**r) for r in _rows(session, archived_transitions, booking_id, archived_transitions.c.at)
     ]
     (payment,) = [Payment(**r) for r in _rows(session, archived_payments, booking_id, None)]
-    return BookingView(booking, items, payment, history, seats={})
+    seat_ids = [item.seat_id for item in items if item.seat_id is not None]
+    seats = {seat.id: seat for seat in session.scalars(select(Seat).where(Seat.id.in_(seat_ids)))}
+    return BookingView(booking, items, payment, history, seats)
 
 
 def _rows(session: Session, table: Table, booking_id: uuid.UUID, order: Any) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from config.logging import bound
 from db.engine import transaction
 from db.models import Booking, Payment
 from db.queries.bookings import lock_booking, snapshot, starts_at_of
@@ -32,12 +33,15 @@ MAX_STEPS = 12
 
 def advance_booking(ctx: Context, booking_id: uuid.UUID) -> BookingStatus | None:
     """Perform every step the booking needs now; returns its status (None if unknown)."""
-    call, status = _settle(ctx, booking_id, None, None)
-    for _ in range(MAX_STEPS):
-        if call is None:
-            return status
-        result = call_with_recovery(ctx, booking_id, call)
-        call, status = _settle(ctx, booking_id, call, result)
+    with bound(booking_id=str(booking_id)):
+        call, status = _settle(ctx, booking_id, None, None)
+        for _ in range(MAX_STEPS):
+            if call is None:
+                log.info("booking is %s", status, extra={"outcome": str(status)})
+                return status
+            log.info("calling the provider: %s", call.step)
+            result = call_with_recovery(ctx, booking_id, call)
+            call, status = _settle(ctx, booking_id, call, result)
     raise RuntimeError(f"booking {booking_id} did not settle in {MAX_STEPS} steps")
 
 

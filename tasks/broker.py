@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,8 +22,10 @@ from dramatiq.middleware import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.logging import pop, push
 from config.settings import Settings
 from db.engine import transaction
+from services import queues
 from services.outbox import StagedMessage, acknowledge
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,55 @@ class OutboxAcknowledgement(Middleware):
             acknowledge(session, message_id)
 
 
+class TaskContext(Middleware):
+    """Puts the message's request id, actor, queue and booking on every log line of its run,
+    logs how the run ended, and keeps why a dead-lettered message died (Dramatiq's dead-letter
+    queue holds the message but not its error) for the operators' dashboard.
+
+    Registered before Retries, so its after-hook sees Retries' verdict (after-hooks run in
+    reverse order).
+    """
+
+    def __init__(self) -> None:
+        self._tokens = threading.local()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        subject = str(message.args[0]) if message.args else None
+        self._tokens.token = push(
+            request_id=message.options.get("request_id"), actor=message.actor_name,
+            queue=message.queue_name, message_id=message.message_id,
+            booking_id=subject if message.actor_name in BOOKING_ACTORS else None,
+            event_id=subject if message.actor_name == queues.APPLY_WEBHOOK_EVENT.actor_name else None,
+        )
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        outcome = "done" if exception is None else "dead_lettered" if message.failed else "retrying"
+        log.log(logging.INFO if exception is None else logging.WARNING, "message %s", outcome,
+                extra={"outcome": outcome})
+        if message.failed and isinstance(broker, RedisBroker):
+            key = dead_letter_reasons_key(broker.namespace)
+            reason = f"{type(exception).__name__}: {exception}"[:500] if exception else "skipped"
+            broker.client.pipeline().hset(key, message.message_id, reason).expire(key, 7 * 86400).execute()
+        token = getattr(self._tokens, "token", None)
+        if token is not None:
+            pop(token)
+            self._tokens.token = None
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self.after_process_message(broker, message, exception=RuntimeError("skipped"))
+
+
+def dead_letter_reasons_key(namespace: str) -> str:
+    return f"{namespace}:__dead_reasons__"
+
+
+BOOKING_ACTORS = frozenset(route.actor_name for route in (
+    queues.PLACE_BOOKING, queues.CONFIRM_BOOKING, queues.CANCEL_BOOKING, queues.RETRY_PAYMENT,
+))
+
+
 def make_broker(
     settings: Settings, *, sessions: sessionmaker[Session] | None = None, namespace: str | None = None
 ) -> RedisBroker:
@@ -70,6 +122,7 @@ def make_broker(
     if sessions is not None:
         middleware.append(OutboxAcknowledgement(sessions))
     middleware += [
+        TaskContext(),
         AgeLimit(),
         TimeLimit(time_limit=120_000),
         ShutdownNotifications(),

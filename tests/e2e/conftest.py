@@ -67,12 +67,17 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         "BROKER_MAINTENANCE_CHANCE": "200000",
         "PAYMENT_STEP_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
+        # Each stack its own metrics files and worker exposition port.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-web"),
+        "dramatiq_prom_db": str(tmp_path / "prom-worker"),
+        "dramatiq_prom_host": "127.0.0.1",
+        "dramatiq_prom_port": str(free_port()),
     }
     logs = LOCAL / "e2e" / uuid.uuid4().hex[:8]
     stack = Stack(env=env, base_url=f"http://127.0.0.1:{port}", logs=logs)
     stack.web = spawn(
         [sys.executable, "-m", "gunicorn", "api.wsgi:create()", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--no-control-socket"],
+         "--workers", "2", "--no-control-socket", "-c", "python:api.gunicorn_conf"],
         log=logs / "web.log", env=env,
     )
     wait_until_ready(lambda: _answers(stack.base_url), what="gunicorn", process=stack.web, log=logs / "web.log")

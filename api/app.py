@@ -8,7 +8,7 @@ import redis
 from api import errors
 from api.metrics import Instrumentation, Metrics
 from api.middleware import Authentication, RequestId
-from api.openapi import DocsPage, OpenAPIDocument
+from api.openapi import SWAGGER_UI_ASSETS, DocsPage, OpenAPIDocument
 from api.resources.bookings import (
     Booking,
     BookingCancellation,
@@ -47,4 +47,5 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
     app.add_route("/ops/queues/{queue}/dead/{redis_id}/{action}", DeadLetterAction(ctx, inspector))
     app.add_route("/openapi.json", OpenAPIDocument())
     app.add_route("/docs", DocsPage())
+    app.add_static_route("/docs/static", str(SWAGGER_UI_ASSETS))
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import falcon
+import swagger_ui
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -60,8 +62,9 @@ def _operation(
 
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
+    # api.media.parse_query reads `?near=` as if `near` were not given (forms send empty fields).
     return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
+        {"name": name, "in": "query", "required": False, "allowEmptyValue": True, "schema": prop}
         for name, prop in schema["properties"].items()
     ]
 
@@ -166,17 +169,25 @@ DOCS_PAGE = """<!doctype html>
   <meta charset="utf-8">
   <title>Bookings API</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
 </head>
 <body>
-  <redoc spec-url="/openapi.json"></redoc>
-  <script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+  <div id="swagger-ui"></div>
+  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+  </script>
 </body>
 </html>
 """
 
+#: Swagger UI's files, as the swagger-ui-py package ships them: served from here, so the page
+#: works without reaching a CDN.
+SWAGGER_UI_ASSETS = Path(swagger_ui.__file__).resolve().parent / "static"
+
 
 class DocsPage:
-    """Renders /openapi.json with Redoc (loaded from a CDN by the reader's browser)."""
+    """Renders /openapi.json with Swagger UI."""
 
     auth = None
 

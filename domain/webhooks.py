@@ -72,7 +72,9 @@ def effect_of(event: ProviderEvent, payment: PaymentStatus, booking: BookingStat
             return _late(kind, payment)
         return Effect(EffectKind.CAPTURED, event.amount)
     if kind == "payment_intent.payment_failed":
-        if payment in (P.NONE, P.REQUIRES_ACTION) and booking is BookingStatus.AWAITING_PAYMENT:
+        # Only a customer-confirmed intent fails by event; a card attempt's decline is known at
+        # once, and after a retry (status none again) a failure of the previous attempt is stale.
+        if payment is P.REQUIRES_ACTION and booking is BookingStatus.AWAITING_PAYMENT:
             return Effect(EffectKind.FAILED, reason=event.failure_code or "card_declined")
         return _late(kind, payment)
     if kind == "payment_intent.canceled":

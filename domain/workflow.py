@@ -50,6 +50,8 @@ class BookingSnapshot:
     cancel_requested: bool
     amount_captured: int = 0
     amount_refunded: int = 0
+    #: The provider holds an intent or checkout session for this booking.
+    has_provider_payment: bool = False
 
 
 def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
@@ -61,7 +63,10 @@ def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
     if status is S.REQUESTED:
         return Step.CANCEL if booking.cancel_requested else Step.HOLD
     if status in FINAL:
-        if booking.payment_status in VOIDABLE:
+        if booking.payment_status in VOIDABLE or (
+            # A declined intent stays open to another attempt: close it with the booking.
+            booking.payment_status is PaymentStatus.FAILED and booking.has_provider_payment
+        ):
             return Step.VOID
         if status is not S.REFUNDED and booking.amount_captured > booking.amount_refunded:
             # Money taken for a booking that ended without being delivered goes back in full.

@@ -189,10 +189,11 @@ def _record_intent(
         payment.authorized_at = now
     status = BookingStatus(booking.status)
     # A booking cancelled or expired while the call was out keeps its status; the live
-    # authorization is then voided by the next step.
+    # authorization is then voided by the next step. Money captured after the client asked to
+    # cancel does not confirm the booking: it is cancelled and the money returned in full.
     if state.status is PaymentStatus.CAPTURED and status in (
         BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
-    ):
+    ) and booking.cancel_requested_at is None:
         move_booking(session, booking, BookingStatus.CONFIRMED, now)
     elif state.status is PaymentStatus.AUTHORIZED and status is BookingStatus.AWAITING_PAYMENT:
         move_booking(session, booking, BookingStatus.AUTHORIZED, now)

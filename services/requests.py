@@ -151,6 +151,9 @@ def request_payment_retry(
     """A new payment method for a booking awaiting payment: the next attempt uses a new key."""
     booking = _own_booking_for_update(session, client_id, booking_id)
     lifecycle.ensure_payment_retryable(BookingStatus(booking.status))
+    if booking.payment_mode == PaymentMode.CHECKOUT:
+        # Its hosted page may still be paid; a second way to pay could take the money twice.
+        raise InvalidState("a checkout booking is paid on its checkout page", details={"mode": "checkout"})
     payment = session.scalars(
         select(Payment).where(Payment.booking_id == booking.id).with_for_update()
     ).one()

@@ -9,6 +9,7 @@ each test its own Redis key space (a broker namespace), so nothing it did not cr
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,14 +36,17 @@ def servers() -> Iterator[Servers]:
     from cli.local_services import start_localstripe, start_postgres, start_redis
 
     started = []
+    # Each run its own server directory: two test runs at once (a developer's and a helper's)
+    # must not stop each other's PostgreSQL.
+    run_dir = LOCAL / f"run-{os.getpid()}"
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
-        postgres = start_postgres(LOCAL / "pg", max_connections=300)
+        postgres = start_postgres(run_dir / "pg", max_connections=300)
         started.append(postgres)
         database_url = postgres.url
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
-        redis_server = start_redis(LOCAL / "redis")
+        redis_server = start_redis(run_dir / "redis")
         started.append(redis_server)
         redis_url = redis_server.url
     stripe = start_localstripe(log_dir=LOCAL)
@@ -52,6 +56,7 @@ def servers() -> Iterator[Servers]:
     finally:
         for server in reversed(started):
             server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:

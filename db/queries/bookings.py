@@ -42,6 +42,7 @@ def snapshot(booking: Booking, payment: Payment) -> BookingSnapshot:
         cancel_requested=booking.cancel_requested_at is not None,
         amount_captured=payment.amount_captured,
         amount_refunded=payment.amount_refunded,
+        has_provider_payment=payment.intent_id is not None or payment.checkout_session_id is not None,
     )
 
 

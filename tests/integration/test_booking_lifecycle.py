@@ -92,7 +92,7 @@ def test_cancel_releases_the_hold_and_the_seat(api, runtime, worker, servers):
     assert again["status"] == "authorized"
 
 
-def test_declined_card_rejects_the_booking_and_frees_the_seat(api, runtime, worker):
+def test_declined_card_rejects_the_booking_and_frees_the_seat(api, runtime, worker, servers):
     event_id, seats = first_event(runtime.context.sessions)
     booking = _book_and_settle(
         api, runtime, seat_request(event_id, seats[5:6], payment_method="pm_card_chargeCustomerFail")
@@ -100,7 +100,13 @@ def test_declined_card_rejects_the_booking_and_frees_the_seat(api, runtime, work
 
     assert booking["status"] == "rejected"
     assert booking["reason"] == "payment_declined"
-    assert booking["payment"]["status"] == "failed"
+    assert booking["payment"]["amount_authorized"] == 0
+    # The declined intent could still be confirmed with another card: it is closed with the booking.
+    from tests.support import wait_for
+
+    wait_for(lambda: api.get(f"/v1/bookings/{booking['id']}").json["payment"]["status"] == "canceled")
+    (intent,) = intents_for(stripe_client(servers.stripe_url), booking["id"])
+    assert intent["status"] == "canceled"
     retry = _book_and_settle(api, runtime, seat_request(event_id, seats[5:6]))
     assert retry["status"] == "authorized"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -148,10 +149,14 @@ def grid_interval(a: int, b: int) -> Interval:
     return Interval(DAY + timedelta(minutes=min(a, b)), DAY + timedelta(minutes=max(a, b)))
 
 
-intervals = st.tuples(minutes, minutes).filter(lambda ab: ab[0] != ab[1]).map(lambda ab: grid_interval(*ab))
+intervals = (
+    st.tuples(minutes, minutes).filter(lambda ab: ab[0] != ab[1]).map(lambda ab: grid_interval(*ab))
+)
 # Availability windows of one resource do not overlap one another: cut the day at sorted points.
-disjoint_windows = st.lists(minutes, unique=True, max_size=10).map(sorted).map(
-    lambda points: [grid_interval(a, b) for a, b in zip(points[::2], points[1::2])]
+disjoint_windows = (
+    st.lists(minutes, unique=True, max_size=10)
+    .map(sorted)
+    .map(lambda points: [grid_interval(a, b) for a, b in zip(points[::2], points[1::2])])
 )
 
 
@@ -168,7 +173,7 @@ def test_free_windows_lie_inside_the_windows_and_never_overlap_a_busy_period(win
         assert slot_fits(windows, piece)
         assert within is None or within.contains(piece)
         assert not any(piece.overlaps(period) for period in busy)
-    for earlier, later in zip(free, free[1:]):
+    for earlier, later in pairwise(free):
         assert earlier.ends_at <= later.starts_at
 
 
@@ -188,7 +193,9 @@ def test_every_free_minute_is_in_some_free_window(windows, busy, within):
 
 @PROPERTY
 @given(disjoint_windows, st.lists(intervals, max_size=8), intervals)
-def test_a_slot_that_fits_a_free_window_fits_the_windows_and_clashes_with_no_busy_period(windows, busy, slot):
+def test_a_slot_that_fits_a_free_window_fits_the_windows_and_clashes_with_no_busy_period(
+    windows, busy, slot
+):
     if slot_fits(free_windows(windows, busy), slot):
         assert slot_fits(windows, slot)
         assert not any(slot.overlaps(period) for period in busy)
@@ -210,4 +217,6 @@ def test_a_distance_is_symmetric_and_at_most_half_the_circumference(lat1, lng1, 
 @PROPERTY
 @given(latitudes, longitudes)
 def test_the_antipode_of_any_point_is_half_the_circumference_away(lat, lng):
-    assert distance_km(lat, lng, -lat, lng + 180) == pytest.approx(math.pi * EARTH_RADIUS_KM, rel=1e-6)
+    assert distance_km(lat, lng, -lat, lng + 180) == pytest.approx(
+        math.pi * EARTH_RADIUS_KM, rel=1e-6
+    )

@@ -1,8 +1,9 @@
-"""The booking state machine of SPEC §4: which transitions exist, and the guards on client actions."""
+"""The booking state machine of SPEC §4: its transitions, and the guards on client actions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -100,7 +101,7 @@ def test_a_walk_of_allowed_transitions_never_leaves_a_final_status(choices):
             break
         status = check_transition(status, options[choice % len(options)])
         visited.append(status)
-    for earlier, later in zip(visited, visited[1:]):
+    for earlier, later in pairwise(visited):
         assert earlier not in FINAL, f"left final status {earlier} for {later}"
     # the only way into refunded is from confirmed, the one client action after a settled payment
     if S.REFUNDED in visited:
@@ -117,7 +118,9 @@ def test_authorized_booking_without_an_expiry_is_confirmable():
     ensure_confirmable(S.AUTHORIZED, None, NOW)
 
 
-@pytest.mark.parametrize("expires_at", [NOW, NOW - timedelta(microseconds=1), NOW - timedelta(days=1)])
+@pytest.mark.parametrize(
+    "expires_at", [NOW, NOW - timedelta(microseconds=1), NOW - timedelta(days=1)]
+)
 def test_authorized_booking_whose_hold_has_run_out_cannot_be_confirmed(expires_at):
     with pytest.raises(InvalidState) as raised:
         ensure_confirmable(S.AUTHORIZED, expires_at, NOW)

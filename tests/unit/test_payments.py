@@ -6,7 +6,9 @@ from domain.payments import LIVE_AUTHORIZATION, PaymentStatus, PaymentStep, idem
 
 
 def test_a_retried_step_reuses_its_idempotency_key():
-    assert idempotency_key("b1", PaymentStep.CAPTURE) == idempotency_key("b1", PaymentStep.CAPTURE, 1)
+    assert idempotency_key("b1", PaymentStep.CAPTURE) == idempotency_key(
+        "b1", PaymentStep.CAPTURE, 1
+    )
 
 
 def test_each_step_booking_and_attempt_has_its_own_idempotency_key():

@@ -55,7 +55,9 @@ def test_minutes_are_counted_in_absolute_time_across_utc_offsets():
     assert slot_minutes(starts_at, datetime(2030, 6, 1, 9, 0, tzinfo=UTC)) == 60
 
 
-@pytest.mark.parametrize("ends_at", [START, START - timedelta(microseconds=1), START - timedelta(hours=1)])
+@pytest.mark.parametrize(
+    "ends_at", [START, START - timedelta(microseconds=1), START - timedelta(hours=1)]
+)
 def test_a_slot_that_ends_at_or_before_its_start_is_rejected(ends_at):
     with pytest.raises(InvalidRequest) as raised:
         slot_minutes(START, ends_at)
@@ -66,7 +68,9 @@ def test_a_slot_of_exactly_seven_days_is_allowed():
     assert slot_minutes(START, START + timedelta(days=7)) == MAX_SLOT_MINUTES == 7 * 24 * 60
 
 
-@pytest.mark.parametrize("extra", [timedelta(microseconds=1), timedelta(minutes=1), timedelta(days=30)], ids=str)
+@pytest.mark.parametrize(
+    "extra", [timedelta(microseconds=1), timedelta(minutes=1), timedelta(days=30)], ids=str
+)
 def test_a_slot_longer_than_seven_days_is_rejected(extra):
     with pytest.raises(InvalidRequest) as raised:
         slot_price(100, START, START + timedelta(days=7) + extra)

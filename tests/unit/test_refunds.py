@@ -1,4 +1,4 @@
-"""The time-based refund policy: 100% more than 48 h before the start, 50% more than 2 h before, else none."""
+"""Refund policy: all of it back more than 48 h before the start, half more than 2 h before."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_the_refund_percent_at_each_tier_boundary(notice, percent):
 
 
 def test_refund_is_full_more_than_48_hours_before_start():
-    assert POLICY.refund_amount(10_000, START, cancelled_before_start(hours=48, seconds=1)) == 10_000
+    assert (
+        POLICY.refund_amount(10_000, START, cancelled_before_start(hours=48, seconds=1)) == 10_000
+    )
 
 
 def test_refund_is_half_at_exactly_48_hours_before_start():
@@ -74,8 +76,12 @@ def test_nothing_captured_refunds_nothing():
 
 @pytest.mark.parametrize(
     ("spec", "notice"),
-    [("30s:10", timedelta(seconds=30)), ("15m:10", timedelta(minutes=15)),
-     ("6h:10", timedelta(hours=6)), ("7d:10", timedelta(days=7))],
+    [
+        ("30s:10", timedelta(seconds=30)),
+        ("15m:10", timedelta(minutes=15)),
+        ("6h:10", timedelta(hours=6)),
+        ("7d:10", timedelta(days=7)),
+    ],
 )
 def test_a_tier_notice_is_read_in_seconds_minutes_hours_or_days(spec, notice):
     assert RefundPolicy.parse(spec).tiers == (RefundTier(notice, 10),)
@@ -112,8 +118,24 @@ def test_percent_bounds_zero_and_one_hundred_are_accepted(percent):
 
 @pytest.mark.parametrize(
     "spec",
-    ["48:100", "48x:100", "48H:100", "h:100", ":100", "48h", "48h:", "48h:abc", "1.5h:50",
-     "-1h:50", "48h:-1", "48h:101", "48h:1000", "48h: 100", "48h:100:5", "48h:100,2h"],
+    [
+        "48:100",
+        "48x:100",
+        "48H:100",
+        "h:100",
+        ":100",
+        "48h",
+        "48h:",
+        "48h:abc",
+        "1.5h:50",
+        "-1h:50",
+        "48h:-1",
+        "48h:101",
+        "48h:1000",
+        "48h: 100",
+        "48h:100:5",
+        "48h:100,2h",
+    ],
 )
 def test_a_malformed_policy_is_refused(spec):
     with pytest.raises(ValueError):
@@ -122,21 +144,23 @@ def test_a_malformed_policy_is_refused(spec):
 
 # A policy as an operator would write it: a longer notice never refunds less.
 monotone_policies = st.lists(
-    st.tuples(st.integers(min_value=0, max_value=30 * 86400), st.integers(min_value=0, max_value=100)),
+    st.tuples(
+        st.integers(min_value=0, max_value=30 * 86400), st.integers(min_value=0, max_value=100)
+    ),
     max_size=5,
     unique_by=lambda tier: tier[0],
 ).map(
     lambda tiers: RefundPolicy.parse(
         ",".join(
             f"{notice}s:{percent}"
-            for notice, percent in zip(
-                sorted(t[0] for t in tiers), sorted(t[1] for t in tiers)
-            )
+            for notice, percent in zip(sorted(t[0] for t in tiers), sorted(t[1] for t in tiers))
         )
     )
 )
 any_policies = st.lists(
-    st.tuples(st.integers(min_value=0, max_value=30 * 86400), st.integers(min_value=0, max_value=100)),
+    st.tuples(
+        st.integers(min_value=0, max_value=30 * 86400), st.integers(min_value=0, max_value=100)
+    ),
     max_size=5,
 ).map(lambda tiers: RefundPolicy.parse(",".join(f"{n}s:{p}" for n, p in tiers)))
 seconds_before_start = st.integers(min_value=-86400, max_value=40 * 86400)
@@ -150,10 +174,17 @@ def test_a_refund_is_never_negative_nor_more_than_was_captured(policy, captured,
 
 
 @PROPERTY
-@given(monotone_policies, st.integers(min_value=0, max_value=10**9), seconds_before_start, seconds_before_start)
+@given(
+    monotone_policies,
+    st.integers(min_value=0, max_value=10**9),
+    seconds_before_start,
+    seconds_before_start,
+)
 def test_a_refund_never_grows_as_the_start_approaches(policy, captured, a, b):
     earlier, later = START - timedelta(seconds=max(a, b)), START - timedelta(seconds=min(a, b))
-    assert policy.refund_amount(captured, START, earlier) >= policy.refund_amount(captured, START, later)
+    assert policy.refund_amount(captured, START, earlier) >= policy.refund_amount(
+        captured, START, later
+    )
 
 
 @PROPERTY

@@ -45,7 +45,8 @@ def booking(**changes: object) -> BookingSnapshot:
 
 
 def authorized(**changes: object) -> BookingSnapshot:
-    return replace(booking(status=S.AUTHORIZED, payment_status=PaymentStatus.AUTHORIZED), **changes)  # type: ignore[arg-type]
+    held = booking(status=S.AUTHORIZED, payment_status=PaymentStatus.AUTHORIZED)
+    return replace(held, **changes)  # type: ignore[arg-type]
 
 
 def test_a_new_request_is_held_first():
@@ -68,7 +69,14 @@ def test_a_request_cancelled_before_it_was_processed_is_cancelled_without_holdin
         booking(status=S.CONFIRMED, payment_status=PaymentStatus.CAPTURED, cancel_requested=True),
         booking(status=S.REFUNDED, payment_status=PaymentStatus.REFUNDED),
     ],
-    ids=["cancel-requested", "expired", "confirm-requested", "final-live-auth", "refund-due", "done"],
+    ids=[
+        "cancel-requested",
+        "expired",
+        "confirm-requested",
+        "final-live-auth",
+        "refund-due",
+        "done",
+    ],
 )
 def test_an_unrecorded_provider_call_is_finished_before_anything_else(snapshot, pending):
     step = next_step(replace(snapshot, pending_step=pending), NOW)
@@ -106,9 +114,7 @@ def test_a_client_or_checkout_payment_is_started_by_the_worker_without_a_payment
 
 
 @pytest.mark.parametrize("mode", [PaymentMode.CLIENT, PaymentMode.CHECKOUT], ids=str)
-@pytest.mark.parametrize(
-    "payment_status", [P.REQUIRES_ACTION, P.FAILED, P.AUTHORIZED], ids=str
-)
+@pytest.mark.parametrize("payment_status", [P.REQUIRES_ACTION, P.FAILED, P.AUTHORIZED], ids=str)
 def test_a_started_client_or_checkout_payment_waits_for_the_customer(mode, payment_status):
     assert next_step(booking(payment_mode=mode, payment_status=payment_status), NOW) is None
 
@@ -175,7 +181,9 @@ def test_a_final_booking_with_a_voidable_payment_has_it_voided(status, payment_s
 
 @pytest.mark.parametrize("status", sorted(FINAL), ids=str)
 @pytest.mark.parametrize("payment_status", sorted(set(P) - VOIDABLE), ids=str)
-def test_a_final_booking_with_no_voidable_payment_and_no_money_kept_needs_nothing(status, payment_status):
+def test_a_final_booking_with_no_voidable_payment_and_no_money_kept_needs_nothing(
+    status, payment_status
+):
     snapshot = booking(status=status, payment_status=payment_status, expires_at=EARLIER)
     assert next_step(replace(snapshot, cancel_requested=True, confirm_requested=True), NOW) is None
     assert next_step(snapshot, NOW) is None
@@ -205,12 +213,16 @@ def test_a_voidable_payment_is_voided_before_any_refund():
 
 
 def test_a_confirmed_booking_cancelled_by_the_client_is_refunded():
-    snapshot = booking(status=S.CONFIRMED, payment_status=PaymentStatus.CAPTURED, cancel_requested=True)
+    snapshot = booking(
+        status=S.CONFIRMED, payment_status=PaymentStatus.CAPTURED, cancel_requested=True
+    )
     assert next_step(snapshot, NOW) is Step.REFUND
 
 
 def test_a_confirmed_booking_needs_nothing_more_even_after_its_hold_time():
-    snapshot = booking(status=S.CONFIRMED, payment_status=PaymentStatus.CAPTURED, expires_at=EARLIER)
+    snapshot = booking(
+        status=S.CONFIRMED, payment_status=PaymentStatus.CAPTURED, expires_at=EARLIER
+    )
     assert next_step(snapshot, NOW) is None
 
 
@@ -226,7 +238,9 @@ def test_a_fresh_claim_has_the_rest_of_its_lease_left():
 def test_a_claim_lapses_exactly_when_its_lease_ends():
     started = NOW - timedelta(minutes=2)
     assert lease_remaining(started, timedelta(minutes=2), NOW) == timedelta(0)
-    assert lease_remaining(started, timedelta(minutes=2), NOW - timedelta(seconds=1)) == timedelta(seconds=1)
+    assert lease_remaining(started, timedelta(minutes=2), NOW - timedelta(seconds=1)) == timedelta(
+        seconds=1
+    )
 
 
 def test_a_long_lapsed_claim_has_zero_not_negative_lease_left():
@@ -289,3 +303,14 @@ def test_money_is_only_asked_for_while_the_booking_is_still_open(snapshot):
         by_policy = snapshot.status is S.CONFIRMED and snapshot.cancel_requested
         undelivered = snapshot.status in FINAL - {S.REFUNDED}
         assert by_policy or (undelivered and snapshot.amount_captured > snapshot.amount_refunded)
+
+
+@pytest.mark.parametrize("status", [S.EXPIRED, S.CANCELLED, S.REJECTED], ids=str)
+def test_a_declined_intent_left_open_is_closed_when_the_booking_ends(status):
+    declined = booking(status=status, payment_status=PaymentStatus.FAILED, has_provider_payment=True)
+    assert next_step(declined, NOW) is Step.VOID
+
+
+def test_a_decline_with_nothing_at_the_provider_needs_no_void():
+    declined = booking(status=S.REJECTED, payment_status=PaymentStatus.FAILED, has_provider_payment=False)
+    assert next_step(declined, NOW) is None

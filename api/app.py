@@ -8,6 +8,7 @@ import redis
 from api import errors
 from api.metrics import Instrumentation, Metrics
 from api.middleware import Authentication, RequestId
+from api.protection import RateLimiting, RateLimits, SecurityHeaders
 from api.openapi import SWAGGER_UI_ASSETS, DocsPage, OpenAPIDocument
 from api.resources.bookings import (
     Booking,
@@ -25,7 +26,20 @@ from tasks.queue_inspection import QueueInspector
 
 
 def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
-    app = falcon.App(middleware=[Instrumentation(), RequestId(), Authentication(ctx.sessions)])
+    settings = ctx.settings
+    middleware: list[object] = [
+        Instrumentation(),
+        SecurityHeaders(hsts=settings.is_production),
+        RequestId(),
+        Authentication(ctx.sessions),
+        RateLimiting(settings.redis_url, RateLimits.parse_spec(settings.rate_limits), settings.broker_namespace),
+    ]
+    if settings.cors_allowed_origins:
+        middleware.insert(0, falcon.CORSMiddleware(
+            allow_origins=list(settings.cors_allowed_origins),
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"],
+        ))
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     inspector = QueueInspector(redis_client, ctx.settings.broker_namespace)
     errors.register(app)

@@ -92,6 +92,10 @@ class Settings:
     authorization_guard_after: timedelta = timedelta(days=6.5)
     authorization_guard_action: str = "cancel"
     archive_at_hour: int = 3
+    #: `writes=50/second;reads=200/second;webhooks=500/second`; see api.protection.
+    rate_limits: str = ""
+    #: Origins allowed to call the API from a browser; none unless configured.
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +140,10 @@ class Settings:
             ),
             authorization_guard_action=_choice(env, "AUTHORIZATION_GUARD_ACTION", ("cancel", "capture")),
             archive_at_hour=_int(env, "SCHEDULE_ARCHIVE_HOUR", 3),
+            rate_limits=env.get("RATE_LIMITS", "").strip(),
+            cors_allowed_origins=tuple(
+                origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()
+            ),
         )
         settings.check()
         return settings

@@ -67,6 +67,7 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         "BROKER_MAINTENANCE_CHANCE": "200000",
         "PAYMENT_STEP_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
+        "RATE_LIMITS": settings.rate_limits,
         # Each stack its own metrics files and worker exposition port.
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-web"),
         "dramatiq_prom_db": str(tmp_path / "prom-worker"),

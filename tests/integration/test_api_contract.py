@@ -222,7 +222,8 @@ def test_openapi_document_describes_the_routes(app):
     assert {"/v1/bookings", "/v1/bookings/{booking_id}", "/v1/events/{event_id}/seats"} <= set(spec["paths"])
     assert "BookingCreate" in spec["components"]["schemas"]
     docs = app.simulate_get("/docs")
-    assert docs.status_code == 200 and 'spec-url="/openapi.json"' in docs.text
+    assert docs.status_code == 200 and 'url: "/openapi.json"' in docs.text
+    assert app.simulate_get("/docs/static/swagger-ui-bundle.js").status_code == 200
 
 
 def test_readiness_reports_dependencies(app):

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from bench.held_bookings import make_held_bookings
 from services import expiry, maintenance
-from tests.faults import FaultProxy
+from bench.faults import FaultProxy
 from tests.support import first_event, intents_for, new_key, seat_request, stripe_client, wait_for_statuses
 
 

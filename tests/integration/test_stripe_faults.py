@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tests.faults import DropResponses, FaultProxy
+from bench.faults import DropResponses, FaultProxy
 from tests.support import first_event, intents_for, new_key, seat_request, stripe_client, wait_for_statuses
 
 

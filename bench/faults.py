@@ -1,13 +1,14 @@
-"""A fault-injecting HTTP proxy in front of the local Stripe server.
+"""A fault-injecting HTTP proxy in front of the local Stripe server (tests and bench/chaos).
 
-It forwards every request, and for those matching a rule it can drop the answer after the
-upstream has acted on the request: the failure between "called Stripe" and "recorded the result".
+It forwards every request. Rules can drop the answer after the upstream has acted (the failure
+between "called Stripe" and "recorded the result"), answer 500 without forwarding, or delay.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,10 +32,40 @@ class DropResponses:
             return False
 
 
+@dataclass
+class RandomFaults:
+    """Stripe misbehaving at random: `error` answer 500 unforwarded, `lost` act then drop the
+    answer, `slow` wait `slow_seconds` first. Fractions of all requests, decided per request."""
+
+    error: float = 0.0
+    lost: float = 0.0
+    slow: float = 0.0
+    slow_seconds: float = 1.5
+    seed: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"error": 0, "lost": 0, "slow": 0})
+
+    def __post_init__(self) -> None:
+        import random
+
+        self.random = random.Random(self.seed)
+        self.lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        with self.lock:
+            roll = self.random.random()
+            for kind, share in (("error", self.error), ("lost", self.lost), ("slow", self.slow)):
+                if roll < share:
+                    self.counts[kind] += 1
+                    return kind
+                roll -= share
+            return None
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         target = urlsplit(upstream)
         self.rules: list[DropResponses] = []
+        self.random_faults: RandomFaults | None = None
         self.forwarded: list[tuple[str, str]] = []
         proxy = self
 
@@ -46,6 +77,12 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy.random_faults.draw() if proxy.random_faults and self.command == "POST" else None
+                if fault == "error":
+                    self._answer(500, b'{"error": {"type": "api_error", "message": "injected"}}')
+                    return
+                if fault == "slow":
+                    time.sleep(proxy.random_faults.slow_seconds)  # type: ignore[union-attr]
                 upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 upstream_conn.request(self.command, self.path, body=body, headers=headers)
@@ -53,7 +90,7 @@ class FaultProxy:
                 payload = answer.read()
                 upstream_conn.close()
                 proxy.forwarded.append((self.command, self.path))
-                if any(rule.should_drop(self.command, self.path) for rule in proxy.rules):
+                if fault == "lost" or any(rule.should_drop(self.command, self.path) for rule in proxy.rules):
                     # The upstream acted; the caller never hears about it.
                     self.close_connection = True
                     return
@@ -61,6 +98,13 @@ class FaultProxy:
                 for key, value in answer.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _answer(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

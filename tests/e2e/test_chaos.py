@@ -1,0 +1,19 @@
+"""The fault campaign's short form (the long form: `python -m bench.chaos`, 10,000 requests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.chaos import ChaosConfig, failures, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_invariants_hold_through_worker_kills_restarts_and_stripe_faults(tmp_path):
+    figures = run(ChaosConfig(requests=400, clients=12, workers=2, seed=3, kill_every=2.5), root=tmp_path)
+    details = figures.pop("_details")
+    print("\n".join(f"{name}: {value}" for name, value in figures.items()))
+    assert failures(figures) == [], details
+    assert figures["requests accepted (202)"] == 400
+    assert figures["workers SIGKILLed"] >= 2
+    assert figures["Redis restarted empty / PostgreSQL restarted"] == "yes / yes"

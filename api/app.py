@@ -8,8 +8,8 @@ import redis
 from api import errors
 from api.metrics import Instrumentation, Metrics
 from api.middleware import Authentication, RequestId
-from api.protection import RateLimiting, RateLimits, SecurityHeaders
 from api.openapi import SWAGGER_UI_ASSETS, DocsPage, OpenAPIDocument
+from api.protection import RateLimiting, RateLimits, SecurityHeaders
 from api.resources.bookings import (
     Booking,
     BookingCancellation,

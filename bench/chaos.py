@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 import psycopg
 import stripe
-from sqlalchemy import text
 
 from bench.environment import LOCAL, print_table
 from bench.faults import FaultProxy, RandomFaults

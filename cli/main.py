@@ -119,8 +119,8 @@ def scheduler() -> None:
 @click.argument("booking_id", type=click.UUID)
 def reconcile(booking_id: uuid.UUID) -> None:
     """Drive one booking forward now: finish an unrecorded Stripe step, capture, release."""
-    from tasks.runtime import build_worker
     from services.advance import advance_booking
+    from tasks.runtime import build_worker
 
     runtime = build_worker(_settings())
     status = advance_booking(runtime.context, booking_id)
@@ -172,8 +172,8 @@ def webhooks_replay(event_id: str) -> None:
 @main.command("relay-outbox")
 def relay_outbox() -> None:
     """Send outbox messages that were committed but never reached (or were lost by) Redis."""
-    from services.outbox import relay
     from services.context import utc_now
+    from services.outbox import relay
     from tasks.broker import make_broker, make_dispatcher
 
     settings = _settings()

@@ -11,20 +11,23 @@ import contextvars
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "log_context", default=MappingProxyType({})
+)
 
 #: Fields a log line may carry; anything else passed via `bound` is dropped, so a careless
 #: caller cannot put a secret into the logs by name.
 FIELDS = ("request_id", "client_id", "booking_id", "event_id", "actor", "queue", "message_id", "outcome")
 
 
-Token = contextvars.Token[dict[str, Any]]
+Token = contextvars.Token[Mapping[str, Any]]
 
 
 def push(**fields: Any) -> Token:

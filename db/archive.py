@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from db.models import Booking, BookingItem, BookingTransition, Payment, Seat
 from db.queries.bookings import BookingView
 from domain.lifecycle import FINAL
+from domain.workflow import VOIDABLE
 
 archive_metadata = MetaData()
 
@@ -40,13 +41,18 @@ _MOVES = (
 
 
 def archive_batch(session: Session, *, updated_before: datetime, batch_size: int, now: datetime) -> int:
-    """Move up to `batch_size` terminal bookings last changed before `updated_before`."""
+    """Move up to `batch_size` terminal bookings last changed before `updated_before`.
+
+    A booking whose payment still has work left (a step in flight, money held) stays hot.
+    """
     ids = session.scalars(
         select(Booking.id)
+        .join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.status.in_([s.value for s in FINAL]), Booking.updated_at < updated_before)
+        .where(Payment.step.is_(None), Payment.status.not_in([s.value for s in VOIDABLE]))
         .order_by(Booking.updated_at)
         .limit(batch_size)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=Booking, skip_locked=True)
     ).all()
     if not ids:
         return 0

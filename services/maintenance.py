@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import or_, select
@@ -55,7 +56,7 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
     return _advance_each(ctx, stuck)
 
 
-def _advance_each(ctx: Context, booking_ids: list[uuid.UUID] | tuple[uuid.UUID, ...]) -> int:
+def _advance_each(ctx: Context, booking_ids: Sequence[uuid.UUID]) -> int:
     moved = 0
     for booking_id in booking_ids:
         try:

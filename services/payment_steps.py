@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from db.models import Booking, Payment
+from db.queries.bookings import move_booking, set_claims
 from domain.errors import PaymentDeclined
 from domain.lifecycle import BookingStatus
 from domain.payments import (
@@ -28,7 +29,6 @@ from domain.payments import (
 from domain.ports import PaymentGateway
 from domain.refunds import RefundPolicy
 from domain.workflow import Step, lease_remaining
-from db.queries.bookings import move_booking, set_claims
 from services.placement import release_inventory
 
 

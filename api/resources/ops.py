@@ -10,7 +10,6 @@ import hmac
 from dataclasses import asdict
 from datetime import datetime
 from html import escape
-from typing import Any
 
 import falcon
 

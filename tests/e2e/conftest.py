@@ -45,9 +45,10 @@ class Stack:
 
 @pytest.fixture
 def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
-    from tests.integration.conftest import BOOKING_TABLES
-    from db.engine import make_engine
     from sqlalchemy import text
+
+    from db.engine import make_engine
+    from tests.integration.conftest import BOOKING_TABLES
 
     engine = make_engine(settings.database_url, pool_size=1)
     with engine.begin() as conn:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 from click.testing import CliRunner
 
 from cli.main import main
-from tests.support import first_event, post_webhook, seat_request, stripe_client, stripe_event, wait_for_ledger, wait_for_statuses
+from tests.support import (
+    first_event,
+    post_webhook,
+    seat_request,
+    stripe_client,
+    stripe_event,
+    wait_for_ledger,
+    wait_for_statuses,
+)
 
 
 def _env(settings) -> dict[str, str]:

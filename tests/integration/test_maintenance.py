@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, text
 
+from bench.faults import FaultProxy
 from bench.held_bookings import make_held_bookings
 from services import expiry, maintenance
-from bench.faults import FaultProxy
-from tests.support import first_event, intents_for, new_key, seat_request, stripe_client, wait_for_statuses
+from tests.support import (
+    first_event,
+    intents_for,
+    new_key,
+    seat_request,
+    stripe_client,
+    wait_for,
+    wait_for_statuses,
+)
 
 
 @pytest.fixture
@@ -106,6 +113,8 @@ def test_archival_moves_old_terminal_bookings_and_they_stay_readable(api, runtim
         assert api.post(f"/v1/bookings/{booking_id}/cancel", key=new_key()).status_code == 202
     assert api.post(f"/v1/bookings/{old_confirmed}/confirm", key=new_key()).status_code == 202
     wait_for_statuses(runtime.context.sessions, [old_cancelled, recent_cancelled], {"cancelled"})
+    wait_for(lambda: _count(runtime, "SELECT count(*) FROM payments WHERE status = 'canceled'") == 2,
+             what="both authorizations to be voided")
     wait_for_statuses(runtime.context.sessions, [old_confirmed], {"confirmed"})
     before = api.get(f"/v1/bookings/{old_cancelled}").json
     with runtime.context.sessions.begin() as session:

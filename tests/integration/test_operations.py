@@ -7,8 +7,6 @@ import logging
 import re
 import uuid
 
-import dramatiq
-
 from services import queues
 from services.outbox import StagedMessage
 from tests.support import first_event, seat_request, wait_for, wait_for_statuses

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from config.settings import ConfigurationError, Settings
-from tests.support import ApiClient, first_event, new_key, seat_request
+from tests.support import first_event, seat_request
 
 
 @pytest.fixture

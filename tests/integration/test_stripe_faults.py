@@ -7,7 +7,14 @@ import dataclasses
 import pytest
 
 from bench.faults import DropResponses, FaultProxy
-from tests.support import first_event, intents_for, new_key, seat_request, stripe_client, wait_for_statuses
+from tests.support import (
+    first_event,
+    intents_for,
+    new_key,
+    seat_request,
+    stripe_client,
+    wait_for_statuses,
+)
 
 
 @pytest.fixture

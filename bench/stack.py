@@ -1,0 +1,257 @@
+"""What the pipeline benchmarks share: a large seat catalog made in SQL, API keys, the stack of
+processes (gunicorn, Dramatiq workers) started as in production, and waiting for bookings to settle.
+
+    with bench_environment() as env:
+        arena = add_arena(env.database_url, seats=20_000, events=3)
+        keys = create_keys(env.database_url, 4)
+        with Stack(env, root) as stack:
+            stack.start_web()
+            stack.start_workers(processes=2, threads=8, payments="none")
+            ...
+
+Seat ids of the arena are computable from their index (`seat_uuid(n)`), so pgbench scripts and
+wrk's Lua can name distinct seats without a lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import psycopg
+import redis
+
+from bench.environment import LOCAL, BenchEnvironment
+from cli.local_services import free_port, spawn, terminate, wait_until_ready
+
+SEAT_PREFIX = "b5ea7000-0000-4000-8000-"
+#: Settled statuses (domain.lifecycle.SETTLED): the placement is over, the client has its answer.
+SETTLED = ("authorized", "confirmed", "rejected", "expired", "cancelled", "refunded")
+Payments = Literal["stripe", "none"]
+#: The worker module each payment mode runs under `dramatiq` (what `bookings worker` runs).
+WORKER_MODULES: dict[str, str] = {"stripe": "tasks.worker", "none": "bench.nopay_worker"}
+#: Limits far above anything a benchmark sends: measure the limiter's cost, never its refusals.
+NO_RATE_LIMITS = "writes=10000000/second;reads=10000000/second;webhooks=10000000/second"
+
+
+def seat_uuid(index: int) -> str:
+    return f"{SEAT_PREFIX}{index:012x}"
+
+
+def seat_uuid_sql(expr: str) -> str:
+    """The SQL expression for `seat_uuid(<expr>)`."""
+    return f"('{SEAT_PREFIX}' || lpad(to_hex(({expr})::bigint), 12, '0'))::uuid"
+
+
+@dataclass(frozen=True)
+class Arena:
+    venue_id: uuid.UUID
+    event_ids: list[uuid.UUID]
+    seats: int
+    price: int = 5000
+
+    def seat(self, index: int) -> str:
+        return seat_uuid(index)
+
+
+def add_arena(database_url: str, *, seats: int, events: int = 1, price: int = 5000) -> Arena:
+    """A venue of `seats` seats (one tier) with `events` events: thousands of distinct seats."""
+    venue_id = uuid.uuid4()
+    event_ids = [uuid.uuid4() for _ in range(events)]
+    starts = datetime.now(UTC) + timedelta(days=60)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO venues (id, name, city) VALUES (%s, %s, 'Berlin')",
+                     (venue_id, f"Bench Arena {venue_id.hex[:8]}"))
+        conn.execute(
+            f"INSERT INTO seats (id, venue_id, row, number, tier) SELECT {seat_uuid_sql('n')}, %s,"
+            " 'R' || (n / 100), n %% 100, 'standard' FROM generate_series(0, %s - 1) AS n",
+            (venue_id, seats),
+        )
+        for i, event_id in enumerate(event_ids):
+            conn.execute(
+                "INSERT INTO events (id, venue_id, name, starts_at, ends_at, currency)"
+                " VALUES (%s, %s, %s, %s, %s, 'EUR')",
+                (event_id, venue_id, f"Bench night {i}", starts + timedelta(days=i),
+                 starts + timedelta(days=i, hours=3)),
+            )
+            conn.execute("INSERT INTO event_prices (event_id, tier, amount) VALUES (%s, 'standard', %s)",
+                         (event_id, price))
+        conn.execute("ANALYZE seats; ANALYZE events; ANALYZE event_prices")
+    return Arena(venue_id, event_ids, seats, price)
+
+
+def create_keys(database_url: str, count: int) -> list[str]:
+    """`count` API client keys (each with its own client id)."""
+    from db.engine import make_engine, make_sessions, transaction
+    from db.queries.clients import create_client
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with transaction(make_sessions(engine)) as session:
+            return [create_client(session, f"bench-{uuid.uuid4().hex[:8]}")[1] for _ in range(count)]
+    finally:
+        engine.dispose()
+
+
+def seat_body(event_id: uuid.UUID | str, seat_id: str, *, payment_method: str | None = "pm_card_visa") -> dict[str, Any]:
+    """What `tests.support.seat_request` sends (kept here so the bench runs without the tests)."""
+    payment: dict[str, Any] = {"mode": "card", "capture": "on_confirm"}
+    if payment_method is not None:
+        payment["payment_method"] = payment_method
+    return {"event_id": str(event_id), "seat_ids": [seat_id],
+            "customer": {"email": "ada@example.com", "name": "Ada"}, "payment": payment}
+
+
+@dataclass
+class Stack:
+    """gunicorn and Dramatiq workers over a bench environment, started as the Procfile does."""
+
+    env: BenchEnvironment
+    root: Path = field(default_factory=lambda: LOCAL / "runs" / uuid.uuid4().hex[:8])
+    log_level: str = "INFO"  # the production default
+    web_workers: int = 2
+    db_pool_size: int = 10
+    namespace: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.web: Any = None
+        self.workers: list[Any] = []
+        self.port = 0
+        self.worker_count = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environ(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.env.database_url, "REDIS_URL": self.env.redis_url,
+            "STRIPE_API_BASE": self.env.stripe_url, "STRIPE_API_KEY": "sk_test_bench",
+            "BROKER_NAMESPACE": self.namespace, "RATE_LIMITS": NO_RATE_LIMITS,
+            "DB_POOL_SIZE": str(self.db_pool_size), "LOG_LEVEL": self.log_level, "PYTHONUNBUFFERED": "1",
+            # Nothing here should expire or be relayed while we measure.
+            "OUTBOX_RELAY_AFTER_SECONDS": "3600", "BOOKING_HOLD_TTL_SECONDS": "3600",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.root / "prom-web"),
+            "dramatiq_prom_db": str(self.root / "prom-worker"), "dramatiq_prom_host": "127.0.0.1",
+            **self.extra_env,
+        }
+
+    def start_web(self, app: str = "api.wsgi:create()", *, workers: int | None = None) -> None:
+        """`gunicorn APP` with the Procfile's settings (sync workers, the project's gunicorn_conf)."""
+        self.stop_web()
+        self.port = free_port()
+        log = self.root / f"web-{self.port}.log"
+        self.web = spawn(
+            [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers or self.web_workers), "--no-control-socket", "-c", "python:api.gunicorn_conf"],
+            log=log, env=self.environ(),
+        )
+        wait_until_ready(self._answers, what="gunicorn", process=self.web, log=log)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1, trust_env=False).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    def stop_web(self) -> None:
+        if self.web is not None:
+            terminate(self.web)
+            self.web = None
+
+    def start_workers(self, processes: int, threads: int, payments: Payments) -> None:
+        """`dramatiq <module> --processes N --threads T` (what `bookings worker` execs)."""
+        self.stop_workers()
+        env = {**self.environ(), "dramatiq_prom_port": str(free_port())}
+        log = self.root / f"worker-{payments}-{processes}x{threads}-{uuid.uuid4().hex[:4]}.log"
+        process = spawn([sys.executable, "-m", "dramatiq", WORKER_MODULES[payments], "--processes", str(processes),
+                         "--threads", str(threads)], log=log, env=env)
+        self.workers = [process]
+        self.worker_count = processes
+        since_ms = int(time.time() * 1000)
+        wait_until_ready(lambda: self.live_consumers(since_ms) >= processes, what="dramatiq workers",
+                         process=process, log=log, timeout=60)
+
+    def live_consumers(self, since_ms: int) -> int:
+        """Broker processes that talked to Redis since `since_ms` (an idle consumer polls every second).
+
+        Only worker processes talk to this namespace while no request comes in.
+        """
+        client = redis.Redis.from_url(self.env.redis_url)
+        try:
+            return int(client.zcount(f"{self.namespace}:__heartbeats__", since_ms, "+inf"))
+        finally:
+            client.close()
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            terminate(process)
+        self.workers = []
+        if self.worker_count:
+            time.sleep(0.2)
+        self.worker_count = 0
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.stop_web()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def settled_times(database_url: str, booking_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
+    """booking id -> (status, epoch seconds of its first settled transition), for settled ones."""
+    ids = list(booking_ids)
+    if not ids:
+        return {}
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT b.id::text, b.status, min(t.at) FROM bookings b JOIN booking_transitions t"
+            " ON t.booking_id = b.id AND t.to_status = ANY(%s) WHERE b.id = ANY(%s::uuid[])"
+            " GROUP BY b.id, b.status",
+            (list(SETTLED), ids),
+        ).fetchall()
+    return {r[0]: (r[1], r[2].timestamp()) for r in rows}
+
+
+def wait_settled(database_url: str, booking_ids: Sequence[str], *, timeout: float, interval: float = 0.1) -> int:
+    """Wait (one cheap count per `interval`) until every booking is settled; returns how many are."""
+    deadline = time.monotonic() + timeout
+    settled = 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            settled = conn.execute("SELECT count(*) FROM bookings WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
+                                   (list(booking_ids), list(SETTLED))).fetchone()[0]
+            if settled >= len(booking_ids) or time.monotonic() > deadline:
+                return int(settled)
+            time.sleep(interval)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def pct(ratio: float) -> str:
+    return f"{ratio:.0%}"

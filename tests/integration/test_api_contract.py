@@ -230,3 +230,17 @@ def test_readiness_reports_dependencies(app):
     ready = app.simulate_get("/readyz")
     assert ready.status_code == 200
     assert ready.json["checks"] == {"postgresql": "ok", "redis": "ok"}
+
+
+def test_readiness_names_the_dependency_that_is_down(runtime, settings):
+    import falcon.testing
+    import redis as redis_lib
+
+    from api.app import create_app
+
+    unreachable = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = falcon.testing.TestClient(create_app(runtime.context, redis_client=unreachable))
+    ready = client.simulate_get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"]
+    assert ready.json["checks"] == {"postgresql": "ok", "redis": "down"}
+    assert client.simulate_get("/healthz").status_code == 200

@@ -139,3 +139,18 @@ def test_models_and_migrations_describe_the_same_schema(database_url):
     from db.migrate import alembic_config
 
     command.check(alembic_config(database_url))  # raises if autogenerate would change anything
+
+
+def test_idempotency_keys_past_their_ttl_are_purged_and_the_key_is_usable_again(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    key = new_key()
+    assert api.book(seat_request(event_id, seats[5:6]), key=key).status_code == 202
+    with runtime.context.sessions.begin() as session:
+        session.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
+    assert api.book(seat_request(event_id, seats[6:7]), key=new_key()).status_code == 202  # a fresh key
+
+    assert maintenance.purge_idempotency_keys(runtime.context) == 1
+    assert _count(runtime, "SELECT count(*) FROM idempotency_keys") == 1
+    # The purged key is forgotten: reusing it is a new request, not a replay or a conflict.
+    again = api.book(seat_request(event_id, seats[7:8]), key=key)
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers

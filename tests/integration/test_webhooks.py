@@ -157,3 +157,10 @@ def test_money_taken_for_a_booking_cancelled_meanwhile_is_refunded_in_full(app, 
     late = stripe_event("payment_intent.succeeded", stripe.v1.payment_intents.retrieve(intent_id).to_dict())
     assert post_webhook(app, late, SECRET).status_code == 200
     assert wait_for_ledger(runtime.context.sessions, late["id"])["outcome"] == "ignored"
+
+
+def test_an_oversized_event_is_refused_before_verification(app, runtime):
+    body = json.dumps(stripe_event("payment_intent.succeeded", {"id": "pi_big", "blob": "x" * 600_000})).encode()
+    result = app.simulate_post("/v1/webhooks/stripe", body=body,
+                               headers={"Stripe-Signature": sign(body, SECRET), "Content-Type": "application/json"})
+    assert result.status_code == 413

@@ -102,13 +102,13 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduler: the leader enqueues expiry, outbox relay, reconciliation, key purge."""
-    import logging
     import signal
     import threading
 
+    from config.logging import configure_logging
     from tasks.scheduler import run_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("scheduler")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

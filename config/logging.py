@@ -78,5 +78,5 @@ def configure_logging(service: str, *, level: str | None = None, json_lines: boo
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter that would otherwise log every Stripe and HTTP call at INFO.
-    for noisy in ("stripe", "httpx", "urllib3"):
+    for noisy in ("stripe", "httpx", "urllib3", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

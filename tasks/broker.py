@@ -90,8 +90,10 @@ class TaskContext(Middleware):
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
         outcome = "done" if exception is None else "dead_lettered" if message.failed else "retrying"
-        log.log(logging.INFO if exception is None else logging.WARNING, "message %s", outcome,
-                extra={"outcome": outcome})
+        # Scheduled ticks succeed every few seconds; only their failures are news.
+        quiet = exception is None and message.queue_name == queues.MAINTENANCE
+        level = logging.DEBUG if quiet else logging.INFO if exception is None else logging.WARNING
+        log.log(level, "message %s", outcome, extra={"outcome": outcome})
         if message.failed and isinstance(broker, RedisBroker):
             key = dead_letter_reasons_key(broker.namespace)
             reason = f"{type(exception).__name__}: {exception}"[:500] if exception else "skipped"

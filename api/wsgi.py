@@ -16,7 +16,10 @@ from tasks.broker import make_broker, make_dispatcher
 def create(settings: Settings | None = None) -> falcon.App:
     configure_logging("api")
     settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-api")
+    engine = make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-api",
+        lock_timeout_ms=settings.lock_timeout_ms,
+    )
     broker = make_broker(settings)
     ctx = Context(settings=settings, sessions=make_sessions(engine), dispatch=make_dispatcher(broker))
     return create_app(ctx, redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))

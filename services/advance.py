@@ -64,7 +64,7 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
 
 
 def _release_claim(ctx: Context, booking_id: uuid.UUID) -> None:
-    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+    with transaction(ctx.sessions) as session:
         locked = lock_booking(session, booking_id)
         if locked is not None:
             payment_steps.release_claim(locked[1], ctx.clock())
@@ -74,7 +74,7 @@ def _settle(
     ctx: Context, booking_id: uuid.UUID, call: ProviderCall | None, result: ProviderResult | None
 ) -> tuple[ProviderCall | None, BookingStatus | None]:
     now = ctx.clock()
-    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+    with transaction(ctx.sessions) as session:
         locked = lock_booking(session, booking_id)
         if locked is None:
             log.warning("booking %s not found", booking_id)

@@ -53,7 +53,7 @@ def expire_due_bookings(ctx: Context, *, batch_size: int = 500, max_batches: int
 
 def _expire_batch(ctx: Context, batch_size: int) -> tuple[int, list[ProviderCall]]:
     now = ctx.clock()
-    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+    with transaction(ctx.sessions) as session:
         bookings = session.scalars(
             select(Booking)
             .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
@@ -90,7 +90,7 @@ def _void(ctx: Context, calls: list[ProviderCall]) -> int:
         results = list(pool.map(lambda call: _void_one(ctx, call), calls))
     answered = [(call, result) for call, result in zip(calls, results, strict=True) if result is not None]
     now = ctx.clock()
-    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+    with transaction(ctx.sessions) as session:
         for call, result in sorted(answered, key=lambda pair: pair[0].booking_id):
             locked = lock_booking(session, call.booking_id)
             if locked is not None:

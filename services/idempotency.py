@@ -56,7 +56,7 @@ def execute_once(
     command: Callable[[Session], Outcome],
 ) -> Reply:
     """Run `command` once per (client, key); a retry gets the stored reply."""
-    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+    with transaction(ctx.sessions) as session:
         claimed = session.execute(
             insert(IdempotencyKey)
             .values(client_id=client_id, key=key, fingerprint=request_fingerprint)

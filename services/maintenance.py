@@ -82,7 +82,7 @@ def guard_old_authorizations(ctx: Context, *, batch_size: int = 500) -> int:
             .limit(batch_size)
         ).all()
     for booking_id in old:
-        with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+        with transaction(ctx.sessions) as session:
             locked = lock_booking(session, booking_id)
             if locked is None or locked[0].status != BookingStatus.AUTHORIZED.value:
                 continue
@@ -99,7 +99,7 @@ def archive_terminal_bookings(ctx: Context, *, batch_size: int = 1000, max_batch
     now = ctx.clock()
     moved = 0
     for _ in range(max_batches):
-        with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+        with transaction(ctx.sessions) as session:
             count = archive_batch(
                 session, updated_before=now - ctx.settings.archive_after, batch_size=batch_size, now=now
             )

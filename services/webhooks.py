@@ -65,7 +65,7 @@ def _apply_once(
     ctx: Context, event_id: str, read: EventReader, *, replay: bool
 ) -> tuple[str | None, uuid.UUID | None]:
     now = ctx.clock()
-    with transaction(ctx.sessions, lock_timeout_ms=ctx.settings.lock_timeout_ms) as session:
+    with transaction(ctx.sessions) as session:
         row = session.scalars(
             select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
         ).one_or_none()

@@ -25,7 +25,10 @@ class WorkerRuntime:
 
 
 def build_worker(settings: Settings, *, namespace: str | None = None) -> WorkerRuntime:
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-worker")
+    engine = make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-worker",
+        lock_timeout_ms=settings.lock_timeout_ms,
+    )
     sessions = make_sessions(engine)
     broker = make_broker(settings, sessions=sessions, namespace=namespace)
     gateway = StripeGateway(make_stripe_client(settings.stripe_api_key, settings.stripe_api_base))

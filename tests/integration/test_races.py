@@ -125,3 +125,24 @@ def test_database_refuses_overlapping_slot_claims_even_without_locks(api, runtim
     with pytest.raises(IntegrityError, match="booking_items_no_overlapping_slots"):
         with transaction(runtime.context.sessions) as session:
             session.execute(claim, {"b": second})
+
+
+def test_a_worker_waits_for_a_held_lock_only_as_long_as_the_lock_timeout(api, runtime):
+    """A stuck lock holder turns into a retryable error, not a pile of waiting workers."""
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from services.advance import advance_booking
+
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[115:116])).json["id"]
+    with runtime.context.sessions.begin() as holder:
+        holder.execute(text("SELECT id FROM bookings WHERE id = :b FOR UPDATE"), {"b": booking_id})
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="lock timeout"):
+            advance_booking(runtime.context, uuid.UUID(booking_id))
+        waited = time.monotonic() - started
+    assert 1.5 < waited < 5  # DB_LOCK_TIMEOUT_MS defaults to 2 s
+    advance_booking(runtime.context, uuid.UUID(booking_id))
+    assert api.get(f"/v1/bookings/{booking_id}").json["status"] == "authorized"

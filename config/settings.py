@@ -94,6 +94,8 @@ class Settings:
     archive_at_hour: int = 3
     #: `writes=50/second;reads=200/second;webhooks=500/second`; see api.protection.
     rate_limits: str = ""
+    #: The front end's page that Stripe Checkout sends the customer back to.
+    checkout_return_url: str = "http://localhost:8000/checkout/return"
     #: Origins allowed to call the API from a browser; none unless configured.
     cors_allowed_origins: tuple[str, ...] = ()
 
@@ -141,6 +143,7 @@ class Settings:
             authorization_guard_action=_choice(env, "AUTHORIZATION_GUARD_ACTION", ("cancel", "capture")),
             archive_at_hour=_int(env, "SCHEDULE_ARCHIVE_HOUR", 3),
             rate_limits=env.get("RATE_LIMITS", "").strip(),
+            checkout_return_url=env.get("CHECKOUT_RETURN_URL", "").strip() or "http://localhost:8000/checkout/return",
             cors_allowed_origins=tuple(
                 origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()
             ),

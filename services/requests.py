@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Booking, BookingItem, BookingTransition, Payment
+from db.models import Booking, BookingItem, BookingTransition, Payment, Seat
 from db.queries import catalog
 from db.queries.bookings import BookingView, view_booking
 from domain import lifecycle, pricing
@@ -45,21 +45,22 @@ def request_booking(
         payment_method=request.payment_method, customer_email=request.customer_email,
         customer_name=request.customer_name, request_id=request_id, created_at=now, updated_at=now,
     )
-    items = _priced_items(session, booking, request)
+    items, seats = _priced_items(session, booking, request)
     booking.total_amount = sum(item.price for item in items)
+    payment = Payment(booking_id=booking.id, status="none", attempt=1, updated_at=now)
+    requested = BookingTransition(booking_id=booking.id, to_status=booking.status, at=now)
     session.add(booking)
     session.flush()
-    session.add_all(items)
-    session.add(Payment(booking_id=booking.id, status="none", attempt=1, updated_at=now))
-    session.add(BookingTransition(booking_id=booking.id, to_status=booking.status, at=now))
+    session.add_all([*items, payment, requested])
     message = stage(session, *queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
     session.flush()
-    view = view_booking(session, booking.id, client_id)
-    assert view is not None
-    return view, [message]
+    # Everything the answer shows was just written: no need to read it back.
+    return BookingView(booking, items, payment, [requested], {seat.id: seat for seat in seats}), [message]
 
 
-def _priced_items(session: Session, booking: Booking, request: NewBooking) -> list[BookingItem]:
+def _priced_items(
+    session: Session, booking: Booking, request: NewBooking
+) -> tuple[list[BookingItem], list[Seat]]:
     if request.event_id is not None:
         return _seat_items(session, booking, request.event_id, request.seat_ids)
     assert request.resource_id and request.starts_at and request.ends_at
@@ -71,12 +72,12 @@ def _priced_items(session: Session, booking: Booking, request: NewBooking) -> li
     booking.resource_id, booking.currency = resource.id, resource.currency
     price = pricing.slot_price(resource.rate_per_minute, request.starts_at, request.ends_at)
     period = catalog.slot_range(request.starts_at, request.ends_at)
-    return [BookingItem(booking_id=booking.id, resource_id=resource.id, period=period, price=price)]
+    return [BookingItem(booking_id=booking.id, resource_id=resource.id, period=period, price=price)], []
 
 
 def _seat_items(
     session: Session, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
-) -> list[BookingItem]:
+) -> tuple[list[BookingItem], list[Seat]]:
     event = catalog.get_event(session, event_id)
     if event is None:
         raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])
@@ -89,10 +90,11 @@ def _seat_items(
         )
     prices = pricing.seat_prices([seat.tier for seat in seats], event.prices)
     booking.event_id, booking.currency = event_id, event.event.currency
-    return [
+    items = [
         BookingItem(booking_id=booking.id, event_id=event_id, seat_id=seat.id, price=price)
         for seat, price in zip(seats, prices, strict=True)
     ]
+    return items, seats
 
 
 #: A new payment method is taken while nothing is pending: before the first attempt, after a

@@ -31,7 +31,10 @@ def build_worker(settings: Settings, *, namespace: str | None = None) -> WorkerR
     )
     sessions = make_sessions(engine)
     broker = make_broker(settings, sessions=sessions, namespace=namespace)
-    gateway = StripeGateway(make_stripe_client(settings.stripe_api_key, settings.stripe_api_base))
+    gateway = StripeGateway(
+        make_stripe_client(settings.stripe_api_key, settings.stripe_api_base),
+        return_url=settings.checkout_return_url,
+    )
     context = Context(settings=settings, sessions=sessions, dispatch=make_dispatcher(broker), gateway=gateway)
     actors = declare_actors(broker, context)
     return WorkerRuntime(engine, broker, context, actors)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -17,6 +17,8 @@ import stripe
 from domain.errors import PaymentDeclined, PaymentProviderUnavailable, PaymentRequestRejected
 from domain.payments import CheckoutSession, IntentState, PaymentStatus
 from domain.webhooks import ProviderEvent
+
+CHECKOUT_MIN_LIFETIME = timedelta(minutes=31)
 
 _STATUS = {
     "requires_capture": PaymentStatus.AUTHORIZED,
@@ -64,7 +66,8 @@ def captured_amount(intent: dict[str, Any]) -> int:
 
 
 class StripeGateway:
-    def __init__(self, client: stripe.StripeClient, *, return_url: str = "http://localhost:8000/checkout/return") -> None:
+    def __init__(self, client: stripe.StripeClient, *, return_url: str) -> None:
+        """`return_url` is the front end's page the hosted checkout sends the customer back to."""
         self._client = client
         self._return_url = return_url
 
@@ -130,8 +133,9 @@ class StripeGateway:
             },
             "metadata": {"booking_id": booking_id},
             "client_reference_id": booking_id,
-            # Stripe accepts 30 minutes to 24 hours; the booking's own expiry still governs.
-            "expires_at": int(expires_at.timestamp()),
+            # Stripe accepts 30 minutes to 24 hours ahead. A shorter hold expires the booking
+            # first, and its void step then expires the session.
+            "expires_at": int(max(expires_at, datetime.now(UTC) + CHECKOUT_MIN_LIFETIME).timestamp()),
             "success_url": f"{self._return_url}?booking_id={booking_id}&result=success",
             "cancel_url": f"{self._return_url}?booking_id={booking_id}&result=cancel",
         }

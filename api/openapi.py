@@ -20,13 +20,19 @@ ERRORS = {
     "413": "Body too large",
     "415": "Body is not application/json",
     "422": "Validation failed (per-field details) or idempotency key reused",
+    "429": "Too many requests; retry after Retry-After",
     "503": "A dependency is down; retry after Retry-After",
 }
+#: Answers any /v1 route can give: all are rate limited (api.protection), and all need PostgreSQL
+#: (api.errors answers 503 while it is down).
+EVERYWHERE = ("429", "503")
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 0}}}
 
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": True,
     "description": "Scoped to the client; the same key with the same body replays the first answer.",
-    "schema": {"type": "string", "maxLength": 255},
+    # Blank keys are refused (400) like missing ones: at least one non-blank character.
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S"},
 }
 BOOKING_ID = {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
@@ -40,6 +46,13 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
+def _error(code: str, description: str | None = None) -> dict[str, Any]:
+    response = _json(schemas.ErrorOut, description or ERRORS[code])
+    if code in ("429", "503"):
+        response["headers"] = RETRY_AFTER
+    return response
+
+
 def _operation(
     summary: str, ok: tuple[str, type[BaseModel], str], *, errors: tuple[str, ...] = ("401",),
     body: type[BaseModel] | None = None, parameters: list[dict[str, Any]] | None = None,
@@ -49,7 +62,7 @@ def _operation(
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {status: _json(model, description)}
-        | {code: _json(schemas.ErrorOut, ERRORS[code]) for code in errors},
+        | {code: _error(code) for code in (*errors, *EVERYWHERE)},
     }
     if parameters:
         op["parameters"] = parameters
@@ -67,6 +80,39 @@ def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
         {"name": name, "in": "query", "required": False, "allowEmptyValue": True, "schema": prop}
         for name, prop in schema["properties"].items()
     ]
+
+
+def _ops_paths() -> dict[str, Any]:
+    """The operators' pages: an operator key as Bearer token or as the HTTP Basic password."""
+    operator = [{"apiKey": []}, {"operatorBasic": []}]
+    denied = {
+        "401": _json(schemas.ErrorOut, "No or bad key (the browser is asked for Basic credentials)"),
+        "403": _json(schemas.ErrorOut, "A client key, not an operator key"),
+    }
+    html = {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    return {
+        "/ops/queues": {"get": {"summary": "Queue dashboard (HTML)", "security": operator,
+                                "responses": html | denied}},
+        "/ops/api/queues": {"get": {"summary": "Queue depths, dead letters and booking flow (JSON)",
+                                    "security": operator, "responses": {
+                                        "200": {"description": "The figures",
+                                                "content": {"application/json": {"schema": {"type": "object"}}}},
+                                    } | denied}},
+        "/ops/queues/{queue}/dead/{redis_id}/{action}": {"post": {
+            "summary": "Retry or delete one dead-lettered message (form with its CSRF token)",
+            "security": operator,
+            "parameters": [
+                {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "redis_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "action", "in": "path", "required": True, "schema": {"enum": ["retry", "delete"]}},
+            ],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]},
+            }}},
+            "responses": {"303": {"description": "Done; back to the dashboard"},
+                          "404": _json(schemas.ErrorOut, "No such queue, action or dead letter")} | denied,
+        }},
+    }
 
 
 def build_spec() -> dict[str, Any]:
@@ -115,9 +161,10 @@ def build_spec() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {
                 "200": {"description": "Recorded (or a duplicate delivery)"},
-                "400": _json(schemas.ErrorOut, "Bad or stale signature, or not an event"),
-                "413": _json(schemas.ErrorOut, ERRORS["413"]),
-                "500": _json(schemas.ErrorOut, "The ledger write failed; Stripe retries"),
+                "400": _error("400", "Bad or stale signature, or not an event"),
+                "413": _error("413"),
+                "429": _error("429", "Too many requests from this address; retry after Retry-After"),
+                "500": _error("500", "The ledger write failed; Stripe retries"),
             },
         }},
         "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"))},
@@ -136,6 +183,11 @@ def build_spec() -> dict[str, Any]:
         "/readyz": {"get": {"summary": "Readiness of PostgreSQL and Redis", "security": [], "responses": {
             "200": {"description": "Ready"}, "503": {"description": "A dependency is down"},
         }}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (text exposition format)", "security": [],
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+        **_ops_paths(),
     }
     return {
         "openapi": "3.1.0",
@@ -146,7 +198,11 @@ def build_spec() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "components": {
             "schemas": defs.get("$defs", {}),
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer"},
+                "operatorBasic": {"type": "http", "scheme": "basic",
+                                  "description": "Any user name; the operator API key as the password."},
+            },
         },
         "security": [{"apiKey": []}],
         "paths": paths,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -18,6 +19,22 @@ from pydantic import (
 
 StripeId = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
 
+#: Free text that is stored or queried: PostgreSQL text cannot hold NUL, so a NUL was a 500.
+NO_NUL = r"^[^\x00]*$"
+
+
+def _in_utc(value: datetime) -> datetime:
+    """Times are taken in UTC. PostgreSQL refuses UTC offsets beyond ±15:59, which RFC 3339 allows
+    (a 500 at the first range built from one), and a time at the very edge of year 1 or 9999 has
+    no UTC datetime in Python (a 500 reading it back)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,10 +42,20 @@ class Strict(BaseModel):
 
 class Customer(Strict):
     email: EmailStr
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
 
 
 class PaymentRequest(Strict):
+    # For the OpenAPI document, what `BookingCreate` checks: a payment method is for mode card
+    # (the default mode) only. `properties` constrains only what is present.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [
+            {"properties": {"mode": {"const": "card"}}},
+            {"properties": {"payment_method": {"type": "null"}}},
+        ]},
+    )
+
     mode: Literal["card", "client", "checkout"] = "card"
     payment_method: StripeId | None = Field(
         default=None,
@@ -38,12 +65,34 @@ class PaymentRequest(Strict):
     capture: Literal["on_confirm", "immediate"] = "on_confirm"
 
 
+#: For the OpenAPI document, what `_one_kind_of_inventory` checks (pydantic cannot derive it):
+#: exactly one kind of inventory is given, in full; the other kind's fields are absent or null.
+#: Without this every field reads as optional to a client, and to a fuzzer.
+ONE_KIND_OF_INVENTORY = {"oneOf": [
+    {
+        "required": ["event_id", "seat_ids"],
+        "properties": {
+            "event_id": {"type": "string"}, "seat_ids": {"type": "array"},
+            "resource_id": {"type": "null"}, "starts_at": {"type": "null"}, "ends_at": {"type": "null"},
+        },
+    },
+    {
+        "required": ["resource_id", "starts_at", "ends_at"],
+        "properties": {
+            "resource_id": {"type": "string"}, "starts_at": {"type": "string"}, "ends_at": {"type": "string"},
+            "event_id": {"type": "null"}, "seat_ids": {"type": "null"},
+        },
+    },
+]}
+
+
 class BookingCreate(Strict):
     """Seats of an event (`event_id`, `seat_ids`) or a time slot of a resource."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            **ONE_KIND_OF_INVENTORY,
             "examples": [
                 {
                     "event_id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11",
@@ -56,10 +105,12 @@ class BookingCreate(Strict):
     )
 
     event_id: uuid.UUID | None = None
-    seat_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=20)] | None = None
+    seat_ids: Annotated[
+        list[uuid.UUID], Field(min_length=1, max_length=20, json_schema_extra={"uniqueItems": True})
+    ] | None = None
     resource_id: uuid.UUID | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     customer: Customer
     payment: PaymentRequest = Field(default_factory=PaymentRequest)
 
@@ -96,14 +147,15 @@ class BookingListQuery(Strict):
 
 
 class ResourceSearchQuery(Strict):
-    category: Annotated[str, StringConstraints(max_length=60)] | None = None
+    category: Annotated[str, StringConstraints(max_length=60, pattern=NO_NUL)] | None = None
     near: Annotated[str, StringConstraints(pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$")] | None = Field(
         default=None, description="LAT,LNG"
     )
     radius_km: Annotated[float, Field(gt=0, le=20_000)] | None = None
-    max_rate: Annotated[int, Field(ge=0)] | None = None
-    available_from: AwareDatetime | None = None
-    available_to: AwareDatetime | None = None
+    # Compared with an INTEGER column: a larger number was a 500 ("integer out of range").
+    max_rate: Annotated[int, Field(ge=0, le=2_147_483_647)] | None = None
+    available_from: Instant | None = None
+    available_to: Instant | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ResourceSearchQuery:

@@ -30,8 +30,11 @@ def idempotency_key(req: falcon.Request) -> str:
     key = (req.get_header("Idempotency-Key") or "").strip()
     if not key:
         raise APIError(falcon.HTTP_400, "idempotency_key_required", "send an Idempotency-Key header")
-    if len(key) > 255:
-        raise APIError(falcon.HTTP_400, "idempotency_key_invalid", "Idempotency-Key is longer than 255 characters")
+    if len(key) > 255 or not key.isprintable() or not key.isascii():
+        raise APIError(
+            falcon.HTTP_400, "idempotency_key_invalid",
+            "Idempotency-Key must be at most 255 printable ASCII characters",
+        )
     return key
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import falcon
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 #: Stripe's own default: a signature older than this is a replay.
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_EVENT_BYTES = 512 * 1024
+EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,250}$")
 
 
 class StripeWebhook:
@@ -58,8 +60,12 @@ class StripeWebhook:
             payload = json.loads(raw)
         except ValueError:
             raise APIError(falcon.HTTP_400, "malformed_json", "the event is not valid JSON") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not isinstance(
-            payload.get("type"), str
+        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str) or not (
+            isinstance(payload.get("id"), str) and EVENT_ID.match(payload["id"])
         ):
-            raise APIError(falcon.HTTP_400, "invalid_event", "the event needs a string id and type")
+            raise APIError(falcon.HTTP_400, "invalid_event", "the event needs an evt_ id and a type")
+        if b"\\u0000" in raw:
+            # PostgreSQL's jsonb cannot store NUL; refuse it here rather than fail the ledger (a 500
+            # that Stripe would retry for days).
+            raise APIError(falcon.HTTP_400, "invalid_event", "the event contains a NUL character")
         return payload

@@ -244,3 +244,10 @@ def test_readiness_names_the_dependency_that_is_down(runtime, settings):
     assert ready.status_code == 503 and ready.headers["Retry-After"]
     assert ready.json["checks"] == {"postgresql": "ok", "redis": "down"}
     assert client.simulate_get("/healthz").status_code == 200
+
+
+def test_an_idempotency_key_with_control_characters_is_a_400(app, api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    result = app.simulate_post("/v1/bookings", json=seat_request(event_id, seats[:1]),
+                               headers={**api.auth(), "Idempotency-Key": "bad\x00key"})
+    assert result.status_code == 400 and result.json["error"]["code"] == "idempotency_key_invalid"

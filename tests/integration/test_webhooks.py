@@ -164,3 +164,13 @@ def test_an_oversized_event_is_refused_before_verification(app, runtime):
     result = app.simulate_post("/v1/webhooks/stripe", body=body,
                                headers={"Stripe-Signature": sign(body, SECRET), "Content-Type": "application/json"})
     assert result.status_code == 413
+
+
+def test_signed_events_with_contents_the_ledger_cannot_hold_are_400_not_500(app, runtime):
+    for event in (
+        stripe_event("payment_intent.succeeded", {"id": "pi_1", "note": "\u0000"}),
+        stripe_event("payment_intent.succeeded", {"id": "pi_1"}, event_id="evt_" + "x" * 10_000),
+        stripe_event("payment_intent.succeeded", {"id": "pi_1"}, event_id="not-an-event-id"),
+    ):
+        result = post_webhook(app, event, SECRET)
+        assert result.status_code == 400 and result.json["error"]["code"] == "invalid_event"

@@ -117,21 +117,10 @@ class Cluster:
                    headers={"Authorization": "Bearer sk_test_chaos"})
 
     def _create_database(self) -> str:
-        from sqlalchemy.engine import make_url
+        from db.provision import create_database, migrate_and_seed
 
-        from db.engine import make_engine, make_sessions, transaction
-        from db.migrate import upgrade
-        from db.seed import seed_demo
-
-        name = f"chaos_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(self.postgres.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = make_url(self.postgres.url).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        engine = make_engine(url, pool_size=1)
-        with transaction(make_sessions(engine)) as session:
-            seed_demo(session)
-        engine.dispose()
+        url = create_database(self.postgres.url, "chaos")
+        migrate_and_seed(url)
         return url
 
     def _answers(self) -> bool:

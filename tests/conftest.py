@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local" / "test"
@@ -59,33 +57,17 @@ def servers() -> Iterator[Servers]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def database_url(servers: Servers) -> Iterator[str]:
     """A database of this run's own: migrated with Alembic, demo catalog seeded, dropped at the end."""
-    from db.engine import make_engine, make_sessions, transaction
-    from db.migrate import upgrade
-    from db.seed import seed_demo
+    from db.provision import create_database, drop_database, migrate_and_seed
 
-    name = f"bookings_test_{uuid.uuid4().hex[:12]}"
-    admin = make_url(servers.admin_database_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(servers.admin_database_url, name)
+    url = create_database(servers.admin_database_url, "bookings_test")
     try:
-        upgrade(url)
-        engine = make_engine(url, pool_size=1)
-        with transaction(make_sessions(engine)) as session:
-            seed_demo(session)
-        engine.dispose()
+        migrate_and_seed(url)
         yield url
     finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(servers.admin_database_url, url)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
+from bench.faults import FaultProxy
 from tests.support import ApiClient
 
 BOOKING_TABLES = (
@@ -36,6 +37,15 @@ def runtime(settings: Any) -> Iterator[Any]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def proxy(servers: Any) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the local Stripe server; a module points its settings
+    at `proxy.url` to use it."""
+    proxy = FaultProxy(servers.stripe_url)
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, text
 
-from bench.faults import FaultProxy
 from bench.held_bookings import make_held_bookings
 from services import expiry, maintenance
 from tests.support import (
@@ -21,13 +20,6 @@ from tests.support import (
     wait_for,
     wait_for_statuses,
 )
-
-
-@pytest.fixture
-def proxy(servers):
-    proxy = FaultProxy(servers.stripe_url)
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bench.faults import DropResponses, FaultProxy
+from bench.faults import DropResponses
 from tests.support import (
     first_event,
     intents_for,
@@ -15,13 +15,6 @@ from tests.support import (
     stripe_client,
     wait_for_statuses,
 )
-
-
-@pytest.fixture
-def proxy(servers):
-    proxy = FaultProxy(servers.stripe_url)
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -33,7 +35,16 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range") from None
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+def _rfc3339_text(value: object) -> object:
+    """Pydantic would also take a number as seconds since 1970; the API promises RFC 3339 text."""
+    if not isinstance(value, datetime) and not (isinstance(value, str) and _RFC3339_START.match(value)):
+        raise ValueError("give an RFC 3339 date-time, e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
 
 
 class Strict(BaseModel):

@@ -17,6 +17,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as settings_profiles
+
+# In CI, property tests draw the same examples every run: a red build then means a change broke
+# something. Developers' runs stay random and keep exploring.
+settings_profiles.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings_profiles.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local" / "test"

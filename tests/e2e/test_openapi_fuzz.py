@@ -69,9 +69,11 @@ CHECKS = [
 ]
 
 # Bounded for CI: with the coverage phase's cases on top, the whole file runs in well under 2 min.
-# FUZZ_MAX_EXAMPLES=500 (say) digs deeper by hand.
+# The suite draws the same examples every run (a red CI then means a change broke something, not
+# that the dice found something new); FUZZ_MAX_EXAMPLES=500 FUZZ_RANDOM=1 explores by hand.
 FUZZ = hypothesis_settings(
     max_examples=int(os.environ.get("FUZZ_MAX_EXAMPLES", "50")),
+    derandomize=not os.environ.get("FUZZ_RANDOM"),
     deadline=None, database=None, suppress_health_check=list(HealthCheck),
 )
 

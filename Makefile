@@ -23,8 +23,12 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make bench BENCH_ARGS=--quick` for small sizes. Installs the test and bench extras (matplotlib)
+# whenever pyproject.toml is newer than the last such install.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	@if [ ! -f $(VENV)/.installed-bench ] || [ pyproject.toml -nt $(VENV)/.installed-bench ]; then \
+		$(BIN)/python -m pip install -e '.[test,bench]' && touch $(VENV)/.installed-bench; fi
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 # ruff and mypy are not dependencies: each runs only if installed in the venv.
 lint: $(STAMP)

@@ -2,8 +2,8 @@
 
 The worker then runs exactly the transactions of a card placement (lock and hold, claim the
 authorize step, record the answer, acknowledge the outbox row) with no Stripe round trip, so
-what is left is our own overhead. The product has no setting for this; `compose_worker` mirrors
-`tasks.runtime.build_worker` with the gateway passed in (the minimal switch the product would
+what is left is our own overhead. The product has no setting for this; `compose_worker` runs
+`tasks.runtime.build_worker` with this gateway swapped in (the minimal switch the product would
 need is a `PAYMENT_GATEWAY=stripe|instant` setting read there).
 """
 
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from unittest.mock import patch
 
+import tasks.runtime
 from config.settings import Settings
-from db.engine import make_engine, make_sessions
 from domain.payments import CheckoutSession, IntentState, PaymentStatus
 from domain.ports import PaymentGateway
-from services.context import Context
-from tasks.actors import declare_actors
-from tasks.broker import make_broker, make_dispatcher
-from tasks.runtime import WorkerRuntime
+from tasks.runtime import WorkerRuntime, build_worker
 
 
 class InstantGateway:
@@ -58,11 +56,14 @@ class InstantGateway:
         return IntentState(intent_id, PaymentStatus.AUTHORIZED, 0, 0)
 
 
-def compose_worker(settings: Settings, gateway: PaymentGateway, *, namespace: str | None = None) -> WorkerRuntime:
-    """`tasks.runtime.build_worker` with the gateway given (kept in step with it by hand)."""
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-worker")
-    sessions = make_sessions(engine)
-    broker = make_broker(settings, sessions=sessions, namespace=namespace)
-    context = Context(settings=settings, sessions=sessions, dispatch=make_dispatcher(broker), gateway=gateway)
-    actors = declare_actors(broker, context)
-    return WorkerRuntime(engine, broker, context, actors)
+def compose_worker(settings: Settings, gateway: PaymentGateway | None = None, *,
+                   namespace: str | None = None) -> WorkerRuntime:
+    """`tasks.runtime.build_worker` itself, with `gateway` in place of the Stripe one (None: Stripe).
+
+    The production composition is reused as it is (only the gateway's constructor is swapped
+    while it runs), so the payment-free worker cannot drift from the real one.
+    """
+    if gateway is None:
+        return build_worker(settings, namespace=namespace)
+    with patch.object(tasks.runtime, "StripeGateway", lambda *args, **kwargs: gateway):
+        return build_worker(settings, namespace=namespace)

@@ -8,6 +8,9 @@ process of its own so it does not share the benchmark's interpreter.
 (a closed loop, like wrk). gunicorn's sync workers close the connection after every answer;
 the client then reconnects, as wrk does. `connect_first=True` opens every connection before any
 request is written, so `concurrency` requests really are in flight at once (the hot-seat test).
+
+The child process is started with `spawn`, which imports the caller's main module again: run
+it from a module with an `if __name__ == "__main__":` guard (every bench module has one).
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ def run_requests(base_url: str, requests: Sequence[Request], *, concurrency: int
 
 def _run(base_url: str, requests: list[Request], concurrency: int, connect_first: bool,
          timeout: float) -> list[Answer]:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = concurrency + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard),
+                                                    hard))
     return asyncio.run(_drive(base_url, requests, concurrency, connect_first, timeout))
 
 
@@ -74,7 +84,7 @@ async def _drive(base_url: str, requests: list[Request], concurrency: int, conne
                 if conn is None:
                     conn = await _connect(host, port)
                 status, body, keep = await asyncio.wait_for(_exchange(conn, host, request), timeout)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 status, body, keep = 0, b"", False
             answers[index] = Answer(started, time.time(), status)
             bodies[index] = body

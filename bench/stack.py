@@ -23,15 +23,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 import psycopg
 import redis
 
-from bench.environment import LOCAL, BenchEnvironment
+from bench.environment import LOCAL, ROOT, BenchEnvironment
 from cli.local_services import free_port, spawn, terminate, wait_until_ready
 
+#: Charts, figures and the generated pgbench scripts (git-ignored).
+RESULTS = ROOT / "bench" / "results"
 SEAT_PREFIX = "b5ea7000-0000-4000-8000-"
 #: Settled statuses (domain.lifecycle.SETTLED): the placement is over, the client has its answer.
 SETTLED = ("authorized", "confirmed", "rejected", "expired", "cancelled", "refunded")
@@ -128,6 +130,23 @@ class Stack:
         self.workers: list[Any] = []
         self.port = 0
         self.worker_count = 0
+        self.stripe_url = self.env.stripe_url
+        self._stripe: Any = None
+
+    def fresh_stripe(self) -> str:
+        """A new, empty local Stripe server for the next workers.
+
+        localstripe's PaymentIntent create answers with the charge's refunds, found by scanning
+        every object it holds: its rate falls with its size (about 400/s empty, 95/s after 2,000
+        intents on this machine). Each Stripe-mode run therefore starts from an empty one.
+        """
+        from cli.local_services import start_localstripe
+
+        if self._stripe is not None:
+            self._stripe.stop()
+        self._stripe = start_localstripe(log_dir=self.root)
+        self.stripe_url = self._stripe.url
+        return self.stripe_url
 
     @property
     def base_url(self) -> str:
@@ -137,7 +156,7 @@ class Stack:
         return {
             **os.environ,
             "DATABASE_URL": self.env.database_url, "REDIS_URL": self.env.redis_url,
-            "STRIPE_API_BASE": self.env.stripe_url, "STRIPE_API_KEY": "sk_test_bench",
+            "STRIPE_API_BASE": self.stripe_url, "STRIPE_API_KEY": "sk_test_bench",
             "BROKER_NAMESPACE": self.namespace, "RATE_LIMITS": NO_RATE_LIMITS,
             "DB_POOL_SIZE": str(self.db_pool_size), "LOG_LEVEL": self.log_level, "PYTHONUNBUFFERED": "1",
             # Nothing here should expire or be relayed while we measure.
@@ -173,6 +192,8 @@ class Stack:
     def start_workers(self, processes: int, threads: int, payments: Payments) -> None:
         """`dramatiq <module> --processes N --threads T` (what `bookings worker` execs)."""
         self.stop_workers()
+        if payments == "stripe":
+            self.fresh_stripe()
         env = {**self.environ(), "dramatiq_prom_port": str(free_port())}
         log = self.root / f"worker-{payments}-{processes}x{threads}-{uuid.uuid4().hex[:4]}.log"
         process = spawn([sys.executable, "-m", "dramatiq", WORKER_MODULES[payments], "--processes", str(processes),
@@ -205,8 +226,11 @@ class Stack:
     def close(self) -> None:
         self.stop_workers()
         self.stop_web()
+        if self._stripe is not None:
+            self._stripe.stop()
+            self._stripe = None
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -255,3 +279,110 @@ def ms(seconds: float) -> str:
 
 def pct(ratio: float) -> str:
     return f"{ratio:.0%}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the CPU went: seconds of CPU per component over a measured interval (from /proc).
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far)."""
+    table: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+    return table
+
+
+def _tree_cpu(table: dict[int, tuple[int, float]], root: int, stop_at: frozenset[int] = frozenset()) -> float:
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            total += table[pid][1]
+        todo.extend(child for child in children.get(pid, []) if child not in stop_at)
+    return total
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (all processes, ours or not)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICK
+
+
+def component_pids(stack: Stack) -> dict[str, int]:
+    """The root process of each component: its descendants count with it."""
+    pids: dict[str, int] = {}
+    if stack.web is not None:
+        pids["api (gunicorn)"] = stack.web.pid
+    if stack.workers:
+        pids["workers (dramatiq)"] = stack.workers[0].pid
+    try:
+        with psycopg.connect(stack.env.database_url) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            pids["postgresql"] = _proc_table()[backend][0]  # the postmaster (while the backend lives)
+    except (psycopg.Error, KeyError):
+        pass
+    try:
+        client = redis.Redis.from_url(stack.env.redis_url)
+        pids["redis"] = int(client.info("server")["process_id"])
+        client.close()
+    except redis.RedisError:
+        pass
+    port = stack.stripe_url.rsplit(":", 1)[-1]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"cli.localstripe_server" in cmdline and port.encode() in cmdline:
+                pids["localstripe"] = int(entry.name)
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds per component between `start()` and `stop()`; the rest of the machine too."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+        self.wall = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        table = _proc_table()
+        sample = {name: _tree_cpu(table, pid) for name, pid in self.pids.items()}
+        # This process and its load-generating child, without the servers it started.
+        sample["bench (load generator)"] = _tree_cpu(table, os.getpid(), frozenset(self.pids.values()))
+        sample["machine"] = _machine_busy()
+        return sample
+
+    def start(self) -> None:
+        self.before, self.wall = self._sample(), time.monotonic()
+
+    def stop(self) -> None:
+        after = self._sample()
+        self.wall = time.monotonic() - self.wall
+        self.used = {name: after.get(name, 0.0) - before for name, before in self.before.items()}
+
+    def shares(self) -> str:
+        """`api 0.9 cores, workers 0.6 …` over the measured interval."""
+        if not self.wall:
+            return ""
+        parts = [f"{name.split(' ')[0]} {cpu / self.wall:.2f}" for name, cpu in self.used.items()]
+        return "cores busy (of 2): " + ", ".join(parts)
+
+    def row(self) -> dict[str, float]:
+        return {name.split(" ")[0]: cpu / self.wall for name, cpu in self.used.items()} if self.wall else {}

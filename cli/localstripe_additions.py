@@ -4,10 +4,14 @@
    implemented"): the front end of mode `client`, and a retry with a new card, do exactly that.
 2. A declined confirmation's error names its PaymentIntent (`error.payment_intent`), as Stripe's
    does, so a retry confirms that intent instead of creating another.
-3. A minimal Checkout Session resource (localstripe has none). It stores sessions in memory and answers create, retrieve and expire with the fields this
-service reads (`id`, `url`, `status`, `payment_status`, `payment_intent`, `amount_total`,
-`metadata`). There is no hosted page: tests play the customer by creating the PaymentIntent
-and sending a signed `checkout.session.completed` event themselves.
+3. A minimal Checkout Session resource (localstripe has none). It stores sessions in memory and
+   answers create, retrieve and expire with the fields this service reads (`id`, `url`,
+   `status`, `payment_status`, `payment_intent`, `amount_total`, `metadata`). There is no hosted
+   page: tests play the customer by creating the PaymentIntent and sending a signed
+   `checkout.session.completed` event themselves.
+4. Listing a type from an index instead of scanning the whole store: upstream's lists (and each
+   charge's refunds, which every PaymentIntent answer includes) scan every object, so creating an
+   intent got four times slower after two thousand (82% of its time in that scan, profiled).
 """
 
 from __future__ import annotations
@@ -108,7 +112,35 @@ def _decline_names_the_intent() -> None:
     resources.PaymentIntent._report_failure = _report_failure
 
 
+def _index_store_by_type() -> None:
+    by_type: dict[str, dict[str, Any]] = {}
+    set_item, del_item = dict.__setitem__, dict.__delitem__
+
+    def __setitem__(store: Any, key: str, value: Any) -> None:
+        set_item(store, key, value)
+        by_type.setdefault(key.split(":", 1)[0], {})[key] = value
+
+    def __delitem__(store: Any, key: str) -> None:
+        del_item(store, key)
+        by_type.get(key.split(":", 1)[0], {}).pop(key, None)
+
+    @classmethod  # type: ignore[misc]
+    def _api_list_all(cls: Any, url: str, limit: Any = None, starting_after: Any = None, **kwargs: Any) -> Any:
+        if kwargs:
+            raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        listing = resources.List(url, limit=limit, starting_after=starting_after)
+        listing._list = list(by_type.get(cls.object, {}).values())
+        return listing
+
+    for key, value in resources.store.items():
+        by_type.setdefault(key.split(":", 1)[0], {})[key] = value
+    resources.Store.__setitem__ = __setitem__
+    resources.Store.__delitem__ = __delitem__
+    resources.StripeObject._api_list_all = _api_list_all
+
+
 def install(app: web.Application) -> None:
+    _index_store_by_type()
     _decline_names_the_intent()
     # Innermost, so localstripe's own middleware turns a UserError into Stripe's error body.
     app.middlewares.append(confirm_with_payment_method)

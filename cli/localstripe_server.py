@@ -110,8 +110,16 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         return response
 
 
+_last_prune = 0.0
+
+
 def _prune_expired() -> None:
+    # A full scan of the saved answers: once a minute is plenty for a 24-hour lifetime.
+    global _last_prune
     now = time.monotonic()
+    if now - _last_prune < 60:
+        return
+    _last_prune = now
     for scope in [scope for scope, saved in _saved.items() if saved.expires_at <= now]:
         del _saved[scope]
 

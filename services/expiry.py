@@ -60,7 +60,7 @@ def _expire_batch(ctx: Context, batch_size: int) -> tuple[int, list[ProviderCall
             .where(Booking.confirm_requested_at.is_(None))
             .order_by(Booking.id)
             .limit(batch_size)
-            .with_for_update(skip_locked=True)
+            .with_for_update(key_share=True, skip_locked=True)
         ).all()
         payments = _payments_for_update(session, [b.id for b in bookings])
         due = [b for b in bookings if next_step(snapshot(b, payments[b.id]), now) is Step.EXPIRE]
@@ -78,7 +78,10 @@ def _expire_batch(ctx: Context, batch_size: int) -> tuple[int, list[ProviderCall
 
 def _payments_for_update(session: Session, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Payment]:
     rows = session.scalars(
-        select(Payment).where(Payment.booking_id.in_(booking_ids)).order_by(Payment.booking_id).with_for_update()
+        select(Payment)
+        .where(Payment.booking_id.in_(booking_ids))
+        .order_by(Payment.booking_id)
+        .with_for_update(key_share=True)
     )
     return {payment.booking_id: payment for payment in rows}
 

@@ -28,16 +28,23 @@ class StagedMessage:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def outbox_message(
+    route: tuple[str, str], *args: Any, **options: Any
+) -> tuple[StagedMessage, OutboxMessage]:
+    """A message to send and the outbox row that keeps it until a worker has run it."""
+    queue_name, actor_name = route
+    message = StagedMessage(uuid.uuid4(), queue_name, actor_name, tuple(args), dict(options))
+    row = OutboxMessage(
+        id=message.id, queue_name=queue_name, actor_name=actor_name, args=list(args), options=message.options,
+    )
+    return message, row
+
+
 def stage(
     session: Session, queue_name: str, actor_name: str, *args: Any, **options: Any
 ) -> StagedMessage:
-    message = StagedMessage(uuid.uuid4(), queue_name, actor_name, tuple(args), dict(options))
-    session.add(
-        OutboxMessage(
-            id=message.id, queue_name=queue_name, actor_name=actor_name,
-            args=list(args), options=message.options,
-        )
-    )
+    message, row = outbox_message((queue_name, actor_name), *args, **options)
+    session.add(row)
     return message
 
 

@@ -12,13 +12,13 @@ from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Payment, Seat
 from db.queries import catalog
-from db.queries.bookings import BookingView, view_booking
+from db.queries.bookings import BookingView, insert_booking_request, view_booking
 from domain import lifecycle, pricing
 from domain.errors import InvalidRequest, InvalidState, NotFound
 from domain.lifecycle import BookingStatus
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus
 from services import queues
-from services.outbox import StagedMessage, stage
+from services.outbox import StagedMessage, outbox_message, stage
 
 
 @dataclass(frozen=True)
@@ -38,24 +38,29 @@ class NewBooking:
 def request_booking(
     session: Session, client_id: uuid.UUID, request: NewBooking, *, now: datetime, request_id: str | None
 ) -> tuple[BookingView, list[StagedMessage]]:
-    """Record a booking in `requested` with its priced items, and stage its placement."""
+    """Record a booking in `requested` with its priced items, and stage its placement.
+
+    The hot path of the API: one query reads the catalog, one statement writes everything.
+    """
     booking = Booking(
         id=uuid.uuid4(), client_id=client_id, status=BookingStatus.REQUESTED.value,
+        event_id=request.event_id, resource_id=request.resource_id,
         payment_mode=request.payment_mode.value, capture_mode=request.capture_mode.value,
         payment_method=request.payment_method, customer_email=request.customer_email,
         customer_name=request.customer_name, request_id=request_id, created_at=now, updated_at=now,
+        expires_at=None, reason=None,
     )
     items, seats = _priced_items(session, booking, request)
     booking.total_amount = sum(item.price for item in items)
-    payment = Payment(booking_id=booking.id, status="none", attempt=1, updated_at=now)
+    staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
+    insert_booking_request(session, booking, items, message)
+    payment = Payment(
+        booking_id=booking.id, provider="stripe", status="none", attempt=1, updated_at=now,
+        amount_authorized=0, amount_captured=0, amount_refunded=0,
+    )
     requested = BookingTransition(booking_id=booking.id, to_status=booking.status, at=now)
-    session.add(booking)
-    session.flush()
-    session.add_all([*items, payment, requested])
-    message = stage(session, *queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
-    session.flush()
     # Everything the answer shows was just written: no need to read it back.
-    return BookingView(booking, items, payment, [requested], {seat.id: seat for seat in seats}), [message]
+    return BookingView(booking, items, payment, [requested], {seat.id: seat for seat in seats}), [staged]
 
 
 def _priced_items(
@@ -69,7 +74,7 @@ def _priced_items(
         raise InvalidRequest(
             "no such resource", details=[{"field": "resource_id", "code": "unknown"}]
         )
-    booking.resource_id, booking.currency = resource.id, resource.currency
+    booking.currency = resource.currency
     price = pricing.slot_price(resource.rate_per_minute, request.starts_at, request.ends_at)
     period = catalog.slot_range(request.starts_at, request.ends_at)
     return [BookingItem(booking_id=booking.id, resource_id=resource.id, period=period, price=price)], []
@@ -78,23 +83,23 @@ def _priced_items(
 def _seat_items(
     session: Session, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
 ) -> tuple[list[BookingItem], list[Seat]]:
-    event = catalog.get_event(session, event_id)
-    if event is None:
+    priced = catalog.priced_seats(session, event_id, seat_ids)
+    if not priced and not catalog.event_exists(session, event_id):
         raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])
-    seats = catalog.seats_of_event(session, event_id, seat_ids)
-    unknown = sorted(str(s) for s in set(seat_ids) - {seat.id for seat in seats})
+    unknown = sorted(str(s) for s in set(seat_ids) - {p.seat.id for p in priced})
     if unknown:
         raise InvalidRequest(
             "some seats do not exist at this event's venue",
             details=[{"field": "seat_ids", "code": "not_at_event", "seat_ids": unknown}],
         )
-    prices = pricing.seat_prices([seat.tier for seat in seats], event.prices)
-    booking.event_id, booking.currency = event_id, event.event.currency
+    tier_prices = {p.seat.tier: p.price for p in priced if p.price is not None}
+    prices = pricing.seat_prices([p.seat.tier for p in priced], tier_prices)
+    booking.currency = priced[0].currency
     items = [
-        BookingItem(booking_id=booking.id, event_id=event_id, seat_id=seat.id, price=price)
-        for seat, price in zip(seats, prices, strict=True)
+        BookingItem(booking_id=booking.id, event_id=event_id, seat_id=p.seat.id, price=price)
+        for p, price in zip(priced, prices, strict=True)
     ]
-    return items, seats
+    return items, [p.seat for p in priced]
 
 
 #: A new payment method is taken while nothing is pending: before the first attempt, after a
@@ -109,7 +114,7 @@ def _own_booking_for_update(session: Session, client_id: uuid.UUID, booking_id: 
     booking = session.scalars(
         select(Booking)
         .where(Booking.id == booking_id, Booking.client_id == client_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).one_or_none()
     if booking is None:
         raise NotFound("no such booking")
@@ -157,7 +162,7 @@ def request_payment_retry(
         # Its hosted page may still be paid; a second way to pay could take the money twice.
         raise InvalidState("a checkout booking is paid on its checkout page", details={"mode": "checkout"})
     payment = session.scalars(
-        select(Payment).where(Payment.booking_id == booking.id).with_for_update()
+        select(Payment).where(Payment.booking_id == booking.id).with_for_update(key_share=True)
     ).one()
     if payment.step is not None or payment.status not in RETRYABLE_PAYMENT:
         raise InvalidState(

@@ -67,7 +67,7 @@ def _apply_once(
     now = ctx.clock()
     with transaction(ctx.sessions) as session:
         row = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+            select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update(key_share=True)
         ).one_or_none()
         if row is None:
             return None, None

@@ -2,29 +2,79 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.orm import Session
 
-from db.models import Booking, BookingItem, BookingTransition, Event, Payment, Seat
+from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
 from domain.lifecycle import BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
 
 
+_INSERT_REQUEST = text("""
+WITH new_booking AS (
+    INSERT INTO bookings (id, client_id, status, event_id, resource_id, total_amount, currency,
+                          payment_mode, capture_mode, payment_method, customer_email, customer_name,
+                          request_id, created_at, updated_at)
+    VALUES (:id, :client_id, :status, :event_id, :resource_id, :total_amount, :currency,
+            :payment_mode, :capture_mode, :payment_method, :customer_email, :customer_name,
+            :request_id, :now, :now)
+), new_items AS (
+    INSERT INTO booking_items (booking_id, event_id, seat_id, resource_id, period, price, holds_inventory)
+    SELECT :id, :event_id, item.seat_id, :resource_id, :period, item.price, false
+    FROM unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[])) AS item(seat_id, price)
+), new_payment AS (
+    INSERT INTO payments (booking_id, provider, status, amount_authorized, amount_captured,
+                          amount_refunded, attempt, updated_at)
+    VALUES (:id, 'stripe', 'none', 0, 0, 0, 1, :now)
+), new_transition AS (
+    INSERT INTO booking_transitions (booking_id, to_status, at) VALUES (:id, :status, :now)
+)
+INSERT INTO outbox (id, queue_name, actor_name, args, options, created_at, relay_count)
+VALUES (:message_id, :queue_name, :actor_name, CAST(:args AS jsonb), CAST(:options AS jsonb), :now, 0)
+""").bindparams(bindparam("period", type_=TSTZRANGE))
+
+
+def insert_booking_request(
+    session: Session, booking: Booking, items: Sequence[BookingItem], message: OutboxMessage
+) -> None:
+    """A new booking with its items, payment, first transition and outbox message: one round
+    trip (foreign keys are checked at the end of the statement, after every part is in)."""
+    period = items[0].period if booking.resource_id is not None else None
+    session.execute(_INSERT_REQUEST, {
+        "id": booking.id, "client_id": booking.client_id, "status": booking.status,
+        "event_id": booking.event_id, "resource_id": booking.resource_id,
+        "total_amount": booking.total_amount, "currency": booking.currency,
+        "payment_mode": booking.payment_mode, "capture_mode": booking.capture_mode,
+        "payment_method": booking.payment_method, "customer_email": booking.customer_email,
+        "customer_name": booking.customer_name, "request_id": booking.request_id, "now": booking.created_at,
+        "seat_ids": [item.seat_id for item in items], "prices": [item.price for item in items],
+        "period": period, "message_id": message.id, "queue_name": message.queue_name,
+        "actor_name": message.actor_name, "args": json.dumps(message.args),
+        "options": json.dumps(message.options),
+    })
+
+
 def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Payment] | None:
-    """Lock the booking and its payment, always in this order (booking first)."""
+    """Lock the booking and its payment, always in this order (booking first).
+
+    Every row lock here is FOR NO KEY UPDATE: keys never change, and foreign-key checks (KEY
+    SHARE) by other transactions need not wait.
+    """
     booking = session.scalars(
-        select(Booking).where(Booking.id == booking_id).with_for_update()
+        select(Booking).where(Booking.id == booking_id).with_for_update(key_share=True)
     ).one_or_none()
     if booking is None:
         return None
     payment = session.scalars(
-        select(Payment).where(Payment.booking_id == booking_id).with_for_update()
+        select(Payment).where(Payment.booking_id == booking_id).with_for_update(key_share=True)
     ).one()
     return booking, payment
 

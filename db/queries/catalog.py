@@ -102,10 +102,38 @@ def seats_of_event(
     return [found[seat_id] for seat_id in seat_ids if seat_id in found]
 
 
+@dataclass(frozen=True)
+class PricedSeat:
+    seat: Seat
+    currency: str
+    price: int | None  # None: the event has no price for the seat's tier
+
+
+def priced_seats(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[PricedSeat]:
+    """The requested seats at the event's venue with the event's price for each: one query."""
+    rows = session.execute(
+        select(Seat, Event.currency, EventPrice.amount)
+        .join(Event, Event.venue_id == Seat.venue_id)
+        .outerjoin(EventPrice, (EventPrice.event_id == Event.id) & (EventPrice.tier == Seat.tier))
+        .where(Event.id == event_id, Seat.id.in_(seat_ids))
+    ).all()
+    found = {seat.id: PricedSeat(seat, currency, price) for seat, currency, price in rows}
+    return [found[seat_id] for seat_id in seat_ids if seat_id in found]
+
+
+def event_exists(session: Session, event_id: uuid.UUID) -> bool:
+    return session.scalar(select(Event.id).where(Event.id == event_id)) is not None
+
+
 def lock_seats(session: Session, seat_ids: Sequence[uuid.UUID]) -> None:
-    """Lock seat rows in id order, so two placements of overlapping seats cannot deadlock."""
+    """Lock seat rows in id order, so two placements of overlapping seats cannot deadlock.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: the lock serializes placements, and it must not conflict
+    with the KEY SHARE locks that inserting a booking item takes on its seat (the foreign key
+    check), or the API's accept path would wait on the workers (and could deadlock with them).
+    """
     session.execute(
-        select(Seat.id).where(Seat.id.in_(seat_ids)).order_by(Seat.id).with_for_update()
+        select(Seat.id).where(Seat.id.in_(seat_ids)).order_by(Seat.id).with_for_update(key_share=True)
     ).all()
 
 
@@ -125,7 +153,7 @@ def claimed_seats(
 
 def lock_resource(session: Session, resource_id: uuid.UUID) -> Resource | None:
     return session.scalars(
-        select(Resource).where(Resource.id == resource_id).with_for_update()
+        select(Resource).where(Resource.id == resource_id).with_for_update(key_share=True)
     ).one_or_none()
 
 

@@ -264,6 +264,9 @@ def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat
         client_ids = {str(r[0]) for r in conn.execute("SELECT id FROM clients")}
 
         def render(value: Any) -> str:
+            if isinstance(value, list):
+                # An array parameter (the seat ids of the one-statement insert): render each element.
+                return "ARRAY[" + ", ".join(render(v) for v in value) + "]" if value else "'{}'"
             if str(value) in client_ids:
                 return sql.Literal(value).as_string(conn)
             replaced = variable(value)

@@ -48,8 +48,8 @@ def stage(
     return message
 
 
-def acknowledge(session: Session, message_id: uuid.UUID) -> None:
-    session.execute(delete(OutboxMessage).where(OutboxMessage.id == message_id))
+def acknowledge(session: Session, message_ids: Sequence[uuid.UUID]) -> None:
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(message_ids)))
 
 
 def relay(

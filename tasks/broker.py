@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,11 +43,18 @@ class OutboxAcknowledgement(Middleware):
 
     A message that will be retried keeps its row, so the relay can re-send it if Redis loses
     it. This runs after Retries has decided (after-hooks run in reverse order, so it is
-    registered first).
+    registered first). Acknowledgements are written in batches, a few times a second, by one
+    thread: a row left behind by a crash only means the relay re-sends a finished message,
+    which its actor then finds done.
     """
+
+    FLUSH_SECONDS = 0.1
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self._done: queue.SimpleQueue[uuid.UUID] = queue.SimpleQueue()
+        self._flusher: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
@@ -56,13 +65,34 @@ class OutboxAcknowledgement(Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._acknowledge(message)
 
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.flush()
+
     def _acknowledge(self, message: Any) -> None:
         try:
-            message_id = uuid.UUID(message.message_id)
+            self._done.put(uuid.UUID(message.message_id))
         except ValueError:
             return
-        with transaction(self.sessions) as session:
-            acknowledge(session, message_id)
+        with self._lock:
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_forever, name="outbox-ack", daemon=True)
+                self._flusher.start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception:
+                log.warning("outbox acknowledgements failed; the relay will re-send", exc_info=True)
+
+    def flush(self) -> None:
+        ids = []
+        while not self._done.empty():
+            ids.append(self._done.get())
+        if ids:
+            with transaction(self.sessions) as session:
+                acknowledge(session, ids)
 
 
 class TaskContext(Middleware):

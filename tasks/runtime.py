@@ -27,7 +27,7 @@ class WorkerRuntime:
 def build_worker(settings: Settings, *, namespace: str | None = None) -> WorkerRuntime:
     engine = make_engine(
         settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-worker",
-        lock_timeout_ms=settings.lock_timeout_ms,
+        lock_timeout_ms=settings.lock_timeout_ms, pre_ping=False,
     )
     sessions = make_sessions(engine)
     broker = make_broker(settings, sessions=sessions, namespace=namespace)

@@ -63,20 +63,18 @@ def insert_booking_request(
 
 
 def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Payment] | None:
-    """Lock the booking and its payment, always in this order (booking first).
+    """Lock the booking and its payment in one statement (one round trip).
 
     Every row lock here is FOR NO KEY UPDATE: keys never change, and foreign-key checks (KEY
     SHARE) by other transactions need not wait.
     """
-    booking = session.scalars(
-        select(Booking).where(Booking.id == booking_id).with_for_update(key_share=True)
+    row = session.execute(
+        select(Booking, Payment)
+        .join(Payment, Payment.booking_id == Booking.id)
+        .where(Booking.id == booking_id)
+        .with_for_update(key_share=True)
     ).one_or_none()
-    if booking is None:
-        return None
-    payment = session.scalars(
-        select(Payment).where(Payment.booking_id == booking_id).with_for_update(key_share=True)
-    ).one()
-    return booking, payment
+    return (row[0], row[1]) if row is not None else None
 
 
 def snapshot(booking: Booking, payment: Payment) -> BookingSnapshot:

@@ -115,6 +115,13 @@ def _ops_paths() -> dict[str, Any]:
     }
 
 
+def _with_examples(components: dict[str, Any]) -> dict[str, Any]:
+    for name, examples in schemas.EXAMPLES.items():
+        if name in components:
+            components[name] = {**components[name], "examples": examples}
+    return components
+
+
 def build_spec() -> dict[str, Any]:
     models = [
         schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
@@ -197,7 +204,7 @@ def build_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": _with_examples(defs.get("$defs", {})),
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer"},
                 "operatorBasic": {"type": "http", "scheme": "basic",

@@ -308,3 +308,49 @@ class ResourceOut(BaseModel):
 class ResourcePage(BaseModel):
     items: list[ResourceOut]
     next_cursor: str | None
+
+
+# Examples shown by /docs for every route's answer (Swagger UI reads them from the schemas).
+_BOOKING_EXAMPLE = {
+    "id": "0b1e8f7a-8d4c-4f0e-9a53-2f0f4e3c1a77", "status": "authorized",
+    "items": [{"kind": "seat", "seat_id": "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed",
+               "event_id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11", "row": "A", "number": 7,
+               "tier": "premium", "price": 12000}],
+    "total_amount": 12000, "currency": "EUR", "expires_at": "2030-01-01T09:15:00+00:00",
+    "created_at": "2030-01-01T09:00:00+00:00", "updated_at": "2030-01-01T09:00:01+00:00", "reason": None,
+    "history": [
+        {"status": "requested", "from_status": None, "at": "2030-01-01T09:00:00+00:00", "reason": None},
+        {"status": "awaiting_payment", "from_status": "requested", "at": "2030-01-01T09:00:00.4+00:00",
+         "reason": None},
+        {"status": "authorized", "from_status": "awaiting_payment", "at": "2030-01-01T09:00:01+00:00",
+         "reason": None},
+    ],
+    "payment": {"status": "authorized", "provider": "stripe", "provider_ref": "pi_3Nc9Xk2eZvKYlo2C",
+                "amount_authorized": 12000, "amount_captured": 0, "amount_refunded": 0},
+    "customer": {"email": "a@example.com", "name": "Ada"},
+}
+_EVENT_EXAMPLE = {
+    "id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11", "name": "The Magic Flute",
+    "venue": {"id": "9a4d1c2e-0c7b-4b8e-8f3e-5b7a2d1c0e9f", "name": "Grand Hall", "city": "Berlin"},
+    "starts_at": "2030-01-31T19:00:00+00:00", "ends_at": "2030-01-31T22:00:00+00:00", "currency": "EUR",
+    "prices": {"premium": 12000, "standard": 8000, "economy": 4500},
+}
+EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "BookingOut": [_BOOKING_EXAMPLE],
+    "BookingPage": [{"items": [_BOOKING_EXAMPLE], "next_cursor": "MjAzMC0wMS0wMVQwOTowMDowMCswMDowMHw..."}],
+    "ErrorOut": [{"error": {"code": "validation_error", "message": "the request body is not valid",
+                            "details": [{"field": "customer.email", "code": "value_error",
+                                         "message": "value is not a valid email address"}]}}],
+    "EventOut": [_EVENT_EXAMPLE],
+    "EventPage": [{"items": [_EVENT_EXAMPLE], "next_cursor": None}],
+    "SeatMap": [{"event_id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11",
+                 "seats": [{"id": "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed", "row": "A", "number": 7,
+                            "tier": "premium", "price": 12000, "status": "held"}],
+                 "summary": {"available": 119, "held": 1, "booked": 0, "total": 120}}],
+    "ResourcePage": [{"items": [{
+        "id": "3c0f5e7a-1d2b-4c3e-9f8a-7b6c5d4e3f2a", "name": "Room Spree", "category": "meeting_room",
+        "lat": 52.5219, "lng": 13.4132, "rate_per_minute": 40, "currency": "EUR", "distance_km": 0.62,
+        "free_windows": [{"starts_at": "2030-01-02T08:00:00+00:00", "ends_at": "2030-01-02T18:00:00+00:00"}],
+    }], "next_cursor": None}],
+    "PaymentRetry": [{"payment_method": "pm_card_visa"}],
+}

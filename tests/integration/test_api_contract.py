@@ -217,7 +217,11 @@ def test_resource_search_by_category_distance_rate_and_free_time(api):
 
 
 def test_openapi_document_describes_the_routes(app):
+    from openapi_spec_validator import validate
+
     spec = app.simulate_get("/openapi.json").json
+    validate(spec)  # a valid OpenAPI 3.1 document
+    assert all("examples" in spec["components"]["schemas"][name] for name in ("BookingOut", "SeatMap", "ErrorOut"))
     assert spec["openapi"].startswith("3.")
     assert {"/v1/bookings", "/v1/bookings/{booking_id}", "/v1/events/{event_id}/seats"} <= set(spec["paths"])
     assert "BookingCreate" in spec["components"]["schemas"]

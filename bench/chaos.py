@@ -97,7 +97,9 @@ class Cluster:
             "BROKER_HEARTBEAT_TIMEOUT_MS": "5000", "BROKER_MAINTENANCE_CHANCE": "100000",
             "PAYMENT_STEP_LEASE_SECONDS": "10", "OUTBOX_RELAY_AFTER_SECONDS": "5",
             "RECONCILE_AFTER_SECONDS": "15", "SCHEDULE_RECONCILE_SECONDS": "10",
-            "SCHEDULE_EXPIRE_SECONDS": "10", "SCHEDULE_RELAY_SECONDS": "3",
+            "SCHEDULE_EXPIRE_SECONDS": "3", "SCHEDULE_RELAY_SECONDS": "3",
+            # Short holds: seats come free again during the run, so payments keep flowing.
+            "BOOKING_HOLD_TTL_SECONDS": "12",
             "RATE_LIMITS": "writes=100000/second;reads=100000/second;webhooks=100000/second",
             "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(root / "prom-web"), "dramatiq_prom_db": str(root / "prom-worker"),
@@ -218,7 +220,7 @@ def _catalog(database_url: str) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         event_id, venue_id = conn.execute("SELECT id, venue_id FROM events ORDER BY starts_at LIMIT 1").fetchone()
         seats = [r[0] for r in conn.execute(
-            "SELECT id FROM seats WHERE venue_id = %s ORDER BY row, number LIMIT 60", (venue_id,))]
+            "SELECT id FROM seats WHERE venue_id = %s ORDER BY row, number", (venue_id,))]
         resources = [r[0] for r in conn.execute("SELECT id FROM resources ORDER BY name LIMIT 3")]
     day = (datetime.now(UTC) + timedelta(days=2)).replace(hour=8, minute=0, second=0, microsecond=0)
     return {"event_id": str(event_id), "seats": [str(s) for s in seats], "resources": [str(r) for r in resources],
@@ -398,8 +400,10 @@ def _check(cluster: Cluster, observations: Observations) -> dict[str, Any]:
     money_mismatch = [b for b, row in bookings.items() if not _money_matches(row, by_intent.get(row[2] or ""))]
     in_outage = lambda t: any(a <= t <= b for a, b in observations.outages)  # noqa: E731
     server_errors = [(w, s) for t, w, s in observations.answers if s >= 500 and not in_outage(t)]
+    by_status = Counter(row[0] for row in bookings.values())
     return {
         "requests accepted (202)": len(observations.accepted),
+        "bookings by status": ", ".join(f"{status} {count}" for status, count in sorted(by_status.items())),
         "requests settled": settled,
         "seats double booked": double_seats,
         "slot overlaps": slot_overlaps,

@@ -68,15 +68,22 @@ def test_client_mode_exposes_a_client_secret_and_is_authorized_by_the_webhook(ap
     assert len(intents_for(stripe, booking["id"])) == 1
 
 
-def test_checkout_mode_exposes_a_url_and_follows_the_session_events(app, api, runtime, worker):
-    stripe = stripe_client(runtime.context.settings.stripe_api_base)
-    event_id, seats = first_event(runtime.context.sessions)
-    booking = _booking(api, runtime, _mode(seat_request(event_id, seats[1:2]), "checkout"), {"awaiting_payment"})
+def _checkout_booking(api: ApiClient, runtime: Any, seat: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A checkout-mode booking once its session exists, and that session as Stripe holds it."""
+    event_id, _ = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, _mode(seat_request(event_id, [seat]), "checkout"), {"awaiting_payment"})
     booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["checkout_url"])
     with runtime.context.sessions() as session:
         session_id = session.execute(text("SELECT checkout_session_id FROM payments WHERE booking_id = :b"),
                                      {"b": booking["id"]}).scalar()
-    session_obj = stripe.v1.checkout.sessions.retrieve(session_id).to_dict()
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    return booking, stripe.v1.checkout.sessions.retrieve(session_id).to_dict()
+
+
+def test_checkout_mode_exposes_a_url_and_follows_the_session_events(app, api, runtime, worker):
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    _, seats = first_event(runtime.context.sessions)
+    booking, session_obj = _checkout_booking(api, runtime, seats[1])
     assert session_obj["metadata"]["booking_id"] == booking["id"]
 
     # Simulated customer on the hosted page: the manual-capture intent Checkout would create.
@@ -95,14 +102,9 @@ def test_checkout_mode_exposes_a_url_and_follows_the_session_events(app, api, ru
 
 
 def test_an_expired_checkout_session_expires_the_booking_and_frees_the_seat(app, api, runtime, worker):
-    stripe = stripe_client(runtime.context.settings.stripe_api_base)
     event_id, seats = first_event(runtime.context.sessions)
-    booking = _booking(api, runtime, _mode(seat_request(event_id, seats[2:3]), "checkout"), {"awaiting_payment"})
-    booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["checkout_url"])
-    with runtime.context.sessions() as session:
-        session_id = session.execute(text("SELECT checkout_session_id FROM payments WHERE booking_id = :b"),
-                                     {"b": booking["id"]}).scalar()
-    expired = stripe_event("checkout.session.expired", {**stripe.v1.checkout.sessions.retrieve(session_id).to_dict(), "status": "expired"})
+    booking, session_obj = _checkout_booking(api, runtime, seats[2])
+    expired = stripe_event("checkout.session.expired", {**session_obj, "status": "expired"})
     assert post_webhook(app, expired, SECRET).status_code == 200
 
     wait_for_statuses(runtime.context.sessions, [booking["id"]], {"expired"})

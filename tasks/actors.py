@@ -1,4 +1,5 @@
-"""The actors: each takes a booking id, runs one service, and returns.
+"""The actors: each takes an id (a booking's, a ledger event's) or nothing (the scheduled ones),
+runs one service, and returns.
 
 They are safe to run twice or late: `advance_booking` looks at where the booking stands and
 does only what is left. Retries are for transient faults (a lock timeout, Stripe unreachable,

@@ -17,7 +17,6 @@ from domain.lifecycle import BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
 
-
 _INSERT_REQUEST = text("""
 WITH new_booking AS (
     INSERT INTO bookings (id, client_id, status, event_id, resource_id, total_amount, currency,

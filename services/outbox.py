@@ -5,7 +5,7 @@ still there after a while (the API died before sending, or Redis lost it)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,18 +58,27 @@ def relay(
     *,
     older_than: timedelta,
     now: datetime,
+    busy_queues: Collection[str] = (),
+    stale_after: timedelta = timedelta(minutes=10),
     batch_size: int = 500,
 ) -> int:
     """Re-send messages staged more than `older_than` ago and not re-sent within that time.
 
-    Rows are claimed with SKIP LOCKED, so two relays running at once send each message once.
-    Sending twice is harmless anyway: every actor is idempotent.
+    A queue that still holds messages is busy working through a backlog that probably includes
+    these: its rows are left alone until `stale_after`, so a backlog is not doubled by re-sends.
+    Rows are claimed with SKIP LOCKED, so two relays running at once send each message once;
+    sending twice is harmless anyway, every actor being idempotent.
     """
     cutoff = now - older_than
+    due = OutboxMessage.created_at < cutoff
+    if busy_queues:
+        due = (due & OutboxMessage.queue_name.not_in(list(busy_queues))) | (
+            OutboxMessage.created_at < now - stale_after
+        )
     with transaction(sessions) as session:
         rows = session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.created_at < cutoff)
+            .where(due)
             .where((OutboxMessage.relayed_at.is_(None)) | (OutboxMessage.relayed_at < cutoff))
             .order_by(OutboxMessage.created_at)
             .limit(batch_size)

@@ -16,6 +16,7 @@ from functools import wraps
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 
 from domain.errors import PaymentRequestRejected
 from services import expiry, maintenance, outbox, queues, webhooks
@@ -23,6 +24,7 @@ from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
 from services.queues import Route
+from tasks.queue_inspection import QueueInspector
 from tasks.stripe_gateway import provider_event
 
 
@@ -48,6 +50,8 @@ def _declare(broker: dramatiq.Broker, route: Route, fn: Callable[[str], None], *
 
 
 def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.Actor[Any, Any]]:
+    inspector = QueueInspector(broker.client, broker.namespace) if isinstance(broker, RedisBroker) else None
+
     def place_booking(booking_id: str) -> None:
         """A new booking request: claim its inventory, then hold the card."""
         advance_booking(ctx, uuid.UUID(booking_id))
@@ -78,7 +82,9 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
 
     def relay_outbox() -> None:
         """Re-send messages committed but never delivered (scheduled every few seconds)."""
-        outbox.relay(ctx.sessions, ctx.dispatch, older_than=ctx.settings.outbox_relay_after, now=ctx.clock())
+        busy = [q.name for q in inspector.depths() if q.ready or q.delayed or q.in_flight] if inspector else []
+        outbox.relay(ctx.sessions, ctx.dispatch, older_than=ctx.settings.outbox_relay_after, now=ctx.clock(),
+                     busy_queues=busy)
 
     def reconcile_stuck_bookings() -> None:
         """Finish bookings whose worker died or whose message was lost (scheduled)."""

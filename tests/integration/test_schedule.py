@@ -135,3 +135,20 @@ def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, ru
     second_stop.set()
     second.join(timeout=10)
     assert not first.is_alive() and not second.is_alive()
+
+
+def test_the_relay_leaves_a_busy_queue_alone_until_its_messages_are_stale(api, runtime):
+    """No worker runs: the placement waits in Redis, so re-sending it would only double the backlog."""
+    from tasks.queue_inspection import QueueInspector
+
+    event_id, seats = first_event(runtime.context.sessions)
+    api.book(seat_request(event_id, seats[61:62]))
+    depths = {q.name: q for q in QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()}
+    assert depths["bookings"].ready == 1
+    busy = [name for name, q in depths.items() if q.ready or q.delayed or q.in_flight]
+    now = runtime.context.clock()
+
+    assert relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0), now=now,
+                 busy_queues=busy) == 0
+    assert relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0),
+                 now=now + timedelta(minutes=11), busy_queues=busy) == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import falcon
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from domain import errors
@@ -93,8 +93,12 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
 
 
 def _is_database_outage(ex: Exception) -> bool:
-    """PostgreSQL down, restarting, or every pooled connection busy: 503, not 500."""
-    return isinstance(ex, (OperationalError, PoolTimeout)) or (
+    """PostgreSQL down, restarting, or every pooled connection busy: 503, not 500.
+
+    A connection that died under a statement surfaces as OperationalError or, once closed, as
+    InterfaceError ("the connection is closed"); both are an outage, not a bug.
+    """
+    return isinstance(ex, (OperationalError, InterfaceError, PoolTimeout)) or (
         isinstance(ex, DBAPIError) and ex.connection_invalidated
     )
 

@@ -50,7 +50,9 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
     try:
         return payment_steps.call_provider(ctx.payments(), call)
     except PaymentRequestRejected:
-        if call.intent_id is None:
+        if call.intent_id is None or call.step is Step.REFUND:
+            # Nothing to read back (no intent yet), or nothing the intent can tell (a refused
+            # refund): the message goes to the dead-letter queue for an operator.
             _release_claim(ctx, booking_id)
             raise
         # The provider refused because the intent is not where we thought (the customer paid

@@ -47,9 +47,10 @@ from cli.local_services import (
     terminate,
     wait_until_ready,
 )
+from domain import lifecycle
 
 WEBHOOK_SECRET = "whsec_chaos_campaign"
-SETTLED = ("authorized", "confirmed", "rejected", "expired", "cancelled", "refunded")
+SETTLED = tuple(str(status) for status in lifecycle.SETTLED)
 
 
 @dataclass

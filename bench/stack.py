@@ -31,12 +31,13 @@ import redis
 
 from bench.environment import LOCAL, ROOT, BenchEnvironment
 from cli.local_services import free_port, spawn, terminate, wait_until_ready
+from domain import lifecycle
 
 #: Charts, figures and the generated pgbench scripts (git-ignored).
 RESULTS = ROOT / "bench" / "results"
 SEAT_PREFIX = "b5ea7000-0000-4000-8000-"
 #: Settled statuses (domain.lifecycle.SETTLED): the placement is over, the client has its answer.
-SETTLED = ("authorized", "confirmed", "rejected", "expired", "cancelled", "refunded")
+SETTLED = tuple(str(status) for status in lifecycle.SETTLED)
 Payments = Literal["stripe", "none"]
 #: The worker module each payment mode runs under `dramatiq` (what `bookings worker` runs).
 WORKER_MODULES: dict[str, str] = {"stripe": "tasks.worker", "none": "bench.nopay_worker"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain import lifecycle
 from tasks.stripe_gateway import captured_amount
 from tests.support import (
     ApiClient,
@@ -18,7 +19,7 @@ from tests.support import (
     wait_for_statuses,
 )
 
-SETTLED = {"authorized", "confirmed", "rejected", "cancelled", "expired", "refunded"}
+SETTLED = {str(status) for status in lifecycle.SETTLED}
 
 
 def _book_and_settle(api: ApiClient, runtime: Any, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import Booking, OutboxMessage
-from tests.support import first_event, new_key, seat_request
+from tests.support import first_event, new_key, seat_request, wait_for_statuses
 
 
 def _count(runtime, model) -> int:
@@ -94,6 +94,20 @@ def test_concurrent_requests_with_one_key_create_one_booking(api, runtime):
     assert len({r.json["id"] for r in results}) == 1
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in results) == 31
     assert _count(runtime, Booking) == 1
+
+
+def test_a_retried_cancel_replays_its_answer_after_the_booking_has_moved_on(api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[:1])).json["id"]
+    key = new_key()
+    first = api.post(f"/v1/bookings/{booking_id}/cancel", key=key)
+    assert first.status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking_id], {"cancelled"})
+    # Cancelling a cancelled booking is refused, but this is the same request again.
+    assert api.post(f"/v1/bookings/{booking_id}/cancel", key=new_key()).status_code == 409
+    retried = api.post(f"/v1/bookings/{booking_id}/cancel", key=key)
+    assert retried.status_code == 202 and retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json == first.json
 
 
 def test_another_clients_booking_is_not_found(api, other_api, runtime):

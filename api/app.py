@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import falcon
+import falcon.media
+import orjson
 import redis
 
 from api import errors
@@ -40,6 +42,10 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
             expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"],
         ))
     app = falcon.App(middleware=middleware)
+    # orjson: several times faster than the stdlib for every answer; still strict RFC 8259 JSON.
+    json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.req_options.strip_url_path_trailing_slash = True
     inspector = QueueInspector(redis_client, ctx.settings.broker_namespace)
     errors.register(app)

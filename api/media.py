@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 import falcon
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from api.errors import APIError, field_errors
@@ -25,7 +25,7 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise APIError(falcon.HTTP_413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)
     except (ValueError, RecursionError) as ex:
         raise APIError(falcon.HTTP_400, "malformed_json", f"the body is not valid JSON: {ex}") from None
     if _depth(body) > MAX_JSON_DEPTH:

@@ -2,40 +2,73 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+import orjson
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from config.settings import sqlalchemy_url
 
 
 def make_engine(
     database_url: str, *, pool_size: int = 10, application_name: str = "bookings",
-    lock_timeout_ms: int = 2000, pre_ping: bool = True,
+    lock_timeout_ms: int = 2000, pre_ping: bool = True, ping_after_idle: float = 1.0,
 ) -> Engine:
     """An engine whose every transaction waits at most `lock_timeout_ms` for a row lock.
 
     A stuck lock holder then turns into a retryable error instead of a pile-up of waiting
     workers; set once per connection, it costs no round trip per transaction.
 
-    `pre_ping` tests each pooled connection before use (a round trip per transaction) so that no
-    request fails after a database restart. Workers turn it off: a message that meets a dead
-    connection is retried, and the pool then replaces every connection of the old server.
+    `pre_ping` tests a pooled connection that sat idle for more than `ping_after_idle` seconds
+    before it is used, so no request fails after a database restart; one used a moment ago
+    skips the round trip (a dead server fails the request using it, and SQLAlchemy then
+    replaces every pooled connection of that server). Workers turn it off: a message that
+    meets a dead connection is retried.
     """
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=pre_ping,
         pool_timeout=10,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
         connect_args={
             "application_name": application_name,
             "connect_timeout": 5,
             "options": f"-c lock_timeout={int(lock_timeout_ms)}",
         },
     )
+    if pre_ping:
+        _ping_idle_connections(engine, ping_after_idle)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """SQLAlchemy's `pool_pre_ping`, minus the round trip for connections in steady use."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at <= idle_seconds:
+            return  # just opened, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as ex:
+            # The pool drops this connection and checks out (or opens) another.
+            raise exc.DisconnectionError(str(ex)) from ex
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

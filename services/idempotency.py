@@ -1,10 +1,11 @@
 """Idempotency keys (SPEC §6): the first answer to a key is stored in the same transaction as
 the change it describes, and replayed for a retry of the same request.
 
-The key is written with its answer by the last statement of the command's transaction, so a
-first request costs one statement for it. Two concurrent requests with one key serialize on
-the key's primary key: the second INSERT waits for the first transaction to commit, finds the
-key taken, rolls its own work back and replays the first answer.
+The key is written together with its answer, by the last statement of the change, so a first
+request pays one statement for it (the booking request pays none: its one statement writes the
+key too). Two concurrent requests with one key serialize on the key's primary key: the second
+INSERT waits for the first transaction, finds the key taken, drops its own work and replays
+the first answer.
 """
 
 from __future__ import annotations
@@ -44,13 +45,47 @@ class Outcome:
     messages: Sequence[StagedMessage] = ()
 
 
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """Who asked, under which key, and a fingerprint of what they sent."""
+
+    client_id: uuid.UUID
+    key: str
+    fingerprint: str
+
+    def answer_row(self, reply: Reply) -> dict[str, Any]:
+        """The key's row with `reply` as its answer (parameters of the statements that write it)."""
+        return {
+            "client_id": self.client_id, "key": self.key, "fingerprint": self.fingerprint,
+            "status": reply.status, "body": reply.body, "location": reply.location,
+        }
+
+
 def fingerprint(method: str, path: str, body: Any) -> str:
+    # The stdlib's encoding on purpose: stored fingerprints must not change with a JSON library.
     canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class _KeyTaken(Exception):
-    """Another transaction committed an answer to this key first."""
+class KeyTaken(Exception):
+    """Another request committed an answer to this key first; this one's work was not kept."""
+
+
+def answer_once(ctx: Context, request: IdempotentRequest, attempt: Callable[[], Outcome]) -> Reply:
+    """Run `attempt` (which records the key with its answer, or raises KeyTaken) once per key.
+
+    A retry may arrive after the state has moved on (a repeated cancel of a booking that has
+    since expired, say): the attempt then refuses it, and the stored answer wins over the refusal.
+    """
+    try:
+        outcome = attempt()
+    except (KeyTaken, DomainError):
+        stored = stored_reply(ctx, request)
+        if stored is None:
+            raise
+        return stored
+    ctx.dispatch(outcome.messages)
+    return outcome.reply
 
 
 _RECORD_ANSWER = (
@@ -65,48 +100,31 @@ _RECORD_ANSWER = (
 )
 
 
-def execute_once(
-    ctx: Context,
-    *,
-    client_id: uuid.UUID,
-    key: str,
-    request_fingerprint: str,
-    command: Callable[[Session], Outcome],
-) -> Reply:
-    """Run `command` once per (client, key); a retry gets the stored reply.
+def execute_once(ctx: Context, request: IdempotentRequest, command: Callable[[Session], Outcome]) -> Reply:
+    """Run `command` in one transaction, once per key; a retry gets the stored reply."""
 
-    A retry may arrive after the state has moved on (a repeated cancel of a booking that has
-    since expired, say): the command then refuses it, and the stored answer wins over the refusal.
-    """
-    try:
+    def attempt() -> Outcome:
         with transaction(ctx.sessions) as session:
             outcome = command(session)
-            reply = outcome.reply
-            recorded = session.connection().execute(_RECORD_ANSWER, {
-                "client_id": client_id, "key": key, "fingerprint": request_fingerprint,
-                "status": reply.status, "body": reply.body, "location": reply.location,
-            }).first()
+            recorded = session.connection().execute(_RECORD_ANSWER, request.answer_row(outcome.reply)).first()
             if recorded is None:
-                raise _KeyTaken
-    except (_KeyTaken, DomainError):
-        stored = _stored_reply(ctx, client_id, key, request_fingerprint)
-        if stored is None:
-            raise
-        return stored
-    ctx.dispatch(outcome.messages)
-    return outcome.reply
+                raise KeyTaken  # rolls the command's work back
+        return outcome
+
+    return answer_once(ctx, request, attempt)
 
 
-def _stored_reply(ctx: Context, client_id: uuid.UUID, key: str, request_fingerprint: str) -> Reply | None:
+def stored_reply(ctx: Context, request: IdempotentRequest) -> Reply | None:
     with ctx.sessions() as session:
         stored = session.scalars(
-            select(IdempotencyKey).where(IdempotencyKey.client_id == client_id, IdempotencyKey.key == key)
+            select(IdempotencyKey)
+            .where(IdempotencyKey.client_id == request.client_id, IdempotencyKey.key == request.key)
         ).one_or_none()
     if stored is None:
         return None
-    if stored.fingerprint != request_fingerprint:
+    if stored.fingerprint != request.fingerprint:
         raise IdempotencyKeyReused(
-            "this Idempotency-Key was used with a different request", details={"key": key}
+            "this Idempotency-Key was used with a different request", details={"key": request.key}
         )
     assert stored.response_status is not None and stored.response_body is not None
     return Reply(stored.response_status, stored.response_body, stored.response_location, replayed=True)

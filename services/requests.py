@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Booking, BookingItem, BookingTransition, Payment, Seat
+from db.models import Booking, BookingItem, BookingTransition, Payment
 from db.queries import catalog
 from db.queries.bookings import BookingView, insert_booking_request, view_booking
+from db.queries.catalog import SeatLabel
 from domain import lifecycle, pricing
 from domain.errors import InvalidRequest, InvalidState, NotFound
 from domain.lifecycle import BookingStatus
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus
 from services import queues
+from services.context import Context
+from services.idempotency import IdempotentRequest, KeyTaken, Outcome, Reply, answer_once
 from services.outbox import StagedMessage, outbox_message, stage
 
 
@@ -35,14 +38,40 @@ class NewBooking:
     ends_at: datetime | None = None
 
 
-def request_booking(
-    session: Session, client_id: uuid.UUID, request: NewBooking, *, now: datetime, request_id: str | None
-) -> tuple[BookingView, list[StagedMessage]]:
-    """Record a booking in `requested` with its priced items, and stage its placement.
+def submit_booking(
+    ctx: Context, request: IdempotentRequest, new: NewBooking, *, now: datetime, request_id: str | None,
+    answer: Callable[[BookingView], Reply],
+) -> Reply:
+    """Record a booking in `requested` with its priced items, and send its placement; once per key.
 
-    The hot path of the API: one query reads the catalog, one statement writes everything.
+    The API's hot path, two statements and no transaction around them: the catalog read takes
+    no lock and sees what it would see inside one (READ COMMITTED), and everything the request
+    records is written by one statement, atomic on its own, together with the key's answer.
     """
-    booking = Booking(
+
+    def attempt() -> Outcome:
+        with ctx.sessions() as session:
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            booking = _new_booking(request.client_id, new, now=now, request_id=request_id)
+            items, seats = _priced_items(session, booking, new)
+            booking.total_amount = sum(item.price for item in items)
+            staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
+            payment = Payment(
+                booking_id=booking.id, provider="stripe", status="none", attempt=1, updated_at=now,
+                amount_authorized=0, amount_captured=0, amount_refunded=0,
+            )
+            requested = BookingTransition(booking_id=booking.id, to_status=booking.status, at=now)
+            # Everything the answer shows is known before it is written: nothing is read back.
+            reply = answer(BookingView(booking, items, payment, [requested], {seat.id: seat for seat in seats}))
+            if not insert_booking_request(session, booking, items, message, request.answer_row(reply)):
+                raise KeyTaken
+        return Outcome(reply, [staged])
+
+    return answer_once(ctx, request, attempt)
+
+
+def _new_booking(client_id: uuid.UUID, request: NewBooking, *, now: datetime, request_id: str | None) -> Booking:
+    return Booking(
         id=uuid.uuid4(), client_id=client_id, status=BookingStatus.REQUESTED.value,
         event_id=request.event_id, resource_id=request.resource_id,
         payment_mode=request.payment_mode.value, capture_mode=request.capture_mode.value,
@@ -50,22 +79,11 @@ def request_booking(
         customer_name=request.customer_name, request_id=request_id, created_at=now, updated_at=now,
         expires_at=None, reason=None,
     )
-    items, seats = _priced_items(session, booking, request)
-    booking.total_amount = sum(item.price for item in items)
-    staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
-    insert_booking_request(session, booking, items, message)
-    payment = Payment(
-        booking_id=booking.id, provider="stripe", status="none", attempt=1, updated_at=now,
-        amount_authorized=0, amount_captured=0, amount_refunded=0,
-    )
-    requested = BookingTransition(booking_id=booking.id, to_status=booking.status, at=now)
-    # Everything the answer shows was just written: no need to read it back.
-    return BookingView(booking, items, payment, [requested], {seat.id: seat for seat in seats}), [staged]
 
 
 def _priced_items(
     session: Session, booking: Booking, request: NewBooking
-) -> tuple[list[BookingItem], list[Seat]]:
+) -> tuple[list[BookingItem], list[SeatLabel]]:
     if request.event_id is not None:
         return _seat_items(session, booking, request.event_id, request.seat_ids)
     assert request.resource_id and request.starts_at and request.ends_at
@@ -82,7 +100,7 @@ def _priced_items(
 
 def _seat_items(
     session: Session, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
-) -> tuple[list[BookingItem], list[Seat]]:
+) -> tuple[list[BookingItem], list[SeatLabel]]:
     priced = catalog.priced_seats(session, event_id, seat_ids)
     if not priced and not catalog.event_exists(session, event_id):
         raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])

@@ -20,7 +20,7 @@ from domain.lifecycle import SETTLED, BookingStatus
 from domain.payments import CaptureMode, PaymentMode
 from services import requests
 from services.context import Context
-from services.idempotency import Outcome, Reply, execute_once, fingerprint
+from services.idempotency import IdempotentRequest, Outcome, Reply, execute_once, fingerprint
 from services.outbox import StagedMessage
 
 Command = Callable[[Session], tuple[BookingView, list[StagedMessage]]]
@@ -47,18 +47,24 @@ def respond(resp: falcon.Response, reply: Reply) -> None:
         resp.set_header("Idempotent-Replayed", "true")
 
 
+def idempotent_request(req: falcon.Request, body: Any) -> IdempotentRequest:
+    return IdempotentRequest(
+        req.context.principal.client_id, idempotency_key(req), fingerprint(req.method, req.path, body)
+    )
+
+
+def accepted(view: BookingView) -> Reply:
+    return Reply(202, booking_body(view), f"/v1/bookings/{view.booking.id}")
+
+
 def run_once(ctx: Context, req: falcon.Request, body: Any, command: Command) -> Reply:
     """Run a booking command under the request's idempotency key; answer 202 with the booking."""
 
-    def accepted(session: Session) -> Outcome:
+    def answered(session: Session) -> Outcome:
         view, messages = command(session)
-        location = f"/v1/bookings/{view.booking.id}"
-        return Outcome(Reply(202, booking_body(view), location), messages)
+        return Outcome(accepted(view), messages)
 
-    return execute_once(
-        ctx, client_id=req.context.principal.client_id, key=idempotency_key(req),
-        request_fingerprint=fingerprint(req.method, req.path, body), command=accepted,
-    )
+    return execute_once(ctx, idempotent_request(req, body), answered)
 
 
 def new_booking(request: BookingCreate) -> requests.NewBooking:
@@ -79,10 +85,10 @@ class Bookings:
         idempotency_key(req)
         body = read_json(req, self.ctx.settings.max_body_bytes)
         request = new_booking(parse_body(BookingCreate, body))
-        client_id, now = req.context.principal.client_id, self.ctx.clock()
-        respond(resp, run_once(self.ctx, req, body, lambda session: requests.request_booking(
-            session, client_id, request, now=now, request_id=req.context.request_id,
-        )))
+        respond(resp, requests.submit_booking(
+            self.ctx, idempotent_request(req, body), request, now=self.ctx.clock(),
+            request_id=req.context.request_id, answer=accepted,
+        ))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = parse_query(BookingListQuery, req)

@@ -2,53 +2,71 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import orjson
 from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
+from db.queries.catalog import SeatLabel
 from domain.lifecycle import BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
 
 _INSERT_REQUEST = text("""
-WITH new_booking AS (
+WITH answer AS (
+    INSERT INTO idempotency_keys (client_id, key, fingerprint, response_status, response_body,
+                                  response_location)
+    VALUES (:client_id, :key, :fingerprint, :status, CAST(:body AS jsonb), :location)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), new_booking AS (
     INSERT INTO bookings (id, client_id, status, event_id, resource_id, total_amount, currency,
                           payment_mode, capture_mode, payment_method, customer_email, customer_name,
                           request_id, created_at, updated_at)
-    VALUES (:id, :client_id, :status, :event_id, :resource_id, :total_amount, :currency,
-            :payment_mode, :capture_mode, :payment_method, :customer_email, :customer_name,
-            :request_id, :now, :now)
+    SELECT :id, :client_id, :booking_status, :event_id, :resource_id, :total_amount, :currency,
+           :payment_mode, :capture_mode, :payment_method, :customer_email, :customer_name,
+           :request_id, :now, :now
+    FROM answer
 ), new_items AS (
     INSERT INTO booking_items (booking_id, event_id, seat_id, resource_id, period, price, holds_inventory)
     SELECT :id, :event_id, item.seat_id, :resource_id, :period, item.price, false
-    FROM unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[])) AS item(seat_id, price)
+    FROM answer, unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[])) AS item(seat_id, price)
 ), new_payment AS (
     INSERT INTO payments (booking_id, provider, status, amount_authorized, amount_captured,
                           amount_refunded, attempt, updated_at)
-    VALUES (:id, 'stripe', 'none', 0, 0, 0, 1, :now)
+    SELECT :id, 'stripe', 'none', 0, 0, 0, 1, :now FROM answer
 ), new_transition AS (
-    INSERT INTO booking_transitions (booking_id, to_status, at) VALUES (:id, :status, :now)
+    INSERT INTO booking_transitions (booking_id, to_status, at) SELECT :id, :booking_status, :now FROM answer
+), new_message AS (
+    INSERT INTO outbox (id, queue_name, actor_name, args, options, created_at, relay_count)
+    SELECT :message_id, :queue_name, :actor_name, CAST(:args AS jsonb), CAST(:options AS jsonb), :now, 0
+    FROM answer
 )
-INSERT INTO outbox (id, queue_name, actor_name, args, options, created_at, relay_count)
-VALUES (:message_id, :queue_name, :actor_name, CAST(:args AS jsonb), CAST(:options AS jsonb), :now, 0)
+SELECT count(*) FROM answer
 """).bindparams(bindparam("period", type_=TSTZRANGE))
 
 
 def insert_booking_request(
-    session: Session, booking: Booking, items: Sequence[BookingItem], message: OutboxMessage
-) -> None:
-    """A new booking with its items, payment, first transition and outbox message: one round
-    trip (foreign keys are checked at the end of the statement, after every part is in)."""
+    session: Session, booking: Booking, items: Sequence[BookingItem], message: OutboxMessage,
+    answer: dict[str, Any],
+) -> bool:
+    """A new booking with its items, payment, first transition, outbox message and the answer to
+    its idempotency key: one statement, atomic on its own (foreign keys are checked at its end).
+
+    Nothing is written if the key is taken (False): every part is inserted from the key's
+    claim, so a retry that lost the race leaves no trace.
+    """
     period = items[0].period if booking.resource_id is not None else None
-    session.execute(_INSERT_REQUEST, {
-        "id": booking.id, "client_id": booking.client_id, "status": booking.status,
+    claimed = session.execute(_INSERT_REQUEST, {
+        **answer, "body": orjson.dumps(answer["body"]).decode(),
+        "id": booking.id, "booking_status": booking.status,
         "event_id": booking.event_id, "resource_id": booking.resource_id,
         "total_amount": booking.total_amount, "currency": booking.currency,
         "payment_mode": booking.payment_mode, "capture_mode": booking.capture_mode,
@@ -56,9 +74,10 @@ def insert_booking_request(
         "customer_name": booking.customer_name, "request_id": booking.request_id, "now": booking.created_at,
         "seat_ids": [item.seat_id for item in items], "prices": [item.price for item in items],
         "period": period, "message_id": message.id, "queue_name": message.queue_name,
-        "actor_name": message.actor_name, "args": json.dumps(message.args),
-        "options": json.dumps(message.options),
-    })
+        "actor_name": message.actor_name, "args": orjson.dumps(message.args).decode(),
+        "options": orjson.dumps(message.options).decode(),
+    }).scalar_one()
+    return bool(claimed)
 
 
 def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Payment] | None:
@@ -138,7 +157,7 @@ class BookingView:
     items: Sequence[BookingItem]
     payment: Payment
     history: Sequence[BookingTransition]
-    seats: dict[uuid.UUID, Seat]
+    seats: Mapping[uuid.UUID, Seat | SeatLabel]
 
 
 def view_booking(session: Session, booking_id: uuid.UUID, client_id: uuid.UUID) -> BookingView | None:

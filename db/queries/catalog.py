@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import ARRAY, UUID, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session
 
@@ -103,21 +103,42 @@ def seats_of_event(
 
 
 @dataclass(frozen=True)
+class SeatLabel:
+    """What a booking's answer shows of a seat."""
+
+    id: uuid.UUID
+    row: str
+    number: int
+    tier: str
+
+
+@dataclass(frozen=True)
 class PricedSeat:
-    seat: Seat
+    seat: SeatLabel
     currency: str
     price: int | None  # None: the event has no price for the seat's tier
 
 
+_seat, _event, _price = Seat.__table__.c, Event.__table__.c, EventPrice.__table__.c
+
+#: Built once: the accept path runs it on every booking request, and a statement built per call
+#: costs more Python time than PostgreSQL takes to answer it.
+_PRICED_SEATS = (
+    select(_seat.id, _seat.row, _seat.number, _seat.tier, _event.currency, _price.amount)
+    .select_from(Event.__table__)
+    .join(Seat.__table__, _seat.venue_id == _event.venue_id)
+    .outerjoin(EventPrice.__table__, (_price.event_id == _event.id) & (_price.tier == _seat.tier))
+    .where(_event.id == bindparam("event_id"), _seat.id == any_(bindparam("seat_ids", type_=ARRAY(UUID))))
+)
+
+
 def priced_seats(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[PricedSeat]:
     """The requested seats at the event's venue with the event's price for each: one query."""
-    rows = session.execute(
-        select(Seat, Event.currency, EventPrice.amount)
-        .join(Event, Event.venue_id == Seat.venue_id)
-        .outerjoin(EventPrice, (EventPrice.event_id == Event.id) & (EventPrice.tier == Seat.tier))
-        .where(Event.id == event_id, Seat.id.in_(seat_ids))
-    ).all()
-    found = {seat.id: PricedSeat(seat, currency, price) for seat, currency, price in rows}
+    rows = session.connection().execute(_PRICED_SEATS, {"event_id": event_id, "seat_ids": list(seat_ids)})
+    found = {
+        seat_id: PricedSeat(SeatLabel(seat_id, row, number, tier), currency, price)
+        for seat_id, row, number, tier, currency, price in rows
+    }
     return [found[seat_id] for seat_id in seat_ids if seat_id in found]
 
 

@@ -117,9 +117,16 @@ def measure(stack: Stack, label: str, path: str, *, keys: list[str], event_id: s
     meter = CpuMeter(component_pids(stack))
     if loader == "wrk":
         lua = root / f"accept-{path.strip('/').replace('/', '-')}.wrk.lua"
-        lua.write_text(LUA % {"keys": ", ".join(f'"{k}"' for k in keys), "event": event_id, "seats": seats,
-                              "run": run, "path": path, "seat_prefix": SEAT_PREFIX})
-        wrk_run(stack.base_url, path, lua, connections=connections, duration=min(2.0, duration))  # warm-up
+
+        def script(run: str) -> Path:
+            # Each run its own keys: a key the warm-up used would be answered as a replay.
+            lua.write_text(LUA % {"keys": ", ".join(f'"{k}"' for k in keys), "event": event_id, "seats": seats,
+                                  "run": run, "path": path, "seat_prefix": SEAT_PREFIX})
+            return lua
+
+        wrk_run(stack.base_url, path, script(f"warm-{run}"), connections=connections,
+                duration=min(2.0, duration))
+        script(run)
         meter.start()
         out = wrk_run(stack.base_url, path, lua, connections=connections, duration=duration)
         meter.stop()

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from config.logging import bound
 from db.engine import transaction
 from db.models import Booking, Payment
-from db.queries.bookings import lock_booking, snapshot, starts_at_of
+from db.queries.bookings import snapshot, starts_at_of
+from db.queries.locked_bookings import lock_booking
 from domain.errors import PaymentProviderUnavailable, PaymentRequestRejected
 from domain.lifecycle import BookingStatus
 from domain.workflow import PROVIDER_STEPS, Step, next_step

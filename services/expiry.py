@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.models import Booking, BookingItem, Payment
-from db.queries.bookings import lock_booking, move_booking, snapshot
+from db.queries.bookings import move_booking, snapshot
+from db.queries.locked_bookings import lock_booking
 from domain.errors import DomainError
 from domain.lifecycle import EXPIRABLE, BookingStatus
 from domain.workflow import Step, next_step

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from db.archive import archive_batch
 from db.engine import transaction
 from db.models import Booking, Payment
-from db.queries.bookings import lock_booking
+from db.queries.locked_bookings import lock_booking
 from domain.errors import DomainError
 from domain.lifecycle import FINAL, BookingStatus
 from domain.payments import PaymentStatus

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.models import Booking, Payment, WebhookEvent
-from db.queries.bookings import lock_booking, move_booking
+from db.queries.bookings import move_booking
+from db.queries.locked_bookings import lock_booking
 from domain.lifecycle import BookingStatus
 from domain.payments import PaymentStatus
 from domain.webhooks import Effect, EffectKind, ProviderEvent, effect_of

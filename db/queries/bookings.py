@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
 from db.queries.catalog import SeatLabel
+from db.queries.locked_bookings import locked
 from domain.lifecycle import BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
@@ -80,21 +81,6 @@ def insert_booking_request(
     return bool(claimed)
 
 
-def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Payment] | None:
-    """Lock the booking and its payment in one statement (one round trip).
-
-    Every row lock here is FOR NO KEY UPDATE: keys never change, and foreign-key checks (KEY
-    SHARE) by other transactions need not wait.
-    """
-    row = session.execute(
-        select(Booking, Payment)
-        .join(Payment, Payment.booking_id == Booking.id)
-        .where(Booking.id == booking_id)
-        .with_for_update(key_share=True)
-    ).one_or_none()
-    return (row[0], row[1]) if row is not None else None
-
-
 def snapshot(booking: Booking, payment: Payment) -> BookingSnapshot:
     return BookingSnapshot(
         status=BookingStatus(booking.status),
@@ -122,24 +108,36 @@ def move_booking(
     booking.updated_at = now
     if reason is not None:
         booking.reason = reason
-    session.add(
-        BookingTransition(
-            booking_id=booking.id, from_status=current.value, to_status=target.value,
-            reason=reason, at=now,
-        )
+    transition = BookingTransition(
+        booking_id=booking.id, from_status=current.value, to_status=target.value, reason=reason, at=now,
     )
+    held = locked(session, booking.id)
+    if held is not None:
+        held.history.append(transition)
+    else:
+        session.add(transition)
+
+
+_ITEMS_OF = select(BookingItem).where(BookingItem.booking_id == bindparam("booking_id")).order_by(BookingItem.id)
+_SET_CLAIMS = (
+    update(BookingItem)
+    .where(BookingItem.booking_id == bindparam("claims_of"))
+    .values(holds_inventory=bindparam("holds"))
+)
 
 
 def items_of(session: Session, booking_id: uuid.UUID) -> Sequence[BookingItem]:
-    return session.scalars(
-        select(BookingItem).where(BookingItem.booking_id == booking_id).order_by(BookingItem.id)
-    ).all()
+    return session.scalars(_ITEMS_OF, {"booking_id": booking_id}).all()
 
 
 def set_claims(session: Session, booking_id: uuid.UUID, holds: bool) -> None:
-    session.execute(
-        update(BookingItem).where(BookingItem.booking_id == booking_id).values(holds_inventory=holds)
-    )
+    """Make the booking's items claim (or free) their inventory: at once, or with the rest of a
+    locked booking's changes at commit."""
+    held = locked(session, booking_id)
+    if held is not None:
+        held.claims = holds
+    else:
+        session.execute(_SET_CLAIMS, {"claims_of": booking_id, "holds": holds})
 
 
 def starts_at_of(session: Session, booking: Booking) -> datetime:

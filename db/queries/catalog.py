@@ -146,6 +146,14 @@ def event_exists(session: Session, event_id: uuid.UUID) -> bool:
     return session.scalar(select(Event.id).where(Event.id == event_id)) is not None
 
 
+_LOCK_SEATS = (
+    select(_seat.id)
+    .where(_seat.id == any_(bindparam("seat_ids", type_=ARRAY(UUID))))
+    .order_by(_seat.id)
+    .with_for_update(key_share=True)
+)
+
+
 def lock_seats(session: Session, seat_ids: Sequence[uuid.UUID]) -> None:
     """Lock seat rows in id order, so two placements of overlapping seats cannot deadlock.
 
@@ -153,23 +161,22 @@ def lock_seats(session: Session, seat_ids: Sequence[uuid.UUID]) -> None:
     with the KEY SHARE locks that inserting a booking item takes on its seat (the foreign key
     check), or the API's accept path would wait on the workers (and could deadlock with them).
     """
-    session.execute(
-        select(Seat.id).where(Seat.id.in_(seat_ids)).order_by(Seat.id).with_for_update(key_share=True)
-    ).all()
+    session.connection().execute(_LOCK_SEATS, {"seat_ids": list(seat_ids)}).all()
+
+
+_item = BookingItem.__table__.c
+_CLAIMED_SEATS = select(_item.seat_id).where(
+    _item.event_id == bindparam("event_id"),
+    _item.seat_id == any_(bindparam("seat_ids", type_=ARRAY(UUID))),
+    _item.holds_inventory,
+)
 
 
 def claimed_seats(
     session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:
-    return list(
-        session.scalars(
-            select(BookingItem.seat_id).where(
-                BookingItem.event_id == event_id,
-                BookingItem.seat_id.in_(seat_ids),
-                BookingItem.holds_inventory,
-            )
-        )
-    )
+    rows = session.connection().execute(_CLAIMED_SEATS, {"event_id": event_id, "seat_ids": list(seat_ids)})
+    return [seat_id for (seat_id,) in rows]
 
 
 def lock_resource(session: Session, resource_id: uuid.UUID) -> Resource | None:

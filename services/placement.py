@@ -8,6 +8,7 @@ and the exclusion constraint stay as the backstop if this code is ever wrong.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -22,8 +23,10 @@ from domain.lifecycle import BookingStatus
 
 def hold_inventory(session: Session, booking: Booking, *, now: datetime, hold_ttl: timedelta) -> None:
     """Move a requested booking to awaiting_payment with its inventory claimed, or reject it."""
-    items = items_of(session, booking.id)
-    refusal = _seat_refusal(session, items) if booking.event_id else _slot_refusal(session, items)
+    refusal = (
+        _seat_refusal(session, booking.id, booking.event_id) if booking.event_id
+        else _slot_refusal(session, items_of(session, booking.id))
+    )
     if refusal is not None:
         move_booking(session, booking, BookingStatus.REJECTED, now, reason=refusal)
         return
@@ -32,11 +35,9 @@ def hold_inventory(session: Session, booking: Booking, *, now: datetime, hold_tt
     move_booking(session, booking, BookingStatus.AWAITING_PAYMENT, now)
 
 
-def _seat_refusal(session: Session, items: Sequence[BookingItem]) -> str | None:
-    event_id = items[0].event_id
-    seat_ids = sorted(item.seat_id for item in items if item.seat_id is not None)
-    assert event_id is not None
-    catalog.lock_seats(session, seat_ids)
+def _seat_refusal(session: Session, booking_id: uuid.UUID, event_id: uuid.UUID) -> str | None:
+    seat_ids = catalog.lock_seats_of(session, booking_id)
+    # Checked after the locks: a competing booking may have claimed a seat while we waited.
     if catalog.claimed_seats(session, event_id, seat_ids):
         return "unavailable"
     return None

@@ -146,25 +146,28 @@ def event_exists(session: Session, event_id: uuid.UUID) -> bool:
     return session.scalar(select(Event.id).where(Event.id == event_id)) is not None
 
 
-_LOCK_SEATS = (
+_item = BookingItem.__table__.c
+
+_LOCK_SEATS_OF = (
     select(_seat.id)
-    .where(_seat.id == any_(bindparam("seat_ids", type_=ARRAY(UUID))))
+    .join(BookingItem.__table__, _item.seat_id == _seat.id)
+    .where(_item.booking_id == bindparam("booking_id"))
     .order_by(_seat.id)
-    .with_for_update(key_share=True)
+    .with_for_update(of=Seat.__table__, key_share=True)
 )
 
 
-def lock_seats(session: Session, seat_ids: Sequence[uuid.UUID]) -> None:
-    """Lock seat rows in id order, so two placements of overlapping seats cannot deadlock.
+def lock_seats_of(session: Session, booking_id: uuid.UUID) -> list[uuid.UUID]:
+    """Lock the seats a booking asks for, in id order, so two placements of overlapping seats
+    cannot deadlock; returns their ids.
 
     FOR NO KEY UPDATE, not FOR UPDATE: the lock serializes placements, and it must not conflict
     with the KEY SHARE locks that inserting a booking item takes on its seat (the foreign key
     check), or the API's accept path would wait on the workers (and could deadlock with them).
     """
-    session.connection().execute(_LOCK_SEATS, {"seat_ids": list(seat_ids)}).all()
+    return [seat_id for (seat_id,) in session.connection().execute(_LOCK_SEATS_OF, {"booking_id": booking_id})]
 
 
-_item = BookingItem.__table__.c
 _CLAIMED_SEATS = select(_item.seat_id).where(
     _item.event_id == bindparam("event_id"),
     _item.seat_id == any_(bindparam("seat_ids", type_=ARRAY(UUID))),

@@ -2,8 +2,8 @@
 
 `capture_bookings` runs the real API app (in process, falcon's TestClient) and a real Dramatiq
 worker (in process, one thread) against the bench database, with SQLAlchemy event listeners on
-every engine: each transaction's statements with their parameters, in order, and every pool
-checkout (the engine's `pool_pre_ping` makes each checkout one extra `SELECT 1` round trip).
+every engine: each transaction's statements with their parameters, in order, whether it ran in
+autocommit (the API's accept path does), and every pool checkout.
 
 `pgbench_script` writes those transactions as a pgbench script: the same statements, with the
 values that must differ per booking (booking id, seat, idempotency key, outbox id, intent id)
@@ -44,6 +44,8 @@ class Transaction:
     origin: str  # the engine's application_name: bookings-api or bookings-worker
     statements: list[tuple[str, Any]] = field(default_factory=list)
     end: str = ""  # commit or rollback
+    #: Run in autocommit: each statement is its own transaction, no BEGIN or COMMIT is sent.
+    autocommit: bool = False
 
     def label(self) -> str:
         first = next((s for s, _ in self.statements if not s.startswith("SET LOCAL")), "")
@@ -68,18 +70,19 @@ class Captured:
 
     @property
     def round_trips(self) -> int:
-        """Statements + BEGIN + COMMIT/ROLLBACK of each transaction + one pre-ping per checkout.
+        """Statements + BEGIN + COMMIT/ROLLBACK of each transaction not run in autocommit.
 
-        psycopg sends BEGIN as its own round trip before a transaction's first statement.
+        psycopg sends BEGIN as its own round trip before a transaction's first statement. Pooled
+        connections in steady use are not pinged (db.engine pings only those idle over a second).
         """
-        return self.statements + 2 * len(self.transactions) + self.checkouts
+        return self.statements + 2 * sum(1 for t in self.transactions if not t.autocommit)
 
     def describe(self) -> list[list[object]]:
         rows: list[list[object]] = []
         for i, tx in enumerate(self.transactions, 1):
             for statement, _ in tx.statements:
                 rows.append([i, tx.origin.removeprefix("bookings-"), _summary(statement)])
-            rows.append([i, tx.origin.removeprefix("bookings-"), tx.end.upper()])
+            rows.append([i, tx.origin.removeprefix("bookings-"), "(autocommit)" if tx.autocommit else tx.end.upper()])
         return rows
 
 
@@ -96,8 +99,9 @@ class _Recorder:
         self.checkouts = 0
 
     def begin(self, conn: Any) -> None:
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         with self.lock:
-            self.open[id(conn)] = Transaction(_app_name(conn))
+            self.open[id(conn)] = Transaction(_app_name(conn), autocommit=autocommit)
 
     def statement(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                   executemany: bool) -> None:
@@ -263,20 +267,27 @@ def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat
     with psycopg.connect(database_url) as conn:
         client_ids = {str(r[0]) for r in conn.execute("SELECT id FROM clients")}
 
+        def literal(value: Any) -> str:
+            if isinstance(value, str) and re.search(r":[A-Za-z_]", value):
+                # pgbench would read `:name` inside the text (a JSON body) as one of its variables.
+                return f"convert_from(decode('{value.encode().hex()}', 'hex'), 'UTF8')"
+            return sql.Literal(value).as_string(conn)
+
         def render(value: Any) -> str:
             if isinstance(value, list):
                 # An array parameter (the seat ids of the one-statement insert): render each element.
                 return "ARRAY[" + ", ".join(render(v) for v in value) + "]" if value else "'{}'"
             if str(value) in client_ids:
-                return sql.Literal(value).as_string(conn)
+                return literal(value)
             replaced = variable(value)
-            return replaced if replaced is not None else sql.Literal(value).as_string(conn)
+            return replaced if replaced is not None else literal(value)
 
         for tx in captured.transactions:
             lines.append(f"-- {tx.label()}")
             if include_pings:
                 lines.append("SELECT 1;")
-            lines.append("BEGIN;")
+            if not tx.autocommit:
+                lines.append("BEGIN;")
             for statement, params in tx.statements:
                 if isinstance(params, dict) and params:
                     text = statement % {name: render(value) for name, value in params.items()}
@@ -285,7 +296,8 @@ def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat
                 else:
                     text = statement.replace("%%", "%")
                 lines.append(re.sub(r"\s*\n\s*", " ", text).rstrip(";") + ";")
-            lines.append(f"{tx.end.upper()};")
+            if not tx.autocommit:
+                lines.append(f"{tx.end.upper()};")
     return "\n".join(lines) + "\n"
 
 

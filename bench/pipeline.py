@@ -262,7 +262,7 @@ def report(figures: dict[str, Any]) -> None:
         HEADER, figures["rows"])
     print(f"\npgbench: the same {figures['transactions']} transactions per booking at {o['clients']} clients "
           f"(one script run = one booking); {figures['round_trips']} round trips per booking from the code "
-          "(statements + BEGIN/COMMIT + one pool pre-ping per transaction).")
+          "(statements + BEGIN/COMMIT of each transaction not run in autocommit).")
     for run in figures["runs"]:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(run["statuses"].items()))
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in run["cpu"].items())

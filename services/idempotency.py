@@ -1,11 +1,14 @@
 """Idempotency keys (SPEC §6): the first answer to a key is stored in the same transaction as
 the change it describes, and replayed for a retry of the same request.
 
-The key is written together with its answer, by the last statement of the change, so a first
-request pays one statement for it (the booking request pays none: its one statement writes the
-key too). Two concurrent requests with one key serialize on the key's primary key: the second
-INSERT waits for the first transaction, finds the key taken, drops its own work and replays
-the first answer.
+Two ways to keep that promise, each where it is cheapest:
+
+- `execute_once` (confirm, cancel, payment retry) claims the key first: a retry or a concurrent
+  twin waits on the key's primary key, finds it taken and replays the stored answer without
+  touching the booking (its row lock may be held by a worker for a while).
+- `answer_once` (the booking request) writes the key with its answer in the one statement that
+  records the booking, each part only if the key was free. That statement locks no row but
+  the key's, so a twin waits only for the first request's commit, then replays.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, literal, select
+from sqlalchemy import bindparam, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -68,58 +71,76 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 
 
 class KeyTaken(Exception):
-    """Another request committed an answer to this key first; this one's work was not kept."""
+    """Another request committed an answer to this key first; this one wrote nothing."""
 
 
 def answer_once(ctx: Context, request: IdempotentRequest, attempt: Callable[[], Outcome]) -> Reply:
-    """Run `attempt` (which records the key with its answer, or raises KeyTaken) once per key.
+    """Run `attempt`, which writes the key with its answer or raises KeyTaken, once per key.
 
-    A retry may arrive after the state has moved on (a repeated cancel of a booking that has
-    since expired, say): the attempt then refuses it, and the stored answer wins over the refusal.
+    A retry may arrive after the state has moved on (the catalog changed since the first
+    request): the attempt then refuses it, and the stored answer wins over the refusal.
     """
-    try:
-        outcome = attempt()
-    except (KeyTaken, DomainError):
-        stored = stored_reply(ctx, request)
-        if stored is None:
-            raise
-        return stored
-    ctx.dispatch(outcome.messages)
-    return outcome.reply
+    for _ in range(2):
+        try:
+            outcome = attempt()
+        except (KeyTaken, DomainError) as refusal:
+            stored = stored_reply(ctx, request)
+            if stored is not None:
+                return stored
+            if isinstance(refusal, DomainError):
+                raise
+            # Taken, yet gone by now (purged past its TTL between the two reads): the key is free again.
+            continue
+        ctx.dispatch(outcome.messages)
+        return outcome.reply
+    raise RuntimeError(f"idempotency key {request.key!r} neither free nor answered")
 
 
-_RECORD_ANSWER = (
+_CLAIM_KEY = (
     insert(IdempotencyKey.__table__)
-    .values(
-        client_id=bindparam("client_id"), key=bindparam("key"), fingerprint=bindparam("fingerprint"),
-        response_status=bindparam("status"), response_body=bindparam("body"),
-        response_location=bindparam("location"),
-    )
+    .values(client_id=bindparam("client_id"), key=bindparam("key"), fingerprint=bindparam("fingerprint"))
     .on_conflict_do_nothing()
     .returning(literal(1))
+)
+_RECORD_ANSWER = (
+    update(IdempotencyKey.__table__)
+    .where(IdempotencyKey.client_id == bindparam("key_client_id"), IdempotencyKey.key == bindparam("key_key"))
+    .values(response_status=bindparam("status"), response_body=bindparam("body"),
+            response_location=bindparam("location"))
 )
 
 
 def execute_once(ctx: Context, request: IdempotentRequest, command: Callable[[Session], Outcome]) -> Reply:
     """Run `command` in one transaction, once per key; a retry gets the stored reply."""
-
-    def attempt() -> Outcome:
-        with transaction(ctx.sessions) as session:
-            outcome = command(session)
-            recorded = session.connection().execute(_RECORD_ANSWER, request.answer_row(outcome.reply)).first()
-            if recorded is None:
-                raise KeyTaken  # rolls the command's work back
-        return outcome
-
-    return answer_once(ctx, request, attempt)
+    with transaction(ctx.sessions) as session:
+        connection = session.connection()
+        claim = {"client_id": request.client_id, "key": request.key, "fingerprint": request.fingerprint}
+        while connection.execute(_CLAIM_KEY, claim).first() is None:
+            # Taken: the INSERT waited for its transaction, so its answer is committed and visible.
+            stored = _stored(session, request)
+            if stored is not None:
+                return stored
+            # Purged past its TTL between the two statements: the key is free again.
+        outcome = command(session)
+        reply = outcome.reply
+        connection.execute(_RECORD_ANSWER, {
+            "key_client_id": request.client_id, "key_key": request.key,
+            "status": reply.status, "body": reply.body, "location": reply.location,
+        })
+    ctx.dispatch(outcome.messages)
+    return reply
 
 
 def stored_reply(ctx: Context, request: IdempotentRequest) -> Reply | None:
     with ctx.sessions() as session:
-        stored = session.scalars(
-            select(IdempotencyKey)
-            .where(IdempotencyKey.client_id == request.client_id, IdempotencyKey.key == request.key)
-        ).one_or_none()
+        return _stored(session, request)
+
+
+def _stored(session: Session, request: IdempotentRequest) -> Reply | None:
+    stored = session.scalars(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.client_id == request.client_id, IdempotencyKey.key == request.key)
+    ).one_or_none()
     if stored is None:
         return None
     if stored.fingerprint != request.fingerprint:

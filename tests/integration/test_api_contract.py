@@ -6,7 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from db.models import Booking, OutboxMessage
 from tests.support import first_event, new_key, seat_request, wait_for_statuses
@@ -106,6 +106,19 @@ def test_a_retried_cancel_replays_its_answer_after_the_booking_has_moved_on(api,
     # Cancelling a cancelled booking is refused, but this is the same request again.
     assert api.post(f"/v1/bookings/{booking_id}/cancel", key=new_key()).status_code == 409
     retried = api.post(f"/v1/bookings/{booking_id}/cancel", key=key)
+    assert retried.status_code == 202 and retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json == first.json
+
+
+def test_a_retry_replays_without_waiting_for_a_lock_on_the_booking(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[:1])).json["id"]
+    key = new_key()
+    first = api.post(f"/v1/bookings/{booking_id}/cancel", key=key)
+    assert first.status_code == 202
+    with runtime.engine.begin() as conn:  # a worker in the middle of this booking's step
+        conn.execute(text("SELECT 1 FROM bookings WHERE id = :id FOR NO KEY UPDATE"), {"id": booking_id})
+        retried = api.post(f"/v1/bookings/{booking_id}/cancel", key=key)
     assert retried.status_code == 202 and retried.headers["Idempotent-Replayed"] == "true"
     assert retried.json == first.json
 

@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, inspect, or_, select, text, update
 from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
 from db.queries.catalog import SeatLabel
-from db.queries.locked_bookings import locked
+from db.queries.locked_bookings import held
 from domain.lifecycle import BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
@@ -111,9 +111,11 @@ def move_booking(
     transition = BookingTransition(
         booking_id=booking.id, from_status=current.value, to_status=target.value, reason=reason, at=now,
     )
-    held = locked(session, booking.id)
-    if held is not None:
-        held.history.append(transition)
+    locked = held(session, booking.id)
+    if locked is not None:
+        locked.history.append(transition)
+    elif inspect(booking).detached:
+        raise RuntimeError(f"booking {booking.id} is neither in this session nor held by lock_booking")
     else:
         session.add(transition)
 
@@ -133,9 +135,9 @@ def items_of(session: Session, booking_id: uuid.UUID) -> Sequence[BookingItem]:
 def set_claims(session: Session, booking_id: uuid.UUID, holds: bool) -> None:
     """Make the booking's items claim (or free) their inventory: at once, or with the rest of a
     locked booking's changes at commit."""
-    held = locked(session, booking_id)
-    if held is not None:
-        held.claims = holds
+    locked = held(session, booking_id)
+    if locked is not None:
+        locked.claims = holds
     else:
         session.execute(_SET_CLAIMS, {"claims_of": booking_id, "holds": holds})
 

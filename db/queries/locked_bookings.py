@@ -6,9 +6,9 @@ the inventory claim), and when the transaction commits, one statement writes all
 The ORM's unit of work would spend three statements and several times the Python time on the
 same rows; a worker runs this on every step of every booking.
 
-Both rows are locked until the commit, so writing every changeable column back cannot
-overwrite anyone's change. What is held here is not visible to queries of the same
-transaction before the commit; no caller reads back what it has just changed.
+Both rows stay locked until the commit, so writing every column back cannot overwrite anyone's
+change. What is held here reaches the database only at commit: no caller reads back what it
+has just changed in the same transaction, and savepoints are refused while rows are held.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, event, inspect, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from db.models import Booking, BookingTransition, Payment
 
@@ -29,30 +29,29 @@ _LOCK_BOOKING = (
     .with_for_update(key_share=True)
 )
 
-_WRITE_BACK = text("""
+#: Every column but the key, from the tables themselves: a column added later is written too.
+_BOOKING_COLUMNS = [c.name for c in Booking.__table__.columns if not c.primary_key]
+_PAYMENT_COLUMNS = [c.name for c in Payment.__table__.columns if not c.primary_key]
+
+_WRITE_BACK = text(f"""
 WITH claims AS (
     UPDATE booking_items SET holds_inventory = CAST(:claims AS boolean)
     WHERE booking_id = :booking_id AND CAST(:claims AS boolean) IS NOT NULL
 ), history AS (
     INSERT INTO booking_transitions (booking_id, from_status, to_status, reason, at)
     SELECT :booking_id, moved.from_status, moved.to_status, moved.reason, moved.at
-    FROM unnest(CAST(:from_statuses AS text[]), CAST(:to_statuses AS text[]),
-                CAST(:reasons AS text[]), CAST(:ats AS timestamptz[])) AS moved(from_status, to_status, reason, at)
+    FROM unnest(CAST(:from_statuses AS text[]), CAST(:to_statuses AS text[]), CAST(:reasons AS text[]),
+                CAST(:ats AS timestamptz[])) WITH ORDINALITY AS moved(from_status, to_status, reason, at, n)
+    ORDER BY moved.n
 ), booking AS (
-    UPDATE bookings
-    SET status = :status, expires_at = :expires_at, reason = :reason, updated_at = :updated_at,
-        confirm_requested_at = :confirm_requested_at, cancel_requested_at = :cancel_requested_at,
-        payment_mode = :payment_mode, payment_method = :payment_method
+    UPDATE bookings SET {", ".join(f"{c} = :b_{c}" for c in _BOOKING_COLUMNS)}
     WHERE id = :booking_id
 )
-UPDATE payments
-SET status = :payment_status, intent_id = :intent_id, checkout_session_id = :checkout_session_id,
-    client_secret = :client_secret, checkout_url = :checkout_url, amount_authorized = :amount_authorized,
-    amount_captured = :amount_captured, amount_refunded = :amount_refunded, attempt = :attempt,
-    step = :step, step_started_at = :step_started_at, decline_code = :decline_code,
-    authorized_at = :authorized_at, updated_at = :payment_updated_at
+UPDATE payments SET {", ".join(f"{c} = :p_{c}" for c in _PAYMENT_COLUMNS)}
 WHERE booking_id = :booking_id
 """)
+
+_HELD = "locked_bookings"
 
 
 @dataclass
@@ -73,63 +72,59 @@ class LockedBooking:
 
 def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Payment] | None:
     """Lock the booking and its payment in one statement (one round trip); their changes are
-    written back when the transaction commits.
+    written back when the transaction commits. Locking it again returns the same objects.
 
     Every row lock here is FOR NO KEY UPDATE: keys never change, and foreign-key checks (KEY
     SHARE) by other transactions need not wait.
     """
+    already = held(session, booking_id)
+    if already is not None:
+        return already.booking, already.payment
     row = session.execute(_LOCK_BOOKING, {"booking_id": booking_id}).one_or_none()
     if row is None:
         return None
     booking, payment = row
+    # Out of the unit of work: the write-back below is their only way to the database.
     session.expunge(booking)
     session.expunge(payment)
-    _locked(session)[booking.id] = LockedBooking(booking, payment)
+    session.info.setdefault(_HELD, {})[booking.id] = LockedBooking(booking, payment)
     return booking, payment
 
 
-def locked(session: Session, booking_id: uuid.UUID) -> LockedBooking | None:
+def held(session: Session, booking_id: uuid.UUID) -> LockedBooking | None:
     """The booking if this transaction locked it with `lock_booking`."""
-    held: dict[uuid.UUID, LockedBooking] | None = session.info.get(_KEY)
-    return held.get(booking_id) if held else None
-
-
-_KEY = "locked_bookings"
-
-
-def _locked(session: Session) -> dict[uuid.UUID, LockedBooking]:
-    held: dict[uuid.UUID, LockedBooking] = session.info.setdefault(_KEY, {})
-    return held
+    bookings: dict[uuid.UUID, LockedBooking] | None = session.info.get(_HELD)
+    return bookings.get(booking_id) if bookings else None
 
 
 @event.listens_for(Session, "before_commit")
 def _write_back(session: Session) -> None:
-    for held in session.info.pop(_KEY, {}).values():
-        if held.changed:
-            session.connection().execute(_WRITE_BACK, _parameters(held))
+    # before_commit runs before the ORM's final flush, so transitions of bookings that were not
+    # locked here still go the usual way; popped first, so a failing statement leaves nothing behind.
+    for locked in session.info.pop(_HELD, {}).values():
+        if locked.changed:
+            session.connection().execute(_WRITE_BACK, _parameters(locked))
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_KEY, None)
+@event.listens_for(Session, "after_transaction_create")
+def _no_savepoints_while_held(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested and session.info.get(_HELD):
+        # A savepoint rolled back would not roll back the rows held in memory.
+        raise RuntimeError("a savepoint cannot be opened while a booking is held by lock_booking")
 
 
-def _parameters(held: LockedBooking) -> dict[str, Any]:
-    booking, payment, history = held.booking, held.payment, held.history
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: committed, rolled back or closed
+        session.info.pop(_HELD, None)
+
+
+def _parameters(locked: LockedBooking) -> dict[str, Any]:
+    booking, payment, history = locked.booking, locked.payment, locked.history
     return {
-        "booking_id": booking.id, "claims": held.claims,
+        "booking_id": booking.id, "claims": locked.claims,
         "from_statuses": [t.from_status for t in history], "to_statuses": [t.to_status for t in history],
         "reasons": [t.reason for t in history], "ats": [t.at for t in history],
-        "status": booking.status, "expires_at": booking.expires_at, "reason": booking.reason,
-        "updated_at": booking.updated_at, "confirm_requested_at": booking.confirm_requested_at,
-        "cancel_requested_at": booking.cancel_requested_at, "payment_mode": booking.payment_mode,
-        "payment_method": booking.payment_method,
-        "payment_status": payment.status, "intent_id": payment.intent_id,
-        "checkout_session_id": payment.checkout_session_id, "client_secret": payment.client_secret,
-        "checkout_url": payment.checkout_url, "amount_authorized": payment.amount_authorized,
-        "amount_captured": payment.amount_captured, "amount_refunded": payment.amount_refunded,
-        "attempt": payment.attempt, "step": payment.step, "step_started_at": payment.step_started_at,
-        "decline_code": payment.decline_code, "authorized_at": payment.authorized_at,
-        "payment_updated_at": payment.updated_at,
+        **{f"b_{c}": getattr(booking, c) for c in _BOOKING_COLUMNS},
+        **{f"p_{c}": getattr(payment, c) for c in _PAYMENT_COLUMNS},
     }
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -56,3 +57,45 @@ def test_changes_are_dropped_when_the_transaction_rolls_back(api, runtime):
         move_booking(session, booking, BookingStatus.REJECTED, datetime.now(UTC), reason="unavailable")
         raise RuntimeError("the unit of work fails")
     assert _row(runtime, "SELECT status FROM bookings WHERE id = :id", id=booking_id)[0] == "requested"
+
+
+def test_locking_again_returns_the_same_rows_with_their_changes(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = uuid.UUID(api.book(seat_request(event_id, seats[2:3])).json["id"])
+    with transaction(runtime.context.sessions) as session:
+        booking, payment = lock_booking(session, booking_id)
+        move_booking(session, booking, BookingStatus.AWAITING_PAYMENT, datetime.now(UTC))
+        again, _ = lock_booking(session, booking_id)
+        assert again is booking and again.status == "awaiting_payment"
+    assert _row(runtime, "SELECT status FROM bookings WHERE id = :id", id=booking_id)[0] == "awaiting_payment"
+
+
+def test_every_column_is_written_back(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[3:4])).json["id"]
+    with transaction(runtime.context.sessions) as session:
+        booking, payment = lock_booking(session, booking_id)
+        booking.customer_name, payment.provider, payment.decline_code = "Grace", "other", "x"
+    assert _row(runtime, "SELECT b.customer_name, p.provider, p.decline_code FROM bookings b"
+                         " JOIN payments p ON p.booking_id = b.id WHERE b.id = :id",
+                id=booking_id) == ("Grace", "other", "x")
+
+
+def test_a_savepoint_is_refused_while_a_booking_is_held(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[4:5])).json["id"]
+    with pytest.raises(RuntimeError, match="savepoint"), transaction(runtime.context.sessions) as session:
+        lock_booking(session, booking_id)
+        session.begin_nested()
+
+
+def test_a_session_closed_without_commit_forgets_what_it_held(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[5:6])).json["id"]
+    session = runtime.context.sessions()
+    booking, _ = lock_booking(session, booking_id)
+    booking.reason = "not written"
+    session.close()
+    with session.begin():  # the same session, used again
+        session.connection()
+    assert _row(runtime, "SELECT reason FROM bookings WHERE id = :id", id=booking_id)[0] is None

@@ -25,7 +25,8 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise APIError(falcon.HTTP_413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
     try:
-        body = orjson.loads(raw)
+        # RFC 8259 lets a parser ignore a byte order mark; some clients send one.
+        body = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, RecursionError) as ex:
         raise APIError(falcon.HTTP_400, "malformed_json", f"the body is not valid JSON: {ex}") from None
     if _depth(body) > MAX_JSON_DEPTH:

@@ -25,16 +25,19 @@ def make_engine(
     workers; set once per connection, it costs no round trip per transaction.
 
     `pre_ping` tests a pooled connection that sat idle for more than `ping_after_idle` seconds
-    before it is used, so no request fails after a database restart; one used a moment ago
-    skips the round trip (a dead server fails the request using it, and SQLAlchemy then
-    replaces every pooled connection of that server). Workers turn it off: a message that
-    meets a dead connection is retried.
+    before it is used, so a database restart during a quiet spell fails no request; one used a
+    moment ago skips the round trip (if the server died in that moment, the statement using it
+    fails, and SQLAlchemy then replaces every pooled connection of that server). Workers turn it
+    off: a message that meets a dead connection is retried.
     """
     engine = create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
+        # Last in, first out: under load the same few connections are reused and skip the ping
+        # below, and the rest sit idle long enough for PostgreSQL or the pool to retire them.
+        pool_use_lifo=True,
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         connect_args={
@@ -57,14 +60,17 @@ def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
 
     @event.listens_for(engine.pool, "checkout")
     def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        checked_in_at = record.info.get("checked_in_at")
+        checked_in_at = record.info.get("checked_in_at")  # None: opened for this checkout
         if checked_in_at is None or time.monotonic() - checked_in_at <= idle_seconds:
-            return  # just opened, or used a moment ago
+            return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as ex:
-            # The pool drops this connection and checks out (or opens) another.
-            raise exc.DisconnectionError(str(ex)) from ex
+            if not engine.dialect.is_disconnect(ex, dbapi_connection, None):
+                raise
+            # As SQLAlchemy's own pre-ping: the server went away, so every connection opened
+            # before now is replaced, and this checkout gets a fresh one.
+            raise exc.InvalidatePoolError(str(ex)) from ex
 
 
 def _json_text(value: object) -> str:

@@ -282,3 +282,13 @@ def test_an_idempotency_key_with_control_characters_is_a_400(app, api, runtime):
     result = app.simulate_post("/v1/bookings", json=seat_request(event_id, seats[:1]),
                                headers={**api.auth(), "Idempotency-Key": "bad\x00key"})
     assert result.status_code == 400 and result.json["error"]["code"] == "idempotency_key_invalid"
+
+
+def test_a_body_with_a_byte_order_mark_is_read_and_nan_is_refused(app, api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    headers = {**api.auth(), "Idempotency-Key": new_key(), "Content-Type": "application/json"}
+    body = json.dumps(seat_request(event_id, seats[:1])).encode()
+    assert app.simulate_post("/v1/bookings", body=b"\xef\xbb\xbf" + body, headers=headers).status_code == 202
+    nan = app.simulate_post("/v1/bookings", body=body.replace(b'"pm_card_visa"', b"NaN"),
+                            headers={**headers, "Idempotency-Key": new_key()})
+    assert nan.status_code == 400 and nan.json["error"]["code"] == "malformed_json"

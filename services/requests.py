@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Payment
 from db.queries import catalog
-from db.queries.bookings import BookingView, insert_booking_request, view_booking
+from db.queries.bookings import BookingView, NewBookingRows, insert_booking_request, view_booking
 from db.queries.catalog import SeatLabel
 from domain import lifecycle, pricing
 from domain.errors import InvalidRequest, InvalidState, NotFound
@@ -39,8 +39,8 @@ class NewBooking:
 
 
 def submit_booking(
-    ctx: Context, request: IdempotentRequest, new: NewBooking, *, now: datetime, request_id: str | None,
-    answer: Callable[[BookingView], Reply],
+    ctx: Context, idempotent: IdempotentRequest, request: NewBooking, *, now: datetime, request_id: str | None,
+    represent: Callable[[BookingView], Reply],
 ) -> Reply:
     """Record a booking in `requested` with its priced items, and send its placement; once per key.
 
@@ -52,22 +52,26 @@ def submit_booking(
     def attempt() -> Outcome:
         with ctx.sessions() as session:
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            booking = _new_booking(request.client_id, new, now=now, request_id=request_id)
-            items, seats = _priced_items(session, booking, new)
+            booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
+            items, seats = _priced_items(session, booking, request)
             booking.total_amount = sum(item.price for item in items)
             staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
-            payment = Payment(
-                booking_id=booking.id, provider="stripe", status="none", attempt=1, updated_at=now,
-                amount_authorized=0, amount_captured=0, amount_refunded=0,
+            rows = NewBookingRows(
+                booking, items,
+                Payment(booking_id=booking.id, provider="stripe", status=PaymentStatus.NONE.value, attempt=1,
+                        updated_at=now, amount_authorized=0, amount_captured=0, amount_refunded=0),
+                BookingTransition(booking_id=booking.id, to_status=booking.status, at=now),
+                message,
             )
-            requested = BookingTransition(booking_id=booking.id, to_status=booking.status, at=now)
             # Everything the answer shows is known before it is written: nothing is read back.
-            reply = answer(BookingView(booking, items, payment, [requested], {seat.id: seat for seat in seats}))
-            if not insert_booking_request(session, booking, items, message, request.answer_row(reply)):
+            reply = represent(BookingView(
+                booking, items, rows.payment, [rows.transition], {seat.id: seat for seat in seats}
+            ))
+            if not insert_booking_request(session, rows, idempotent.answer_row(reply)):
                 raise KeyTaken
         return Outcome(reply, [staged])
 
-    return answer_once(ctx, request, attempt)
+    return answer_once(ctx, idempotent, attempt)
 
 
 def _new_booking(client_id: uuid.UUID, request: NewBooking, *, now: datetime, request_id: str | None) -> Booking:

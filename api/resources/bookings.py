@@ -87,7 +87,7 @@ class Bookings:
         request = new_booking(parse_body(BookingCreate, body))
         respond(resp, requests.submit_booking(
             self.ctx, idempotent_request(req, body), request, now=self.ctx.clock(),
-            request_id=req.context.request_id, answer=accepted,
+            request_id=req.context.request_id, represent=accepted,
         ))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

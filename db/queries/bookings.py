@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import and_, bindparam, func, inspect, or_, select, text, update
-from sqlalchemy.dialects.postgresql import TSTZRANGE
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
 from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
@@ -20,63 +19,83 @@ from domain.lifecycle import BookingStatus, check_transition
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
 
+
+@dataclass(frozen=True)
+class NewBookingRows:
+    """Every row a booking request records, built in memory before one statement writes them."""
+
+    booking: Booking
+    items: Sequence[BookingItem]
+    payment: Payment
+    transition: BookingTransition
+    message: OutboxMessage
+
+
 _INSERT_REQUEST = text("""
-WITH answer AS (
+WITH claimed_key AS (
     INSERT INTO idempotency_keys (client_id, key, fingerprint, response_status, response_body,
                                   response_location)
-    VALUES (:client_id, :key, :fingerprint, :status, CAST(:body AS jsonb), :location)
+    VALUES (:key_client_id, :key_key, :key_fingerprint, :key_status, :key_body, :key_location)
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), new_booking AS (
     INSERT INTO bookings (id, client_id, status, event_id, resource_id, total_amount, currency,
                           payment_mode, capture_mode, payment_method, customer_email, customer_name,
                           request_id, created_at, updated_at)
-    SELECT :id, :client_id, :booking_status, :event_id, :resource_id, :total_amount, :currency,
+    SELECT :id, :client_id, :status, :event_id, :resource_id, :total_amount, :currency,
            :payment_mode, :capture_mode, :payment_method, :customer_email, :customer_name,
-           :request_id, :now, :now
-    FROM answer
+           :request_id, :created_at, :updated_at
+    FROM claimed_key
 ), new_items AS (
     INSERT INTO booking_items (booking_id, event_id, seat_id, resource_id, period, price, holds_inventory)
     SELECT :id, :event_id, item.seat_id, :resource_id, :period, item.price, false
-    FROM answer, unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[])) AS item(seat_id, price)
+    FROM claimed_key, unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[])) AS item(seat_id, price)
 ), new_payment AS (
     INSERT INTO payments (booking_id, provider, status, amount_authorized, amount_captured,
                           amount_refunded, attempt, updated_at)
-    SELECT :id, 'stripe', 'none', 0, 0, 0, 1, :now FROM answer
+    SELECT :id, :p_provider, :p_status, :p_amount_authorized, :p_amount_captured, :p_amount_refunded,
+           :p_attempt, :p_updated_at
+    FROM claimed_key
 ), new_transition AS (
-    INSERT INTO booking_transitions (booking_id, to_status, at) SELECT :id, :booking_status, :now FROM answer
+    INSERT INTO booking_transitions (booking_id, to_status, at) SELECT :id, :t_to_status, :t_at FROM claimed_key
 ), new_message AS (
     INSERT INTO outbox (id, queue_name, actor_name, args, options, created_at, relay_count)
-    SELECT :message_id, :queue_name, :actor_name, CAST(:args AS jsonb), CAST(:options AS jsonb), :now, 0
-    FROM answer
+    SELECT :m_id, :m_queue_name, :m_actor_name, :m_args, :m_options, :created_at, 0
+    FROM claimed_key
 )
-SELECT count(*) FROM answer
-""").bindparams(bindparam("period", type_=TSTZRANGE))
+SELECT count(*) FROM claimed_key
+""").bindparams(
+    bindparam("period", type_=TSTZRANGE), bindparam("key_body", type_=JSONB),
+    bindparam("m_args", type_=JSONB), bindparam("m_options", type_=JSONB),
+)
 
 
-def insert_booking_request(
-    session: Session, booking: Booking, items: Sequence[BookingItem], message: OutboxMessage,
-    answer: dict[str, Any],
-) -> bool:
+def insert_booking_request(session: Session, new: NewBookingRows, key_answer: dict[str, Any]) -> bool:
     """A new booking with its items, payment, first transition, outbox message and the answer to
-    its idempotency key: one statement, atomic on its own (foreign keys are checked at its end).
+    its idempotency key (`IdempotentRequest.answer_row`): one statement, atomic on its own
+    (foreign keys are checked at its end).
 
     Nothing is written if the key is taken (False): every part is inserted from the key's
     claim, so a retry that lost the race leaves no trace.
     """
-    period = items[0].period if booking.resource_id is not None else None
+    booking, payment, transition, message = new.booking, new.payment, new.transition, new.message
     claimed = session.execute(_INSERT_REQUEST, {
-        **answer, "body": orjson.dumps(answer["body"]).decode(),
-        "id": booking.id, "booking_status": booking.status,
+        **{f"key_{name}": value for name, value in key_answer.items()},
+        "id": booking.id, "client_id": booking.client_id, "status": booking.status,
         "event_id": booking.event_id, "resource_id": booking.resource_id,
         "total_amount": booking.total_amount, "currency": booking.currency,
         "payment_mode": booking.payment_mode, "capture_mode": booking.capture_mode,
         "payment_method": booking.payment_method, "customer_email": booking.customer_email,
-        "customer_name": booking.customer_name, "request_id": booking.request_id, "now": booking.created_at,
-        "seat_ids": [item.seat_id for item in items], "prices": [item.price for item in items],
-        "period": period, "message_id": message.id, "queue_name": message.queue_name,
-        "actor_name": message.actor_name, "args": orjson.dumps(message.args).decode(),
-        "options": orjson.dumps(message.options).decode(),
+        "customer_name": booking.customer_name, "request_id": booking.request_id,
+        "created_at": booking.created_at, "updated_at": booking.updated_at,
+        "seat_ids": [item.seat_id for item in new.items], "prices": [item.price for item in new.items],
+        "period": new.items[0].period if booking.resource_id is not None else None,
+        "p_provider": payment.provider, "p_status": payment.status,
+        "p_amount_authorized": payment.amount_authorized, "p_amount_captured": payment.amount_captured,
+        "p_amount_refunded": payment.amount_refunded, "p_attempt": payment.attempt,
+        "p_updated_at": payment.updated_at, "t_to_status": transition.to_status, "t_at": transition.at,
+        "m_id": message.id, "m_queue_name": message.queue_name, "m_actor_name": message.actor_name,
+        "m_args": message.args, "m_options": message.options,
     }).scalar_one()
     return bool(claimed)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.stack import RESULTS
 
-ALL = ["pipeline", "api_accept", "hot_seat", "expiry", "scale_out"]
+ALL = ["pipeline", "api_accept", "hot_seat", "expiry", "scale_out", "cpu_per_booking"]
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
@@ -31,6 +31,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "hot_seat": {"requests": 1000},
         "expiry": {"count": 10_000, "authorized": 100},
         "scale_out": {"bookings": 1000, "clients": 32, "processes": [1, 2, 4]},
+        "cpu_per_booking": {"requests": 2000},
     },
     "quick": {
         "pipeline": {"bookings": 300, "clients": 16, "stripe_calls": 200},
@@ -38,6 +39,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "hot_seat": {"requests": 300},
         "expiry": {"count": 1000, "authorized": 10},
         "scale_out": {"bookings": 200, "clients": 16, "processes": [1, 2, 4]},
+        "cpu_per_booking": {"requests": 300},
     },
 }
 
@@ -94,8 +96,17 @@ def run_expiry(size: dict[str, Any], log_level: str) -> dict[str, Any]:
     return {"count": size["count"], "rows": seconds, "output": done.stdout}
 
 
+def run_cpu_per_booking(size: dict[str, Any], log_level: str) -> dict[str, Any]:
+    from bench import cpu_per_booking
+    from bench.environment import print_table
+
+    rows = cpu_per_booking.run(size["requests"])
+    print_table(f"CPU per call, one thread, {size['requests']} calls each", ["what", "CPU ms", "wall ms"], rows)
+    return {"rows": rows}
+
+
 RUNNERS = {"pipeline": run_pipeline, "api_accept": run_api_accept, "hot_seat": run_hot_seat,
-           "expiry": run_expiry, "scale_out": run_scale_out}
+           "expiry": run_expiry, "scale_out": run_scale_out, "cpu_per_booking": run_cpu_per_booking}
 
 
 def chart(figures: dict[str, Any], path: Path, title: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
@@ -26,6 +27,12 @@ class Context:
     #: The payment provider; workers have one, the API does not need it.
     gateway: PaymentGateway | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine behind `sessions`, for work that needs no unit of work (plain Core statements)."""
+        engine: Engine = self.sessions.kw["bind"]
+        return engine
 
     def payments(self) -> PaymentGateway:
         if self.gateway is None:

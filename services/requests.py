@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from db.models import Booking, BookingItem, BookingTransition, Payment
@@ -50,10 +50,10 @@ def submit_booking(
     """
 
     def attempt() -> Outcome:
-        with ctx.sessions() as session:
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        # No unit of work: two Core statements, each its own transaction.
+        with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
-            items, seats = _priced_items(session, booking, request)
+            items, seats = _priced_items(connection, booking, request)
             booking.total_amount = sum(item.price for item in items)
             staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
             rows = NewBookingRows(
@@ -67,7 +67,7 @@ def submit_booking(
             reply = represent(BookingView(
                 booking, items, rows.payment, [rows.transition], {seat.id: seat for seat in seats}
             ))
-            if not insert_booking_request(session, rows, idempotent.answer_row(reply)):
+            if not insert_booking_request(connection, rows, idempotent.answer_row(reply)):
                 raise KeyTaken
         return Outcome(reply, [staged])
 
@@ -86,12 +86,12 @@ def _new_booking(client_id: uuid.UUID, request: NewBooking, *, now: datetime, re
 
 
 def _priced_items(
-    session: Session, booking: Booking, request: NewBooking
+    connection: Connection, booking: Booking, request: NewBooking
 ) -> tuple[list[BookingItem], list[SeatLabel]]:
     if request.event_id is not None:
-        return _seat_items(session, booking, request.event_id, request.seat_ids)
+        return _seat_items(connection, booking, request.event_id, request.seat_ids)
     assert request.resource_id and request.starts_at and request.ends_at
-    resource = catalog.get_resource(session, request.resource_id)
+    resource = catalog.resource_rate(connection, request.resource_id)
     if resource is None:
         raise InvalidRequest(
             "no such resource", details=[{"field": "resource_id", "code": "unknown"}]
@@ -103,10 +103,10 @@ def _priced_items(
 
 
 def _seat_items(
-    session: Session, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
+    connection: Connection, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
 ) -> tuple[list[BookingItem], list[SeatLabel]]:
-    priced = catalog.priced_seats(session, event_id, seat_ids)
-    if not priced and not catalog.event_exists(session, event_id):
+    priced = catalog.priced_seats(connection, event_id, seat_ids)
+    if not priced and not catalog.event_exists(connection, event_id):
         raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])
     unknown = sorted(str(s) for s in set(seat_ids) - {p.seat.id for p in priced})
     if unknown:

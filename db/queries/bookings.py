@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, inspect, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, inspect, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
 from sqlalchemy.orm import Session
 
@@ -70,7 +70,7 @@ SELECT count(*) FROM claimed_key
 )
 
 
-def insert_booking_request(session: Session, new: NewBookingRows, key_answer: dict[str, Any]) -> bool:
+def insert_booking_request(connection: Connection, new: NewBookingRows, key_answer: dict[str, Any]) -> bool:
     """A new booking with its items, payment, first transition, outbox message and the answer to
     its idempotency key (`IdempotentRequest.answer_row`): one statement, atomic on its own
     (foreign keys are checked at its end).
@@ -79,7 +79,7 @@ def insert_booking_request(session: Session, new: NewBookingRows, key_answer: di
     claim, so a retry that lost the race leaves no trace.
     """
     booking, payment, transition, message = new.booking, new.payment, new.transition, new.message
-    claimed = session.execute(_INSERT_REQUEST, {
+    claimed = connection.execute(_INSERT_REQUEST, {
         **{f"key_{name}": value for name, value in key_answer.items()},
         "id": booking.id, "client_id": booking.client_id, "status": booking.status,
         "event_id": booking.event_id, "resource_id": booking.resource_id,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ARRAY, UUID, and_, any_, bindparam, select
+from sqlalchemy import ARRAY, UUID, Connection, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session
 
@@ -132,9 +132,9 @@ _PRICED_SEATS = (
 )
 
 
-def priced_seats(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[PricedSeat]:
+def priced_seats(connection: Connection, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[PricedSeat]:
     """The requested seats at the event's venue with the event's price for each: one query."""
-    rows = session.connection().execute(_PRICED_SEATS, {"event_id": event_id, "seat_ids": list(seat_ids)})
+    rows = connection.execute(_PRICED_SEATS, {"event_id": event_id, "seat_ids": list(seat_ids)})
     found = {
         seat_id: PricedSeat(SeatLabel(seat_id, row, number, tier), currency, price)
         for seat_id, row, number, tier, currency, price in rows
@@ -142,8 +142,8 @@ def priced_seats(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.
     return [found[seat_id] for seat_id in seat_ids if seat_id in found]
 
 
-def event_exists(session: Session, event_id: uuid.UUID) -> bool:
-    return session.scalar(select(Event.id).where(Event.id == event_id)) is not None
+def event_exists(connection: Connection, event_id: uuid.UUID) -> bool:
+    return connection.scalar(select(_event.id).where(_event.id == event_id)) is not None
 
 
 _item = BookingItem.__table__.c
@@ -228,8 +228,24 @@ def search_resources(
     return session.scalars(query.order_by(Resource.name)).all()
 
 
-def get_resource(session: Session, resource_id: uuid.UUID) -> Resource | None:
-    return session.get(Resource, resource_id)
+@dataclass(frozen=True)
+class ResourceRate:
+    """What pricing a time slot needs of its resource."""
+
+    id: uuid.UUID
+    rate_per_minute: int
+    currency: str
+
+
+_resource = Resource.__table__.c
+_RESOURCE_RATE = select(_resource.id, _resource.rate_per_minute, _resource.currency).where(
+    _resource.id == bindparam("resource_id")
+)
+
+
+def resource_rate(connection: Connection, resource_id: uuid.UUID) -> ResourceRate | None:
+    row = connection.execute(_RESOURCE_RATE, {"resource_id": resource_id}).one_or_none()
+    return ResourceRate(*row) if row is not None else None
 
 
 def _range(interval: Interval) -> Range[datetime]:

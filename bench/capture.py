@@ -3,7 +3,7 @@
 `capture_bookings` runs the real API app (in process, falcon's TestClient) and a real Dramatiq
 worker (in process, one thread) against the bench database, with SQLAlchemy event listeners on
 every engine: each transaction's statements with their parameters, in order, whether it ran in
-autocommit (the API's accept path does), and every pool checkout.
+autocommit (the API's accept path does).
 
 `pgbench_script` writes those transactions as a pgbench script: the same statements, with the
 values that must differ per booking (booking id, seat, idempotency key, outbox id, intent id)
@@ -31,7 +31,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, event
-from sqlalchemy.pool import Pool
 
 from bench.environment import BenchEnvironment
 from bench.stack import NO_RATE_LIMITS, SETTLED, Arena, Payments, seat_body, seat_uuid_sql
@@ -57,7 +56,6 @@ class Captured:
     """The transactions of one booking, and what varies per booking in them."""
 
     transactions: list[Transaction]
-    checkouts: int
     booking_id: str
     seat_id: str
     event_id: str
@@ -96,7 +94,6 @@ class _Recorder:
         self.lock = threading.Lock()
         self.open: dict[int, Transaction] = {}
         self.done: list[Transaction] = []
-        self.checkouts = 0
 
     def begin(self, conn: Any) -> None:
         autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
@@ -120,15 +117,10 @@ class _Recorder:
                 if tx.statements:
                     self.done.append(tx)
 
-    def checkout(self, *args: Any) -> None:
+    def take(self) -> list[Transaction]:
         with self.lock:
-            self.checkouts += 1
-
-    def take(self) -> tuple[list[Transaction], int]:
-        with self.lock:
-            done, checkouts = self.done, self.checkouts
-            self.done, self.checkouts = [], 0
-            return done, checkouts
+            done, self.done = self.done, []
+            return done
 
 
 def _app_name(conn: Any) -> str:
@@ -146,7 +138,6 @@ def _listening(recorder: _Recorder) -> Iterator[None]:
         (Engine, "commit", lambda conn: recorder.end(conn, "commit")),
         (Engine, "rollback", lambda conn: recorder.end(conn, "rollback")),
         (Engine, "before_cursor_execute", recorder.statement),
-        (Pool, "checkout", recorder.checkout),
     ]
     for target, name, fn in hooks:
         event.listen(target, name, fn)
@@ -192,8 +183,7 @@ def capture_bookings(env: BenchEnvironment, arena: Arena, *, event_index: int, s
                 for _ in range(2):
                     idem = f"bench-{uuid.uuid4().hex}"
                     booking_id, status = _book(app, key, env, event_id, arena.seat(seat_index), idem)
-                    transactions, checkouts = recorder.take()
-                    results.append(Captured(transactions, checkouts, booking_id, arena.seat(seat_index),
+                    results.append(Captured(recorder.take(), booking_id, arena.seat(seat_index),
                                             event_id, idem, status))
             finally:
                 worker.stop()
@@ -228,8 +218,7 @@ def _book(app: Any, key: str, env: BenchEnvironment, event_id: str, seat_id: str
 # pgbench
 
 
-def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat_expr: str | None = None,
-                   include_pings: bool = False) -> str:
+def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat_expr: str | None = None) -> str:
     """The captured transactions as a pgbench script; one script run = one booking.
 
     Per client, pgbench keeps `:n` (defined as 0 with -D) across runs of the script; the
@@ -284,8 +273,6 @@ def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat
 
         for tx in captured.transactions:
             lines.append(f"-- {tx.label()}")
-            if include_pings:
-                lines.append("SELECT 1;")
             if not tx.autocommit:
                 lines.append("BEGIN;")
             for statement, params in tx.statements:

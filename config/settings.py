@@ -59,6 +59,10 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
+#: Where Stripe Checkout sends the customer back when nothing is configured (a local front end).
+DEFAULT_CHECKOUT_RETURN_URL = "http://localhost:8000/checkout/return"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -95,7 +99,7 @@ class Settings:
     #: `writes=50/second;reads=200/second;webhooks=500/second`; see api.protection.
     rate_limits: str = ""
     #: The front end's page that Stripe Checkout sends the customer back to.
-    checkout_return_url: str = "http://localhost:8000/checkout/return"
+    checkout_return_url: str = DEFAULT_CHECKOUT_RETURN_URL
     #: Origins allowed to call the API from a browser; none unless configured.
     cors_allowed_origins: tuple[str, ...] = ()
 
@@ -143,7 +147,7 @@ class Settings:
             authorization_guard_action=_choice(env, "AUTHORIZATION_GUARD_ACTION", ("cancel", "capture")),
             archive_at_hour=_int(env, "SCHEDULE_ARCHIVE_HOUR", 3),
             rate_limits=env.get("RATE_LIMITS", "").strip(),
-            checkout_return_url=env.get("CHECKOUT_RETURN_URL", "").strip() or "http://localhost:8000/checkout/return",
+            checkout_return_url=env.get("CHECKOUT_RETURN_URL", "").strip() or DEFAULT_CHECKOUT_RETURN_URL,
             cors_allowed_origins=tuple(
                 origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()
             ),

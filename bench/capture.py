@@ -96,12 +96,20 @@ class _Recorder:
         self.done: list[Transaction] = []
 
     def begin(self, conn: Any) -> None:
-        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        if _autocommit(conn):
+            return  # each statement is its own transaction (see `statement`)
         with self.lock:
-            self.open[id(conn)] = Transaction(_app_name(conn), autocommit=autocommit)
+            self.open[id(conn)] = Transaction(_app_name(conn))
 
     def statement(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                   executemany: bool) -> None:
+        if _autocommit(conn):
+            # No BEGIN, no COMMIT, and no begin/rollback event when the statement bypassed
+            # SQLAlchemy's execution layer (db.driver): recorded as done at once.
+            tx = Transaction(_app_name(conn), [(statement, dict(parameters))], end="autocommit", autocommit=True)
+            with self.lock:
+                self.done.append(tx)
+            return
         with self.lock:
             tx = self.open.get(id(conn))
             if tx is None:
@@ -121,6 +129,10 @@ class _Recorder:
         with self.lock:
             done, self.done = self.done, []
             return done
+
+
+def _autocommit(conn: Any) -> bool:
+    return bool(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
 
 
 def _app_name(conn: Any) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, func, inspect, or_, select, 
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
 from sqlalchemy.orm import Session
 
+from db.driver import DriverStatement
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
 from db.queries.catalog import SeatLabel
 from db.queries.locked_bookings import held
@@ -31,7 +32,7 @@ class NewBookingRows:
     message: OutboxMessage
 
 
-_INSERT_REQUEST = text("""
+_INSERT_REQUEST = DriverStatement(text("""
 WITH claimed_key AS (
     INSERT INTO idempotency_keys (client_id, key, fingerprint, response_status, response_body,
                                   response_location)
@@ -67,7 +68,7 @@ SELECT count(*) FROM claimed_key
 """).bindparams(
     bindparam("period", type_=TSTZRANGE), bindparam("key_body", type_=JSONB),
     bindparam("m_args", type_=JSONB), bindparam("m_options", type_=JSONB),
-)
+))
 
 
 def insert_booking_request(connection: Connection, new: NewBookingRows, key_answer: dict[str, Any]) -> bool:
@@ -79,7 +80,7 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
     claim, so a retry that lost the race leaves no trace.
     """
     booking, payment, transition, message = new.booking, new.payment, new.transition, new.message
-    claimed = connection.execute(_INSERT_REQUEST, {
+    [(claimed,)] = _INSERT_REQUEST.rows(connection, {
         **{f"key_{name}": value for name, value in key_answer.items()},
         "id": booking.id, "client_id": booking.client_id, "status": booking.status,
         "event_id": booking.event_id, "resource_id": booking.resource_id,
@@ -96,7 +97,7 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
         "p_updated_at": payment.updated_at, "t_to_status": transition.to_status, "t_at": transition.at,
         "m_id": message.id, "m_queue_name": message.queue_name, "m_actor_name": message.actor_name,
         "m_args": message.args, "m_options": message.options,
-    }).scalar_one()
+    })
     return bool(claimed)
 
 

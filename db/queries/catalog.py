@@ -11,6 +11,7 @@ from sqlalchemy import ARRAY, UUID, Connection, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session
 
+from db.driver import DriverStatement
 from db.models import (
     AvailabilityWindow,
     Booking,
@@ -121,9 +122,9 @@ class PricedSeat:
 
 _seat, _event, _price = Seat.__table__.c, Event.__table__.c, EventPrice.__table__.c
 
-#: Built once: the accept path runs it on every booking request, and a statement built per call
-#: costs more Python time than PostgreSQL takes to answer it.
-_PRICED_SEATS = (
+#: Built once and run by the driver: the accept path runs it on every booking request, and
+#: SQLAlchemy's per-execution work costs more Python time than PostgreSQL takes to answer it.
+_PRICED_SEATS = DriverStatement(
     select(_seat.id, _seat.row, _seat.number, _seat.tier, _event.currency, _price.amount)
     .select_from(Event.__table__)
     .join(Seat.__table__, _seat.venue_id == _event.venue_id)
@@ -134,7 +135,7 @@ _PRICED_SEATS = (
 
 def priced_seats(connection: Connection, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[PricedSeat]:
     """The requested seats at the event's venue with the event's price for each: one query."""
-    rows = connection.execute(_PRICED_SEATS, {"event_id": event_id, "seat_ids": list(seat_ids)})
+    rows = _PRICED_SEATS.rows(connection, {"event_id": event_id, "seat_ids": list(seat_ids)})
     found = {
         seat_id: PricedSeat(SeatLabel(seat_id, row, number, tier), currency, price)
         for seat_id, row, number, tier, currency, price in rows

@@ -6,9 +6,12 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import exc, text
+from sqlalchemy import bindparam, event, exc, text
+from sqlalchemy.dialects.postgresql import JSONB
 
+from db.driver import DriverStatement
 from db.engine import make_engine
+from tests.support import first_event, new_key, seat_request
 
 
 def _kill_backends(database_url: str, application_name: str) -> int:
@@ -49,3 +52,54 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(settings):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar() == 1
     engine.dispose()
+
+
+def _json_statement() -> DriverStatement:
+    return DriverStatement(text("SELECT CAST(:doc AS jsonb) -> 'n', :plain").bindparams(bindparam("doc", type_=JSONB)))
+
+
+def test_a_driver_statement_runs_typed_parameters_and_is_seen_by_listeners(settings):
+    engine = make_engine(settings.database_url)
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: seen.append(sql))
+    statement = _json_statement()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        assert statement.rows(conn, {"doc": {"n": [1, None]}, "plain": 7}) == [([1, None], 7)]
+    assert seen == [statement.sql(engine.dialect)]
+    with pytest.raises(RuntimeError, match="autocommit"), engine.connect() as conn:
+        # Neither autocommit nor a transaction SQLAlchemy began: psycopg would open one behind its back.
+        statement.rows(conn, {"doc": {}, "plain": 1})
+    engine.dispose()
+
+
+def test_a_driver_statement_on_a_dead_connection_fails_as_sqlalchemy_would_and_renews_the_pool(settings):
+    name = f"driver-test-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(settings.database_url, application_name=name, ping_after_idle=60)
+    with engine.connect() as a, engine.connect() as b, engine.connect() as c:
+        for conn in (a, b, c):  # three pooled connections, all used a moment ago
+            conn.execute(text("SELECT 1"))
+    assert _kill_backends(settings.database_url, name) == 3
+    time.sleep(0.3)
+    statement = _json_statement()
+    # Inside a transaction: nothing reaches the server before the statement (in autocommit, the
+    # checkout's isolation-level switch would find the dead connection first).
+    with pytest.raises(exc.OperationalError) as failed, engine.begin() as conn:
+        statement.rows(conn, {"doc": {"n": 1}, "plain": 1})
+    assert failed.value.connection_invalidated
+    # Two at once, as two threads would take them: neither is one of the other dead connections.
+    with engine.begin() as one, engine.begin() as two:
+        assert [statement.rows(conn, {"doc": {"n": 2}, "plain": 1}) for conn in (one, two)] == [[(2, 1)]] * 2
+    engine.dispose()
+
+
+def test_the_accept_path_answers_503_when_its_database_connection_died_and_the_retry_succeeds(
+    api, runtime, settings
+):
+    event_id, seats = first_event(runtime.context.sessions)
+    assert api.book(seat_request(event_id, seats[:1])).status_code == 202  # a pooled connection, in use
+    assert _kill_backends(settings.database_url, "bookings-worker") >= 1
+    key, body = new_key(), seat_request(event_id, seats[1:2])
+    refused = api.book(body, key=key)
+    assert refused.status_code == 503, refused.text
+    assert refused.json["error"]["code"] == "service_unavailable"
+    assert api.book(body, key=key).status_code == 202

@@ -1,0 +1,96 @@
+"""Statements of the API's hot path, executed by psycopg on a connection SQLAlchemy lent.
+
+SQLAlchemy still writes a `DriverStatement` (Core constructs, checked against the models) and
+compiles it, once per dialect; its pool lends the connection and its `Connection` owns it. What
+is skipped is SQLAlchemy's per-execution layer (execution context, bind and result processing,
+result metadata): on the accept path it cost more Python time than PostgreSQL took to answer,
+about a fifth of the request's CPU (`bench.cpu_per_booking` before and after).
+
+Kept from that layer, because callers rely on them:
+
+- errors come out as SQLAlchemy's exception types (the API answers 503 to `OperationalError`);
+- a connection that died under the statement is invalidated and the pool renewed, as SQLAlchemy
+  does, so no other request is lent a connection to the server that went away;
+- the engine's `before_cursor_execute` / `after_cursor_execute` listeners see the statement
+  (tracing, and `bench.capture`, which writes a booking's SQL as a pgbench script);
+- the bind processors of typed parameters (JSONB, ranges) run, computed once per dialect.
+
+Rows come back as psycopg returns them (tuples of its Python types): use it for statements whose
+result columns need no SQLAlchemy result processing.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import Compiled
+
+Processor = Callable[[Any], Any]
+
+
+class DriverStatement:
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        # Per dialect object: what it compiles to can depend on the server it first connected to.
+        self._compiled: weakref.WeakKeyDictionary[Dialect, tuple[str, dict[str, Processor]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def sql(self, dialect: Dialect) -> str:
+        return self._for(dialect)[0]
+
+    def _for(self, dialect: Dialect) -> tuple[str, dict[str, Processor]]:
+        found = self._compiled.get(dialect)
+        if found is None:
+            compiled: Compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            processors = {}
+            for name, bind in compiled.binds.items():  # type: ignore[attr-defined]
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    processors[name] = process
+            found = self._compiled[dialect] = (compiled.string, processors)
+        return found
+
+    def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run on `connection`, which must be in autocommit or inside a transaction it began."""
+        autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        if not (autocommit or connection.in_transaction()):
+            # psycopg would open a transaction that SQLAlchemy does not know about.
+            raise RuntimeError("a DriverStatement runs in autocommit or inside a begun transaction")
+        sql, processors = self._for(connection.dialect)
+        params = dict(parameters)
+        for name, process in processors.items():
+            params[name] = process(params[name])
+        pooled = connection.connection
+        driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        cursor = driver.cursor()
+        try:
+            events = connection.dispatch
+            listening = bool(events.before_cursor_execute or events.after_cursor_execute)
+            if listening:
+                events.before_cursor_execute(connection, cursor, sql, params, None, False)
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            if listening:
+                events.after_cursor_execute(connection, cursor, sql, params, None, False)
+            return rows
+        except psycopg.Error as ex:
+            # psycopg's errors are the DBAPI errors the dialect expects; its stubs cannot say so.
+            invalidated = connection.dialect.is_disconnect(ex, pooled, None)  # type: ignore[arg-type]
+            if invalidated:
+                connection.invalidate(ex)
+                # As SQLAlchemy does on a disconnect: the server went away, so the pool's other
+                # connections are gone too; a new pool opens fresh ones.
+                connection.engine.dispose()
+            raise DBAPIError.instance(
+                sql, params, ex, psycopg.Error, hide_parameters=connection.engine.hide_parameters,
+                connection_invalidated=invalidated, dialect=connection.dialect,
+            ) from ex
+        finally:
+            cursor.close()

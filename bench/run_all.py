@@ -101,7 +101,7 @@ def run_cpu_per_booking(size: dict[str, Any], log_level: str) -> dict[str, Any]:
     from bench.environment import print_table
 
     rows = cpu_per_booking.run(size["requests"])
-    print_table(f"CPU per call, one thread, {size['requests']} calls each", ["what", "CPU ms", "wall ms"], rows)
+    print_table(f"CPU per call, one thread, {size['requests']} calls each", cpu_per_booking.HEADER, rows)
     return {"rows": rows}
 
 

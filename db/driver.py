@@ -59,6 +59,13 @@ class DriverStatement:
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run on `connection`, which must be in autocommit or inside a transaction it began."""
+        return self._run(connection, parameters, fetch=True)
+
+    def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> None:
+        """As `rows`, for a statement that returns none."""
+        self._run(connection, parameters, fetch=False)
+
+    def _run(self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool) -> list[tuple[Any, ...]]:
         autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         if not (autocommit or connection.in_transaction()):
             # psycopg would open a transaction that SQLAlchemy does not know about.
@@ -76,7 +83,7 @@ class DriverStatement:
             if listening:
                 events.before_cursor_execute(connection, cursor, sql, params, None, False)
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
+            rows = cursor.fetchall() if fetch else []
             if listening:
                 events.after_cursor_execute(connection, cursor, sql, params, None, False)
             return rows

@@ -149,7 +149,7 @@ def event_exists(connection: Connection, event_id: uuid.UUID) -> bool:
 
 _item = BookingItem.__table__.c
 
-_LOCK_SEATS_OF = (
+_LOCK_SEATS_OF = DriverStatement(
     select(_seat.id)
     .join(BookingItem.__table__, _item.seat_id == _seat.id)
     .where(_item.booking_id == bindparam("booking_id"))
@@ -166,20 +166,20 @@ def lock_seats_of(session: Session, booking_id: uuid.UUID) -> list[uuid.UUID]:
     with the KEY SHARE locks that inserting a booking item takes on its seat (the foreign key
     check), or the API's accept path would wait on the workers (and could deadlock with them).
     """
-    return [seat_id for (seat_id,) in session.connection().execute(_LOCK_SEATS_OF, {"booking_id": booking_id})]
+    return [seat_id for (seat_id,) in _LOCK_SEATS_OF.rows(session.connection(), {"booking_id": booking_id})]
 
 
-_CLAIMED_SEATS = select(_item.seat_id).where(
+_CLAIMED_SEATS = DriverStatement(select(_item.seat_id).where(
     _item.event_id == bindparam("event_id"),
     _item.seat_id == any_(bindparam("seat_ids", type_=ARRAY(UUID))),
     _item.holds_inventory,
-)
+))
 
 
 def claimed_seats(
     session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
 ) -> list[uuid.UUID]:
-    rows = session.connection().execute(_CLAIMED_SEATS, {"event_id": event_id, "seat_ids": list(seat_ids)})
+    rows = _CLAIMED_SEATS.rows(session.connection(), {"event_id": event_id, "seat_ids": list(seat_ids)})
     return [seat_id for (seat_id,) in rows]
 
 

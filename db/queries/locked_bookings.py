@@ -2,9 +2,9 @@
 
 `lock_booking` locks the booking and its payment and hands them out detached from the session:
 services change them in memory (status, payment step, amounts, a moved status's transition,
-the inventory claim), and when the transaction commits, one statement writes all of it back.
-The ORM's unit of work would spend three statements and several times the Python time on the
-same rows; a worker runs this on every step of every booking.
+the inventory claim), and when the transaction commits, one statement writes all of it back
+(run by the driver, `db.driver`). The ORM's unit of work would spend three statements and
+several times the Python time on the same rows; a worker runs this on every step of every booking.
 
 Both rows stay locked until the commit, so writing every column back cannot overwrite anyone's
 change. What is held here reaches the database only at commit: no caller reads back what it
@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, inspect, select, text
 from sqlalchemy.orm import Session, SessionTransaction
 
+from db.driver import DriverStatement
 from db.models import Booking, BookingTransition, Payment
 
 _LOCK_BOOKING = (
@@ -33,7 +34,7 @@ _LOCK_BOOKING = (
 _BOOKING_COLUMNS = [c.name for c in Booking.__table__.columns if not c.primary_key]
 _PAYMENT_COLUMNS = [c.name for c in Payment.__table__.columns if not c.primary_key]
 
-_WRITE_BACK = text(f"""
+_WRITE_BACK = DriverStatement(text(f"""
 WITH claims AS (
     UPDATE booking_items SET holds_inventory = CAST(:claims AS boolean)
     WHERE booking_id = :booking_id AND CAST(:claims AS boolean) IS NOT NULL
@@ -49,7 +50,7 @@ WITH claims AS (
 )
 UPDATE payments SET {", ".join(f"{c} = :p_{c}" for c in _PAYMENT_COLUMNS)}
 WHERE booking_id = :booking_id
-""")
+"""))
 
 _HELD = "locked_bookings"
 
@@ -103,7 +104,7 @@ def _write_back(session: Session) -> None:
     # locked here still go the usual way; popped first, so a failing statement leaves nothing behind.
     for locked in session.info.pop(_HELD, {}).values():
         if locked.changed:
-            session.connection().execute(_WRITE_BACK, _parameters(locked))
+            _WRITE_BACK.execute(session.connection(), _parameters(locked))
 
 
 @event.listens_for(Session, "after_transaction_create")

@@ -13,16 +13,17 @@ Kept from that layer, because callers rely on them:
   does, so no other request is lent a connection to the server that went away;
 - the engine's `before_cursor_execute` / `after_cursor_execute` listeners see the statement
   (tracing, and `bench.capture`, which writes a booking's SQL as a pgbench script);
-- the bind processors of typed parameters (JSONB, ranges) run, computed once per dialect.
+- the bind processors of typed parameters (JSONB, ranges) and the result processors of typed
+  columns run, both found once per dialect.
 
-Rows come back as psycopg returns them (tuples of its Python types): use it for statements whose
-result columns need no SQLAlchemy result processing.
+Rows come back as plain tuples.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -34,27 +35,45 @@ from sqlalchemy.sql.compiler import Compiled
 Processor = Callable[[Any], Any]
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    #: Bind processors of the parameters whose type has one (JSONB, ranges), by name.
+    binds: dict[str, Processor]
+    #: Result processors of the columns whose type has one, by position.
+    results: list[tuple[int, Processor]]
+
+    def processed(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for position, process in self.results:
+            values[position] = process(values[position])
+        return tuple(values)
+
+
 class DriverStatement:
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         # Per dialect object: what it compiles to can depend on the server it first connected to.
-        self._compiled: weakref.WeakKeyDictionary[Dialect, tuple[str, dict[str, Processor]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
 
     def sql(self, dialect: Dialect) -> str:
-        return self._for(dialect)[0]
+        return self._for(dialect).sql
 
-    def _for(self, dialect: Dialect) -> tuple[str, dict[str, Processor]]:
+    def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect)
         if found is None:
             compiled: Compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-            processors = {}
+            binds = {}
             for name, bind in compiled.binds.items():  # type: ignore[attr-defined]
                 process = bind.type.dialect_impl(dialect).bind_processor(dialect)
                 if process is not None:
-                    processors[name] = process
-            found = self._compiled[dialect] = (compiled.string, processors)
+                    binds[name] = process
+            results = []
+            for position, column in enumerate(getattr(self.statement, "selected_columns", ())):
+                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+                if process is not None:
+                    results.append((position, process))
+            found = self._compiled[dialect] = _Compiled(compiled.string, binds, results)
         return found
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -70,9 +89,9 @@ class DriverStatement:
         if not (autocommit or connection.in_transaction()):
             # psycopg would open a transaction that SQLAlchemy does not know about.
             raise RuntimeError("a DriverStatement runs in autocommit or inside a begun transaction")
-        sql, processors = self._for(connection.dialect)
-        params = dict(parameters)
-        for name, process in processors.items():
+        compiled = self._for(connection.dialect)
+        sql, params = compiled.sql, dict(parameters)
+        for name, process in compiled.binds.items():
             params[name] = process(params[name])
         pooled = connection.connection
         driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
@@ -84,6 +103,8 @@ class DriverStatement:
                 events.before_cursor_execute(connection, cursor, sql, params, None, False)
             cursor.execute(sql, params)
             rows = cursor.fetchall() if fetch else []
+            if compiled.results:
+                rows = [compiled.processed(row) for row in rows]
             if listening:
                 events.after_cursor_execute(connection, cursor, sql, params, None, False)
             return rows

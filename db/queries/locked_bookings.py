@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, event, inspect, select, text
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached
 
 from db.driver import DriverStatement
 from db.models import Booking, BookingTransition, Payment
 
-_LOCK_BOOKING = (
-    select(Booking, Payment)
-    .join(Payment, Payment.booking_id == Booking.id)
+#: (attribute, column) of each mapped column, in the order the lock statement selects them.
+_BOOKING_ATTRIBUTES = [(a.key, a.columns[0]) for a in inspect(Booking).column_attrs]
+_PAYMENT_ATTRIBUTES = [(a.key, a.columns[0]) for a in inspect(Payment).column_attrs]
+
+_LOCK_BOOKING = DriverStatement(
+    select(*(column for _, column in _BOOKING_ATTRIBUTES), *(column for _, column in _PAYMENT_ATTRIBUTES))
+    .join(Payment.__table__, Payment.booking_id == Booking.id)
     .where(Booking.id == bindparam("booking_id"))
     .with_for_update(key_share=True)
 )
@@ -54,6 +58,8 @@ WHERE booking_id = :booking_id
 
 _HELD = "locked_bookings"
 
+Entity = TypeVar("Entity", Booking, Payment)
+
 
 @dataclass
 class LockedBooking:
@@ -81,15 +87,23 @@ def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Paym
     already = held(session, booking_id)
     if already is not None:
         return already.booking, already.payment
-    row = session.execute(_LOCK_BOOKING, {"booking_id": booking_id}).one_or_none()
-    if row is None:
+    rows = _LOCK_BOOKING.rows(session.connection(), {"booking_id": booking_id})
+    if not rows:
         return None
-    booking, payment = row
-    # Out of the unit of work: the write-back below is their only way to the database.
-    session.expunge(booking)
-    session.expunge(payment)
+    values = rows[0]
+    # Built detached, never in the session's unit of work: the write-back below is their only
+    # way to the database (and the ORM's loading would cost more than the statement).
+    booking = _detached(Booking, _BOOKING_ATTRIBUTES, values[: len(_BOOKING_ATTRIBUTES)])
+    payment = _detached(Payment, _PAYMENT_ATTRIBUTES, values[len(_BOOKING_ATTRIBUTES):])
     session.info.setdefault(_HELD, {})[booking.id] = LockedBooking(booking, payment)
     return booking, payment
+
+
+def _detached(cls: type[Entity], attributes: list[tuple[str, Any]], values: tuple[Any, ...]) -> Entity:
+    entity = cls(**{key: value for (key, _), value in zip(attributes, values, strict=True)})
+    # As if loaded: an identity and no pending changes, so `changed` sees only what services set.
+    make_transient_to_detached(entity)
+    return entity
 
 
 def held(session: Session, booking_id: uuid.UUID) -> LockedBooking | None:

@@ -369,13 +369,12 @@ def _unsettled(database_url: str) -> int:
         with psycopg.connect(database_url) as conn:
             return conn.execute(
                 "SELECT count(*) FROM bookings b JOIN payments p ON p.booking_id = b.id WHERE"
-                " b.status IN ('requested', 'awaiting_payment') OR p.step IS NOT NULL"
-                " OR (b.confirm_requested_at IS NOT NULL AND b.status = 'authorized')"
-                " OR (b.cancel_requested_at IS NOT NULL AND b.status IN ('authorized', 'confirmed'))"
+                # A running hold ('authorized') still ends on its own (the sweep expires it, then voids
+                # at Stripe); _check lists Stripe before it reads the database, so nothing may still be
+                # due to change.
+                " b.status IN ('requested', 'awaiting_payment', 'authorized') OR p.step IS NOT NULL"
+                " OR (b.cancel_requested_at IS NOT NULL AND b.status = 'confirmed')"
                 " OR (b.status IN ('rejected', 'expired', 'cancelled') AND p.status = 'authorized')"
-                # A running hold still ends on its own (the sweep expires it, then voids at Stripe);
-                # _check lists Stripe before it reads the database, so nothing may still be due to change.
-                " OR b.status = 'authorized'"
             ).fetchone()[0]
     except psycopg.Error:
         return -1

@@ -6,17 +6,20 @@ is skipped is SQLAlchemy's per-execution layer (execution context, bind and resu
 result metadata): on the accept path it cost more Python time than PostgreSQL took to answer,
 about a fifth of the request's CPU (`bench.cpu_per_booking` before and after).
 
-Kept from that layer, because callers rely on them:
+Kept from that layer, because callers rely on them (the API answers 503 to `OperationalError`):
 
-- errors come out as SQLAlchemy's exception types (the API answers 503 to `OperationalError`);
-- a connection that died under the statement is invalidated and the pool renewed, as SQLAlchemy
-  does, so no other request is lent a connection to the server that went away;
+- errors go through SQLAlchemy's own error path: they come out as its exception types, and a
+  connection that died under the statement is invalidated with the pool's other connections of
+  its generation, so no other request is lent a connection to the server that went away;
 - the engine's `before_cursor_execute` / `after_cursor_execute` listeners see the statement
   (tracing, and `bench.capture`, which writes a booking's SQL as a pgbench script);
 - the bind processors of typed parameters (JSONB, ranges) and the result processors of typed
   columns run, both found once per dialect.
 
-Rows come back as plain tuples.
+Rows come back as plain tuples. What a statement may be is checked when it is built: every value
+a parameter (no literal compared in the statement, no expanding IN), every typed column one whose
+result processor needs no driver type code. Listeners get no execution context and cannot rewrite
+the statement (`retval=True`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import Compiled
 
 Processor = Callable[[Any], Any]
+
+#: What every statement is compiled with once, when it is built, to refuse what it cannot run.
+_CHECKED_WITH: Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class DriverStatement:
         self.statement = statement
         # Per dialect object: what it compiles to can depend on the server it first connected to.
         self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
+        self._for(_CHECKED_WITH)  # a statement it cannot run fails at import, not on first use
 
     def sql(self, dialect: Dialect) -> str:
         return self._for(dialect).sql
@@ -63,8 +70,12 @@ class DriverStatement:
         found = self._compiled.get(dialect)
         if found is None:
             compiled: Compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            if "POSTCOMPILE" in compiled.string:
+                raise ValueError("a DriverStatement cannot expand parameters at execution (IN lists)")
             binds = {}
             for name, bind in compiled.binds.items():  # type: ignore[attr-defined]
+                if bind.value is not None or bind.callable is not None:
+                    raise ValueError(f"a DriverStatement takes every value as a parameter: {name} has one")
                 process = bind.type.dialect_impl(dialect).bind_processor(dialect)
                 if process is not None:
                     binds[name] = process
@@ -84,7 +95,9 @@ class DriverStatement:
         """As `rows`, for a statement that returns none."""
         self._run(connection, parameters, fetch=False)
 
-    def _run(self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool) -> list[tuple[Any, ...]]:
+    def _run(
+        self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool
+    ) -> list[tuple[Any, ...]]:
         autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         if not (autocommit or connection.in_transaction()):
             # psycopg would open a transaction that SQLAlchemy does not know about.
@@ -108,17 +121,11 @@ class DriverStatement:
             if listening:
                 events.after_cursor_execute(connection, cursor, sql, params, None, False)
             return rows
-        except psycopg.Error as ex:
-            # psycopg's errors are the DBAPI errors the dialect expects; its stubs cannot say so.
-            invalidated = connection.dialect.is_disconnect(ex, pooled, None)  # type: ignore[arg-type]
-            if invalidated:
-                connection.invalidate(ex)
-                # As SQLAlchemy does on a disconnect: the server went away, so the pool's other
-                # connections are gone too; a new pool opens fresh ones.
-                connection.engine.dispose()
-            raise DBAPIError.instance(
-                sql, params, ex, psycopg.Error, hide_parameters=connection.engine.hide_parameters,
-                connection_invalidated=invalidated, dialect=connection.dialect,
-            ) from ex
+        except BaseException as ex:
+            # SQLAlchemy's own error path for a statement it executed (private, stable across the
+            # 2.1 series pinned in pyproject.toml): wraps a driver error into SQLAlchemy's class,
+            # runs handle_error listeners, and on a disconnect invalidates this connection and the
+            # pool's generation, so no thread is lent a dead connection and none is left open.
+            connection._handle_dbapi_exception(ex, sql, params, cursor, None)  # type: ignore[arg-type]
         finally:
             cursor.close()

@@ -27,6 +27,9 @@ from db.models import Booking, BookingTransition, Payment
 _BOOKING_ATTRIBUTES = [(a.key, a.columns[0]) for a in inspect(Booking).column_attrs]
 _PAYMENT_ATTRIBUTES = [(a.key, a.columns[0]) for a in inspect(Payment).column_attrs]
 
+_MAPPERS = (inspect(Booking), inspect(Payment))  # both keyed by the booking's id
+
+
 _LOCK_BOOKING = DriverStatement(
     select(*(column for _, column in _BOOKING_ATTRIBUTES), *(column for _, column in _PAYMENT_ATTRIBUTES))
     .join(Payment.__table__, Payment.booking_id == Booking.id)
@@ -87,6 +90,9 @@ def lock_booking(session: Session, booking_id: uuid.UUID) -> tuple[Booking, Paym
     already = held(session, booking_id)
     if already is not None:
         return already.booking, already.payment
+    if any(mapper.identity_key_from_primary_key((booking_id,)) in session.identity_map for mapper in _MAPPERS):
+        # An in-session copy could hold unflushed changes that the held copy would not see.
+        raise RuntimeError("lock_booking must come before any ORM load of the booking in its transaction")
     rows = _LOCK_BOOKING.rows(session.connection(), {"booking_id": booking_id})
     if not rows:
         return None

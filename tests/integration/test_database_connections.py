@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 
 import pytest
-from sqlalchemy import bindparam, event, exc, text
+from sqlalchemy import bindparam, event, exc, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from db.driver import DriverStatement
-from db.engine import make_engine
+from db.engine import make_engine, make_sessions
+from db.models import Seat
 from tests.support import first_event, new_key, seat_request
 
 
@@ -103,3 +105,64 @@ def test_the_accept_path_answers_503_when_its_database_connection_died_and_the_r
     assert refused.status_code == 503, refused.text
     assert refused.json["error"]["code"] == "service_unavailable"
     assert api.book(body, key=key).status_code == 202
+
+
+def test_a_driver_statement_that_meets_a_dead_connection_keeps_the_pool_within_its_size(settings):
+    # One backend of four dies: its connection and the rest of its generation are replaced inside
+    # the pool (as SQLAlchemy does), not by a second pool while the first still holds connections.
+    name = f"driver-bound-{uuid.uuid4().hex[:8]}"
+    gc.disable()  # a pool orphaned in a reference cycle would hold its connections until a collection
+    try:
+        _use_four_connections_of_which_one_dies(settings, name)
+    finally:
+        gc.enable()
+
+
+def _use_four_connections_of_which_one_dies(settings, name):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database_url, pool_size=2, application_name=name, pre_ping=False)
+    sessions = make_sessions(engine)
+    open_sessions = [sessions() for _ in range(4)]  # pool_size 2 + max_overflow 2
+    for session in open_sessions:
+        session.execute(text("SELECT 1"))
+    _kill_backend(settings.database_url, open_sessions[0].connection().connection.driver_connection.info.backend_pid)
+    with pytest.raises(exc.OperationalError):
+        _json_statement().rows(open_sessions[0].connection(), {"doc": 1, "plain": 1})
+    open_sessions[0].close()
+    for session in open_sessions[1:]:  # the three live ones go back to the pool
+        session.commit()
+        session.close()
+    again = [sessions() for _ in range(4)]
+    for session in again:
+        session.execute(text("SELECT 1"))
+    assert _backends(settings.database_url, name) <= 4
+    for session in again:
+        session.close()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("statement", [
+    select(Seat.id).where(Seat.number == 5),  # a literal: a parameter the caller never passes
+    select(Seat.id).where(Seat.id.in_(bindparam("ids", expanding=True))),  # expanded at execution
+])
+def test_a_driver_statement_refuses_what_it_cannot_run_when_it_is_built(statement):
+    with pytest.raises(ValueError, match="DriverStatement"):
+        DriverStatement(statement)
+
+
+def _kill_backend(database_url: str, pid: int) -> None:
+    _scalar(database_url, "SELECT pg_terminate_backend(:pid)", pid=pid)
+    time.sleep(0.2)
+
+
+def _backends(database_url: str, application_name: str) -> int:
+    return int(_scalar(database_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name",
+                       name=application_name))
+
+
+def _scalar(database_url: str, sql: str, **params: object) -> object:
+    engine = make_engine(database_url, pre_ping=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar_one()
+    finally:
+        engine.dispose()

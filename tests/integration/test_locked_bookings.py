@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event, text
 
 from db.engine import transaction
+from db.models import Booking
 from db.queries.bookings import move_booking, set_claims
 from db.queries.locked_bookings import lock_booking
 from domain.lifecycle import BookingStatus
@@ -87,6 +88,15 @@ def test_a_savepoint_is_refused_while_a_booking_is_held(api, runtime):
     with pytest.raises(RuntimeError, match="savepoint"), transaction(runtime.context.sessions) as session:
         lock_booking(session, booking_id)
         session.begin_nested()
+
+
+def test_locking_a_booking_the_session_already_loaded_is_refused(api, runtime):
+    # Its loaded copy may carry unflushed changes that the held copy would not see.
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = uuid.UUID(api.book(seat_request(event_id, seats[6:7])).json["id"])
+    with pytest.raises(RuntimeError, match="before any ORM load"), transaction(runtime.context.sessions) as session:
+        session.get(Booking, booking_id).reason = "unflushed"
+        lock_booking(session, booking_id)
 
 
 def test_a_session_closed_without_commit_forgets_what_it_held(api, runtime):

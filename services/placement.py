@@ -37,6 +37,8 @@ def hold_inventory(session: Session, booking: Booking, *, now: datetime, hold_tt
 
 def _seat_refusal(session: Session, booking_id: uuid.UUID, event_id: uuid.UUID) -> str | None:
     seat_ids = catalog.lock_seats_of(session, booking_id)
+    if not seat_ids:  # a seat booking has at least one: another booking holds one of them
+        return "unavailable"
     # Checked after the locks: a competing booking may have claimed a seat while we waited.
     if catalog.claimed_seats(session, event_id, seat_ids):
         return "unavailable"

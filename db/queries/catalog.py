@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ARRAY, UUID, Connection, and_, any_, bindparam, select
+from sqlalchemy import ARRAY, UUID, Connection, and_, any_, bindparam, exists, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session
 
@@ -149,10 +149,21 @@ def event_exists(connection: Connection, event_id: uuid.UUID) -> bool:
 
 _item = BookingItem.__table__.c
 
+_mine, _taken = BookingItem.__table__.alias("mine"), BookingItem.__table__.alias("taken")
+
 _LOCK_SEATS_OF = DriverStatement(
     select(_seat.id)
     .join(BookingItem.__table__, _item.seat_id == _seat.id)
-    .where(_item.booking_id == bindparam("booking_id"))
+    .where(
+        _item.booking_id == bindparam("booking_id"),
+        # Uncorrelated, so evaluated once before any row is read: if one of the booking's seats is
+        # held by another booking already, no seat is locked at all.
+        ~exists().where(
+            _mine.c.booking_id == bindparam("booking_id"),
+            _taken.c.event_id == _mine.c.event_id, _taken.c.seat_id == _mine.c.seat_id,
+            _taken.c.holds_inventory, _taken.c.booking_id != _mine.c.booking_id,
+        ),
+    )
     .order_by(_seat.id)
     .with_for_update(of=Seat.__table__, key_share=True)
 )
@@ -160,7 +171,12 @@ _LOCK_SEATS_OF = DriverStatement(
 
 def lock_seats_of(session: Session, booking_id: uuid.UUID) -> list[uuid.UUID]:
     """Lock the seats a booking asks for, in id order, so two placements of overlapping seats
-    cannot deadlock; returns their ids.
+    cannot deadlock; returns their ids, or none at all if one of them is already held by another
+    booking (a committed claim: the booking can be refused without waiting for any seat's lock,
+    which is what most requests of a sold-out seat meet).
+
+    A claim committed while this waited for a lock is not seen here (the check ran before the
+    wait): the caller checks again after the locks (`claimed_seats`).
 
     FOR NO KEY UPDATE, not FOR UPDATE: the lock serializes placements, and it must not conflict
     with the KEY SHARE locks that inserting a booking item takes on its seat (the foreign key

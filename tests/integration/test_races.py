@@ -146,3 +146,26 @@ def test_a_worker_waits_for_a_held_lock_only_as_long_as_the_lock_timeout(api, ru
     assert 1.5 < waited < 5  # DB_LOCK_TIMEOUT_MS defaults to 2 s
     advance_booking(runtime.context, uuid.UUID(booking_id))
     assert api.get(f"/v1/bookings/{booking_id}").json["status"] == "authorized"
+
+
+def test_a_request_for_a_seat_already_held_is_refused_without_waiting_for_the_seats_lock(api, runtime):
+    """Most requests of a sold-out seat meet a committed claim: they are refused at once, not queued
+    on the seat's row lock behind every other placement of that seat."""
+    import time
+
+    from services.advance import advance_booking
+
+    event_id, seats = first_event(runtime.context.sessions)
+    holder_id = api.book(seat_request(event_id, seats[116:117])).json["id"]
+    advance_booking(runtime.context, uuid.UUID(holder_id))
+    assert api.get(f"/v1/bookings/{holder_id}").json["status"] == "authorized"
+    late_id = api.book(seat_request(event_id, seats[116:117])).json["id"]
+    with runtime.context.sessions.begin() as placement_in_progress:
+        placement_in_progress.execute(
+            text("SELECT id FROM seats WHERE id = :s FOR NO KEY UPDATE"), {"s": seats[116]}
+        )
+        started = time.monotonic()
+        advance_booking(runtime.context, uuid.UUID(late_id))  # would wait out the 2 s lock timeout
+        assert time.monotonic() - started < 1
+    late = api.get(f"/v1/bookings/{late_id}").json
+    assert (late["status"], late["reason"]) == ("rejected", "unavailable")

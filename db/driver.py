@@ -1,10 +1,10 @@
-"""Statements of the API's hot path, executed by psycopg on a connection SQLAlchemy lent.
+"""Statements of the hot paths, executed by psycopg on a connection SQLAlchemy lent.
 
 SQLAlchemy still writes a `DriverStatement` (Core constructs, checked against the models) and
 compiles it, once per dialect; its pool lends the connection and its `Connection` owns it. What
 is skipped is SQLAlchemy's per-execution layer (execution context, bind and result processing,
-result metadata): on the accept path it cost more Python time than PostgreSQL took to answer,
-about a fifth of the request's CPU (`bench.cpu_per_booking` before and after).
+result metadata): on the accept path and in a placement it cost more Python time than PostgreSQL
+took to answer, about a fifth of their CPU (`bench.cpu_per_booking` before and after).
 
 Kept from that layer, because callers rely on them (the API answers 503 to `OperationalError`):
 

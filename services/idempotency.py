@@ -57,10 +57,11 @@ class IdempotentRequest:
     fingerprint: str
 
     def answer_row(self, reply: Reply) -> dict[str, Any]:
-        """The key's row with `reply` as its answer (parameters of the statements that write it)."""
+        """The key's row with `reply` as its answer, as parameters of the statements that write it
+        (prefixed `key_`: they sit beside a booking's own `client_id` and `status`)."""
         return {
-            "client_id": self.client_id, "key": self.key, "fingerprint": self.fingerprint,
-            "status": reply.status, "body": reply.body, "location": reply.location,
+            "key_client_id": self.client_id, "key_key": self.key, "key_fingerprint": self.fingerprint,
+            "key_status": reply.status, "key_body": reply.body, "key_location": reply.location,
         }
 
 
@@ -105,8 +106,8 @@ _CLAIM_KEY = (
 _RECORD_ANSWER = (
     update(IdempotencyKey.__table__)
     .where(IdempotencyKey.client_id == bindparam("key_client_id"), IdempotencyKey.key == bindparam("key_key"))
-    .values(response_status=bindparam("status"), response_body=bindparam("body"),
-            response_location=bindparam("location"))
+    .values(response_status=bindparam("key_status"), response_body=bindparam("key_body"),
+            response_location=bindparam("key_location"))
 )
 
 
@@ -123,10 +124,7 @@ def execute_once(ctx: Context, request: IdempotentRequest, command: Callable[[Se
             # Purged past its TTL between the two statements: the key is free again.
         outcome = command(session)
         reply = outcome.reply
-        connection.execute(_RECORD_ANSWER, {
-            "key_client_id": request.client_id, "key_key": request.key,
-            "status": reply.status, "body": reply.body, "location": reply.location,
-        })
+        connection.execute(_RECORD_ANSWER, request.answer_row(reply))
     ctx.dispatch(outcome.messages)
     return reply
 

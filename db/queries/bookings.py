@@ -81,7 +81,7 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
     """
     booking, payment, transition, message = new.booking, new.payment, new.transition, new.message
     [(claimed,)] = _INSERT_REQUEST.rows(connection, {
-        **{f"key_{name}": value for name, value in key_answer.items()},
+        **key_answer,
         "id": booking.id, "client_id": booking.client_id, "status": booking.status,
         "event_id": booking.event_id, "resource_id": booking.resource_id,
         "total_amount": booking.total_amount, "currency": booking.currency,

@@ -29,7 +29,6 @@ _PAYMENT_ATTRIBUTES = [(a.key, a.columns[0]) for a in inspect(Payment).column_at
 
 _MAPPERS = (inspect(Booking), inspect(Payment))  # both keyed by the booking's id
 
-
 _LOCK_BOOKING = DriverStatement(
     select(*(column for _, column in _BOOKING_ATTRIBUTES), *(column for _, column in _PAYMENT_ATTRIBUTES))
     .join(Payment.__table__, Payment.booking_id == Booking.id)
@@ -37,9 +36,9 @@ _LOCK_BOOKING = DriverStatement(
     .with_for_update(key_share=True)
 )
 
-#: Every column but the key, from the tables themselves: a column added later is written too.
-_BOOKING_COLUMNS = [c.name for c in Booking.__table__.columns if not c.primary_key]
-_PAYMENT_COLUMNS = [c.name for c in Payment.__table__.columns if not c.primary_key]
+#: Every mapped column but the key, from the mappers: a column added later is written too.
+_BOOKING_WRITTEN = [(key, column) for key, column in _BOOKING_ATTRIBUTES if not column.primary_key]
+_PAYMENT_WRITTEN = [(key, column) for key, column in _PAYMENT_ATTRIBUTES if not column.primary_key]
 
 _WRITE_BACK = DriverStatement(text(f"""
 WITH claims AS (
@@ -52,10 +51,10 @@ WITH claims AS (
                 CAST(:ats AS timestamptz[])) WITH ORDINALITY AS moved(from_status, to_status, reason, at, n)
     ORDER BY moved.n
 ), booking AS (
-    UPDATE bookings SET {", ".join(f"{c} = :b_{c}" for c in _BOOKING_COLUMNS)}
+    UPDATE bookings SET {", ".join(f"{column.name} = :b_{key}" for key, column in _BOOKING_WRITTEN)}
     WHERE id = :booking_id
 )
-UPDATE payments SET {", ".join(f"{c} = :p_{c}" for c in _PAYMENT_COLUMNS)}
+UPDATE payments SET {", ".join(f"{column.name} = :p_{key}" for key, column in _PAYMENT_WRITTEN)}
 WHERE booking_id = :booking_id
 """))
 
@@ -146,6 +145,6 @@ def _parameters(locked: LockedBooking) -> dict[str, Any]:
         "booking_id": booking.id, "claims": locked.claims,
         "from_statuses": [t.from_status for t in history], "to_statuses": [t.to_status for t in history],
         "reasons": [t.reason for t in history], "ats": [t.at for t in history],
-        **{f"b_{c}": getattr(booking, c) for c in _BOOKING_COLUMNS},
-        **{f"p_{c}": getattr(payment, c) for c in _PAYMENT_COLUMNS},
+        **{f"b_{key}": getattr(booking, key) for key, _ in _BOOKING_WRITTEN},
+        **{f"p_{key}": getattr(payment, key) for key, _ in _PAYMENT_WRITTEN},
     }

@@ -197,6 +197,7 @@ class Options:
     payments: str = "both"
     stripe_calls: int = 1000
     log_level: str = "INFO"
+    web_workers: int = 2  # the Procfile's default (WEB_CONCURRENCY)
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -210,7 +211,7 @@ def run(options: Options) -> dict[str, Any]:
                           events=1 + 2 * len(modes))
         keys = create_keys(env.database_url, 4)
         rows: list[list[object]] = []
-        with Stack(env, log_level=options.log_level) as stack:
+        with Stack(env, log_level=options.log_level, web_workers=options.web_workers) as stack:
             stack.start_web()
             baseline: Baseline | None = None
             for m, mode in enumerate(modes):
@@ -258,7 +259,7 @@ def report(figures: dict[str, Any]) -> None:
     o = figures["options"]
     print_table(
         f"Pipeline: {o['bookings']} bookings of distinct seats, {o['clients']} clients, "
-        f"{o['workers']} worker processes x {o['threads']} threads, gunicorn 2 sync workers",
+        f"{o['workers']} worker processes x {o['threads']} threads, gunicorn {o['web_workers']} sync workers",
         HEADER, figures["rows"])
     print(f"\npgbench: the same {figures['transactions']} transactions per booking at {o['clients']} clients "
           f"(one script run = one booking); {figures['round_trips']} round trips per booking from the code "
@@ -279,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--payments", choices=["both", "stripe", "none"], default="both")
     p.add_argument("--stripe-calls", type=int, default=1000, help="PaymentIntents for the Stripe leg alone")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the API and workers (production: INFO)")
+    p.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (the Procfile's default: 2)")
     p.add_argument("--show-statements", action="store_true", help="print the statements of one booking")
     return p
 
@@ -286,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     figures = run(Options(args.bookings, args.clients, args.workers, args.threads, args.payments,
-                          args.stripe_calls, args.log_level))
+                          args.stripe_calls, args.log_level, args.web_workers))
     report(figures)
     if args.show_statements:
         print_table("Statements of one booking (in order)", ["tx", "process", "statement"], figures["statements"])

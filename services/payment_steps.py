@@ -55,6 +55,8 @@ class ProviderCall:
     payment_mode: PaymentMode = PaymentMode.CARD
     checkout_session_id: str | None = None
     pay_by: datetime | None = None
+    #: Refunded before this call: a refund's answer is one refund, the payment records the total.
+    refunded_before: int = 0
 
     @property
     def idempotency_key(self) -> str:
@@ -86,6 +88,7 @@ def claim(
         capture_immediately=booking.capture_mode == "immediate",
         payment_mode=PaymentMode(booking.payment_mode),
         checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
+        refunded_before=payment.amount_refunded,
     )
 
 
@@ -98,7 +101,9 @@ def _amount(
         # Captured for a booking that was never delivered (paid after it expired): all of it.
         return payment.amount_captured - payment.amount_refunded
     assert booking.cancel_requested_at is not None and starts_at is not None
-    return policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
+    # What was refunded already (from Stripe's dashboard, say) counts towards what the policy grants.
+    due = policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
+    return max(0, due - payment.amount_refunded)
 
 
 def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
@@ -161,7 +166,11 @@ def record(
     if result.declined is not None:
         _record_decline(session, booking, payment, result.declined, now, retry_window)
     elif call.step is Step.REFUND:
-        payment.amount_refunded += result.refunded
+        # A total, not an increment: Stripe's charge.refunded (a running total) may have been
+        # applied first, and a retried refund answers again with the same refund.
+        payment.amount_refunded = min(
+            payment.amount_captured, max(payment.amount_refunded, call.refunded_before + result.refunded)
+        )
         payment.status = PaymentStatus.REFUNDED.value
         if booking.status == BookingStatus.CONFIRMED:
             set_claims(session, booking.id, False)

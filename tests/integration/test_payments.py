@@ -8,10 +8,16 @@ holds, wrapped in Stripe's event envelope and signed the way Stripe signs.
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 
+from db.engine import transaction
+from domain.workflow import Step
+from services import requests
+from services.advance import _settle, call_with_recovery
 from tests.support import (
     ApiClient,
     first_event,
@@ -160,3 +166,59 @@ def test_cancelling_a_confirmed_booking_refunds_per_policy_and_frees_the_seat(ap
     assert post_webhook(app, charge_event, SECRET).status_code == 200
     assert wait_for_ledger(runtime.context.sessions, charge_event["id"])["outcome"] == "ignored"
     assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"] == refunded["total_amount"]
+
+
+def _claim_refund(runtime: Any, booking_id: str) -> Any:
+    """Accept the client's cancel and claim the refund it leads to, as a worker would; no message is sent."""
+    ctx = runtime.context
+    with transaction(ctx.sessions) as session:
+        requests.request_cancel(session, _client_of(session, booking_id), uuid.UUID(booking_id),
+                                now=datetime.now(UTC), request_id=None)
+    call, _ = _settle(ctx, uuid.UUID(booking_id), None, None)
+    assert call is not None and call.step is Step.REFUND
+    return call
+
+
+def _client_of(session: Any, booking_id: str) -> uuid.UUID:
+    return session.execute(text("SELECT client_id FROM bookings WHERE id = :id"), {"id": booking_id}).scalar_one()
+
+
+def test_a_refund_recorded_after_stripe_reported_it_counts_once(app, api, runtime, worker):
+    # The refund's answer is lost and Stripe's charge.refunded (a running total) is applied first;
+    # the retried refund then answers with the same refund: recorded once, not added again.
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, seat_request(event_id, seats[9:10], capture="immediate"), {"confirmed"})
+    call = _claim_refund(runtime, booking["id"])
+    result = call_with_recovery(runtime.context, uuid.UUID(booking["id"]), call)
+
+    (intent,) = intents_for(stripe, booking["id"])
+    assert intent["latest_charge"]["amount_refunded"] == booking["total_amount"]
+    charge_event = stripe_event("charge.refunded", {**intent["latest_charge"], "metadata": {"booking_id": booking["id"]}})
+    assert post_webhook(app, charge_event, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, charge_event["id"])["outcome"] == "applied"
+
+    _settle(runtime.context, uuid.UUID(booking["id"]), call, result)
+    after = api.get(f"/v1/bookings/{booking['id']}").json
+    assert after["status"] == "refunded"
+    assert after["payment"]["amount_refunded"] == booking["total_amount"]
+
+
+def test_a_cancel_refunds_only_what_stripe_has_not_refunded_already(app, api, runtime, worker):
+    # Part of the money went back from Stripe's dashboard first: the policy's 100% tops it up.
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, seat_request(event_id, seats[10:11], capture="immediate"), {"confirmed"})
+    (intent,) = intents_for(stripe, booking["id"])
+    stripe.v1.refunds.create(params={"payment_intent": intent["id"], "amount": 400})
+    (intent,) = intents_for(stripe, booking["id"])
+    charge_event = stripe_event("charge.refunded", {**intent["latest_charge"], "metadata": {"booking_id": booking["id"]}})
+    assert post_webhook(app, charge_event, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, charge_event["id"])["outcome"] == "applied"
+    assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"] == 400
+
+    assert api.post(f"/v1/bookings/{booking['id']}/cancel", key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"refunded"})
+    (intent,) = intents_for(stripe, booking["id"])
+    assert intent["latest_charge"]["amount_refunded"] == booking["total_amount"]
+    assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"] == booking["total_amount"]

@@ -67,3 +67,8 @@ class PaymentRequestRejected(DomainError):
     """The payment provider rejected our request as invalid; a bug or bad data, not retryable."""
 
     code = "payment_request_rejected"
+
+
+class PaymentRequestInvalid(PaymentRequestRejected):
+    """The provider refused what the request asked for (a payment method it does not know, an
+    amount below its minimum) and made nothing; unlike a reused idempotency key, say."""

@@ -18,7 +18,12 @@ from db.engine import transaction
 from db.models import Booking, Payment
 from db.queries.bookings import snapshot, starts_at_of
 from db.queries.locked_bookings import lock_booking
-from domain.errors import PaymentProviderUnavailable, PaymentRequestRejected
+from domain.errors import (
+    PaymentDeclined,
+    PaymentProviderUnavailable,
+    PaymentRequestInvalid,
+    PaymentRequestRejected,
+)
 from domain.lifecycle import BookingStatus
 from domain.workflow import PROVIDER_STEPS, Step, next_step
 from services import payment_steps
@@ -50,7 +55,11 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
     """Call the provider; a refusal is answered by reading the provider's own record."""
     try:
         return payment_steps.call_provider(ctx.payments(), call)
-    except PaymentRequestRejected:
+    except PaymentRequestRejected as rejected:
+        if isinstance(rejected, PaymentRequestInvalid) and call.step is Step.AUTHORIZE and call.intent_id is None:
+            # Refused before any intent existed (a payment method Stripe does not know, an amount
+            # below its minimum): nothing was made, so this is the payment's answer, as a decline is.
+            return ProviderResult(declined=PaymentDeclined(str(rejected), details=rejected.details))
         if call.intent_id is None or call.step is Step.REFUND:
             # Nothing to read back (no intent yet), or nothing the intent can tell (a refused
             # refund): the message goes to the dead-letter queue for an operator.

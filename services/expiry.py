@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import transaction
@@ -42,27 +42,39 @@ class ExpiryReport:
 
 def expire_due_bookings(ctx: Context, *, batch_size: int = 500, max_batches: int = 1000) -> ExpiryReport:
     report = ExpiryReport()
+    after: uuid.UUID | None = None
     for _ in range(max_batches):
-        expired, voids = _expire_batch(ctx, batch_size)
-        if not expired:
+        # Paged by id, so bookings a batch takes but does not expire cannot stop the sweep.
+        last, expired, voids = _expire_batch(ctx, batch_size, after)
+        if expired:
+            report.batches += 1
+            report.expired += expired
+            report.voided += _void(ctx, voids)
+        if last is None:
             break
-        report.batches += 1
-        report.expired += expired
-        report.voided += _void(ctx, voids)
+        after = last
     return report
 
 
-def _expire_batch(ctx: Context, batch_size: int) -> tuple[int, list[ProviderCall]]:
+def _expire_batch(
+    ctx: Context, batch_size: int, after: uuid.UUID | None
+) -> tuple[uuid.UUID | None, int, list[ProviderCall]]:
+    """Expire due bookings among the next `batch_size` by id; the last id taken (None at the end)."""
     now = ctx.clock()
+    # A provider call still to be recorded decides first (next_step): its booking waits for it.
+    step_pending = exists().where(Payment.booking_id == Booking.id, Payment.step.is_not(None))
+    query = (
+        select(Booking)
+        .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
+        .where(Booking.confirm_requested_at.is_(None), ~step_pending)
+        .order_by(Booking.id)
+        .limit(batch_size)
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    if after is not None:
+        query = query.where(Booking.id > after)
     with transaction(ctx.sessions) as session:
-        bookings = session.scalars(
-            select(Booking)
-            .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
-            .where(Booking.confirm_requested_at.is_(None))
-            .order_by(Booking.id)
-            .limit(batch_size)
-            .with_for_update(key_share=True, skip_locked=True)
-        ).all()
+        bookings = session.scalars(query).all()
         payments = _payments_for_update(session, [b.id for b in bookings])
         due = [b for b in bookings if next_step(snapshot(b, payments[b.id]), now) is Step.EXPIRE]
         session.execute(
@@ -74,7 +86,8 @@ def _expire_batch(ctx: Context, batch_size: int) -> tuple[int, list[ProviderCall
             payment = payments[booking.id]
             if next_step(snapshot(booking, payment), now) is Step.VOID:
                 voids.append(claim_step(ctx, session, booking, payment, Step.VOID))
-        return len(due), voids
+        last = bookings[-1].id if len(bookings) == batch_size else None
+        return last, len(due), voids
 
 
 def _payments_for_update(session: Session, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Payment]:

@@ -14,7 +14,12 @@ from typing import Any
 
 import stripe
 
-from domain.errors import PaymentDeclined, PaymentProviderUnavailable, PaymentRequestRejected
+from domain.errors import (
+    PaymentDeclined,
+    PaymentProviderUnavailable,
+    PaymentRequestInvalid,
+    PaymentRequestRejected,
+)
 from domain.payments import CheckoutSession, IntentState, PaymentStatus
 from domain.webhooks import ProviderEvent
 
@@ -193,10 +198,16 @@ def _classified() -> Iterator[None]:
         ) from exc
     except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
         raise PaymentProviderUnavailable(f"Stripe unreachable: {type(exc).__name__}") from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        # Our key, not the booking: retried until an operator fixes the configuration.
+        raise PaymentProviderUnavailable(f"Stripe refused our API key: HTTP {exc.http_status}") from exc
     except stripe.StripeError as exc:
         if exc.http_status is not None and exc.http_status >= 500:
             raise PaymentProviderUnavailable(f"Stripe failed: HTTP {exc.http_status}") from exc
-        raise PaymentRequestRejected(f"Stripe rejected the request: {exc.user_message or exc}") from exc
+        kind = PaymentRequestInvalid if isinstance(exc, stripe.InvalidRequestError) else PaymentRequestRejected
+        raise kind(
+            f"Stripe rejected the request: {exc.user_message or exc}", details=exc.code or "invalid_request"
+        ) from exc
 
 
 def provider_event(payload: dict[str, Any]) -> ProviderEvent:

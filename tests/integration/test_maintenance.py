@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 
 from bench.held_bookings import make_held_bookings
+from db.engine import transaction
 from services import expiry, maintenance
 from tests.support import (
     first_event,
@@ -53,6 +54,25 @@ def test_expiring_ten_thousand_holds_uses_bounded_transactions_and_stripe_calls(
     assert _count(runtime, "SELECT count(*) FROM payments WHERE status = 'canceled'") == 40
     stripe = stripe_client(servers.stripe_url)
     assert {intents_for(stripe, b)[0]["status"] for b in ids[:3]} == {"canceled"}
+
+
+def test_bookings_the_sweep_must_leave_do_not_stop_it_expiring_the_rest(runtime):
+    # Due by time but not the sweep's to expire: a provider call still to be recorded, a cancel
+    # waiting for its worker. More of them than a batch, all sorting before one that is due.
+    now = runtime.context.clock()
+    ids = sorted(make_held_bookings(runtime.context.sessions, count=9, authorized=0, stripe_client=None,
+                                    expired_at=now - timedelta(minutes=1)))
+    pending, cancelling, (due,) = ids[:4], ids[4:8], ids[8:]
+    with transaction(runtime.context.sessions) as session:
+        session.execute(text("UPDATE payments SET step = 'authorize' WHERE booking_id = ANY(:ids)"), {"ids": pending})
+        session.execute(text("UPDATE bookings SET cancel_requested_at = :now WHERE id = ANY(:ids)"),
+                        {"ids": cancelling, "now": now})
+
+    report = expiry.expire_due_bookings(runtime.context, batch_size=3)
+
+    assert report.expired == 1
+    assert _count(runtime, "SELECT count(*) FROM bookings WHERE status = 'expired' AND id = :id", id=due) == 1
+    assert _count(runtime, "SELECT count(*) FROM bookings WHERE status = 'expired'") == 1
 
 
 def test_two_sweeps_at_once_expire_each_booking_once(runtime, servers):

@@ -222,3 +222,22 @@ def test_a_cancel_refunds_only_what_stripe_has_not_refunded_already(app, api, ru
     (intent,) = intents_for(stripe, booking["id"])
     assert intent["latest_charge"]["amount_refunded"] == booking["total_amount"]
     assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"] == booking["total_amount"]
+
+
+def test_a_payment_method_stripe_does_not_know_rejects_the_booking_and_frees_the_seat(api, runtime, worker):
+    # Stripe refuses the request itself (no intent is made): an answer, like a decline, not a fault
+    # to retry; the booking must not keep its seat with the step pending for ever.
+    event_id, seats = first_event(runtime.context.sessions)
+    body = seat_request(event_id, seats[11:12], payment_method="pm_does_not_exist")
+    booking = _booking(api, runtime, body, {"rejected"})
+    assert booking["reason"] == "payment_declined"
+    assert booking["payment"]["status"] == "failed"
+    seat = next(s for s in api.get(f"/v1/events/{event_id}/seats").json["seats"] if s["id"] == str(seats[11]))
+    assert seat["status"] == "available"
+    with runtime.context.sessions() as session:
+        row = session.execute(
+            text("SELECT step, decline_code FROM payments WHERE booking_id = :id"), {"id": booking["id"]}
+        ).one()
+    assert row.step is None
+    # Stripe says resource_missing; the local server gives no code, so our fallback shows.
+    assert row.decline_code in ("resource_missing", "invalid_request")

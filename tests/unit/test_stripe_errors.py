@@ -1,0 +1,41 @@
+"""How Stripe's exceptions become the domain's payment failures (no I/O: the SDK's own classes)."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from domain.errors import (
+    PaymentDeclined,
+    PaymentProviderUnavailable,
+    PaymentRequestInvalid,
+    PaymentRequestRejected,
+)
+from tasks.stripe_gateway import _classified
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (stripe.CardError("declined", None, "card_declined", http_status=402), PaymentDeclined),
+    (stripe.APIConnectionError("no route"), PaymentProviderUnavailable),
+    (stripe.RateLimitError("slow down", http_status=429), PaymentProviderUnavailable),
+    (stripe.APIError("boom", http_status=500), PaymentProviderUnavailable),
+    # Our key, not the booking: the work waits for an operator instead of failing bookings.
+    (stripe.AuthenticationError("bad key", http_status=401), PaymentProviderUnavailable),
+    (stripe.PermissionError("restricted key", http_status=403), PaymentProviderUnavailable),
+    # The request's content: the payment's answer.
+    (stripe.InvalidRequestError("No such PaymentMethod", "payment_method", code="resource_missing",
+                                http_status=400), PaymentRequestInvalid),
+    # The same key with other parameters: a bug, and something may have been made under it.
+    (stripe.IdempotencyError("keys reused", http_status=400), PaymentRequestRejected),
+])
+def test_stripe_errors_become_the_domain_failure_that_says_what_to_do(error, expected):
+    with pytest.raises(expected) as raised, _classified():
+        raise error
+    assert type(raised.value) is expected
+
+
+def test_an_invalid_request_carries_stripes_code():
+    with pytest.raises(PaymentRequestInvalid) as raised, _classified():
+        raise stripe.InvalidRequestError("No such PaymentMethod", "payment_method", code="resource_missing",
+                                         http_status=400)
+    assert raised.value.details == "resource_missing"

@@ -87,6 +87,8 @@ def guard_old_authorizations(ctx: Context, *, batch_size: int = 500) -> int:
             if locked is None or locked[0].status != BookingStatus.AUTHORIZED.value:
                 continue
             booking = locked[0]
+            if booking.confirm_requested_at is not None:
+                continue  # the client's accepted confirm wins, as over an expiry; advancing it below captures
             if ctx.settings.authorization_guard_action == "capture":
                 booking.confirm_requested_at = booking.confirm_requested_at or now
             else:

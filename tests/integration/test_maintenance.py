@@ -102,6 +102,23 @@ def test_an_authorization_nearing_seven_days_is_cancelled_before_stripe_voids_it
     assert intent["status"] == "canceled"
 
 
+def test_the_guard_leaves_a_confirmed_authorization_to_its_capture(api, runtime, worker, servers):
+    # The client's confirm was accepted and its capture has not gone through yet (Stripe down, say):
+    # the guard must not expire the booking the client has confirmed.
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[2:3])).json
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    with runtime.context.sessions.begin() as session:
+        session.execute(text("UPDATE payments SET authorized_at = now() - interval '6 days 13 hours'"
+                             " WHERE booking_id = :b"), {"b": booking["id"]})
+        session.execute(text("UPDATE bookings SET confirm_requested_at = now() WHERE id = :b"), {"b": booking["id"]})
+
+    maintenance.guard_old_authorizations(runtime.context)
+    assert api.get(f"/v1/bookings/{booking['id']}").json["status"] == "confirmed"
+    (intent,) = intents_for(stripe_client(servers.stripe_url), booking["id"])
+    assert intent["status"] == "succeeded"
+
+
 def test_the_guard_captures_instead_when_configured(api, runtime, worker, servers):
     runtime.context = dataclasses.replace(
         runtime.context, settings=dataclasses.replace(runtime.context.settings, authorization_guard_action="capture")

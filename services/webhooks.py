@@ -130,7 +130,9 @@ def _captured(session: Session, booking: Booking, payment: Payment, effect: Effe
     payment.status = PaymentStatus.CAPTURED.value
     payment.amount_authorized = max(payment.amount_authorized, amount)
     payment.amount_captured = amount
-    if booking.status in (BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED):
+    # As when a worker records a capture: money taken after the client asked to cancel does not
+    # confirm the booking; the pending cancel ends it and the money goes back in full.
+    if booking.status in (BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED) and booking.cancel_requested_at is None:
         move_booking(session, booking, BookingStatus.CONFIRMED, now)
 
 

@@ -27,6 +27,7 @@ from tests.support import (
     seat_request,
     stripe_client,
     stripe_event,
+    wait_for,
     wait_for_ledger,
     wait_for_statuses,
 )
@@ -241,3 +242,33 @@ def test_a_payment_method_stripe_does_not_know_rejects_the_booking_and_frees_the
     assert row.step is None
     # Stripe says resource_missing; the local server gives no code, so our fallback shows.
     assert row.decline_code in ("resource_missing", "invalid_request")
+
+
+def test_money_taken_after_the_client_cancelled_does_not_confirm_the_booking(app, api, runtime, worker):
+    # The client cancels while the customer is paying on the hosted page, and Stripe's
+    # checkout.session.completed arrives before the cancel's worker: cancelled, refunded in full.
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = _booking(api, runtime, _mode(seat_request(event_id, seats[12:13]), "checkout", "immediate"),
+                       {"awaiting_payment"})
+    booking = _wait_payment(api, booking["id"], lambda b: b["payment"]["checkout_url"])
+    with transaction(runtime.context.sessions) as session:
+        session_id = session.execute(text("SELECT checkout_session_id FROM payments WHERE booking_id = :b"),
+                                     {"b": booking["id"]}).scalar()
+        requests.request_cancel(session, _client_of(session, booking["id"]), uuid.UUID(booking["id"]),
+                                now=datetime.now(UTC), request_id=None)  # accepted, its message not sent yet
+    session_obj = stripe.v1.checkout.sessions.retrieve(session_id).to_dict()
+    intent = stripe.v1.payment_intents.create(params={
+        "amount": booking["total_amount"], "currency": "eur", "payment_method": "pm_card_visa",
+        "confirm": True, "metadata": {"booking_id": booking["id"]},
+    })
+    assert intent.status == "succeeded"
+    completed = stripe_event("checkout.session.completed", {
+        **session_obj, "status": "complete", "payment_status": "paid", "payment_intent": intent.id,
+    })
+    assert post_webhook(app, completed, SECRET).status_code == 200
+
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"cancelled"})
+    wait_for(lambda: api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"]
+             == booking["total_amount"], what="the full refund")
+    assert stripe.v1.payment_intents.retrieve(intent.id).latest_charge.amount_refunded == booking["total_amount"]

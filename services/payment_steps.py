@@ -8,6 +8,7 @@ the first result instead of acting twice.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from domain.ports import PaymentGateway
 from domain.refunds import RefundPolicy
 from domain.workflow import Step, lease_remaining
 from services.placement import release_inventory
+
+log = logging.getLogger(__name__)
 
 
 class StepInProgress(Exception):
@@ -57,6 +60,8 @@ class ProviderCall:
     pay_by: datetime | None = None
     #: Refunded before this call: a refund's answer is one refund, the payment records the total.
     refunded_before: int = 0
+    #: When this call's claim was taken: its answer is recorded only while that claim stands.
+    claimed_at: datetime | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -88,7 +93,7 @@ def claim(
         capture_immediately=booking.capture_mode == "immediate",
         payment_mode=PaymentMode(booking.payment_mode),
         checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
-        refunded_before=payment.amount_refunded,
+        refunded_before=payment.amount_refunded, claimed_at=now,
     )
 
 
@@ -161,7 +166,14 @@ def record(
     session: Session, booking: Booking, payment: Payment, call: ProviderCall, result: ProviderResult,
     *, now: datetime, retry_window: timedelta,
 ) -> None:
-    """Write what the provider answered and move the booking on."""
+    """Write what the provider answered and move the booking on; a stale answer is dropped."""
+    if (payment.step, payment.attempt, payment.step_started_at) != (call.step.value, call.attempt, call.claimed_at):
+        # The claim lapsed and the step was claimed again (or finished): a call that outlived its
+        # lease must not overwrite what came after it. The same idempotency key gives the live
+        # claim the same answer, and that one is recorded.
+        log.warning("dropped a late answer to %s: the step was claimed again", call.step,
+                    extra={"booking_id": str(call.booking_id)})
+        return
     payment.step, payment.step_started_at, payment.updated_at = None, None, now
     if result.declined is not None:
         _record_decline(session, booking, payment, result.declined, now, retry_window)

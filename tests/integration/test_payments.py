@@ -8,6 +8,7 @@ holds, wrapped in Stripe's event envelope and signed the way Stripe signs.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 from sqlalchemy import text
 
 from db.engine import transaction
+from domain.lifecycle import BookingStatus
 from domain.workflow import Step
 from services import requests
-from services.advance import _settle, call_with_recovery
+from services.advance import _settle, advance_booking, call_with_recovery
 from tests.support import (
     ApiClient,
     first_event,
@@ -272,3 +274,27 @@ def test_money_taken_after_the_client_cancelled_does_not_confirm_the_booking(app
     wait_for(lambda: api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"]
              == booking["total_amount"], what="the full refund")
     assert stripe.v1.payment_intents.retrieve(intent.id).latest_charge.amount_refunded == booking["total_amount"]
+
+
+def test_an_answer_that_outlived_its_claim_does_not_overwrite_what_came_after(api, runtime):
+    # Worker A's authorize outlives its lease; the step is claimed again, authorized, confirmed and
+    # captured; A's late "authorized, nothing captured" must not be written over the capture.
+    ctx = runtime.context
+    event_id, seats = first_event(ctx.sessions)
+    booking_id = uuid.UUID(api.book(seat_request(event_id, seats[13:14])).json["id"])  # no worker runs
+    late_call, _ = _settle(ctx, booking_id, None, None)
+    assert late_call is not None and late_call.step is Step.AUTHORIZE
+    late_answer = call_with_recovery(ctx, booking_id, late_call)
+
+    later = dataclasses.replace(ctx, clock=lambda: datetime.now(UTC) + ctx.settings.payment_step_lease)
+    assert advance_booking(later, booking_id) == BookingStatus.AUTHORIZED
+    with transaction(ctx.sessions) as session:
+        requests.request_confirm(session, _client_of(session, str(booking_id)), booking_id,
+                                 now=later.clock(), request_id=None)
+    assert advance_booking(later, booking_id) == BookingStatus.CONFIRMED
+
+    _settle(later, booking_id, late_call, late_answer)
+    after = api.get(f"/v1/bookings/{booking_id}").json
+    assert after["status"] == "confirmed"
+    assert after["payment"]["status"] == "captured"
+    assert after["payment"]["amount_captured"] == after["total_amount"]

@@ -87,13 +87,22 @@ def test_two_sweeps_at_once_expire_each_booking_once(runtime, servers):
     assert _count(runtime, "SELECT count(*) FROM booking_transitions WHERE to_status = 'expired'") == 2_000
 
 
-def test_an_authorization_nearing_seven_days_is_cancelled_before_stripe_voids_it(api, runtime, worker, servers):
+def _old_authorization(api, runtime, seat_index: int, age: str, *, confirmed: bool = False) -> dict:
+    """An authorized booking whose authorization is `age` old (a PostgreSQL interval)."""
     event_id, seats = first_event(runtime.context.sessions)
-    booking = api.book(seat_request(event_id, seats[:1])).json
+    booking = api.book(seat_request(event_id, seats[seat_index:seat_index + 1])).json
     wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
     with runtime.context.sessions.begin() as session:
-        session.execute(text("UPDATE payments SET authorized_at = now() - interval '6 days 13 hours'"
-                             " WHERE booking_id = :b"), {"b": booking["id"]})
+        session.execute(text("UPDATE payments SET authorized_at = now() - CAST(:age AS interval)"
+                             " WHERE booking_id = :b"), {"b": booking["id"], "age": age})
+        if confirmed:  # accepted, its capture not carried out yet
+            session.execute(text("UPDATE bookings SET confirm_requested_at = now() WHERE id = :b"),
+                            {"b": booking["id"]})
+    return booking
+
+
+def test_an_authorization_nearing_seven_days_is_cancelled_before_stripe_voids_it(api, runtime, worker, servers):
+    booking = _old_authorization(api, runtime, 0, "6 days 13 hours")
 
     assert maintenance.guard_old_authorizations(runtime.context) == 1
     final = api.get(f"/v1/bookings/{booking['id']}").json
@@ -105,13 +114,7 @@ def test_an_authorization_nearing_seven_days_is_cancelled_before_stripe_voids_it
 def test_the_guard_leaves_a_confirmed_authorization_to_its_capture(api, runtime, worker, servers):
     # The client's confirm was accepted and its capture has not gone through yet (Stripe down, say):
     # the guard must not expire the booking the client has confirmed.
-    event_id, seats = first_event(runtime.context.sessions)
-    booking = api.book(seat_request(event_id, seats[2:3])).json
-    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
-    with runtime.context.sessions.begin() as session:
-        session.execute(text("UPDATE payments SET authorized_at = now() - interval '6 days 13 hours'"
-                             " WHERE booking_id = :b"), {"b": booking["id"]})
-        session.execute(text("UPDATE bookings SET confirm_requested_at = now() WHERE id = :b"), {"b": booking["id"]})
+    booking = _old_authorization(api, runtime, 2, "6 days 13 hours", confirmed=True)
 
     maintenance.guard_old_authorizations(runtime.context)
     assert api.get(f"/v1/bookings/{booking['id']}").json["status"] == "confirmed"
@@ -123,12 +126,7 @@ def test_the_guard_captures_instead_when_configured(api, runtime, worker, server
     runtime.context = dataclasses.replace(
         runtime.context, settings=dataclasses.replace(runtime.context.settings, authorization_guard_action="capture")
     )
-    event_id, seats = first_event(runtime.context.sessions)
-    booking = api.book(seat_request(event_id, seats[1:2])).json
-    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
-    with runtime.context.sessions.begin() as session:
-        session.execute(text("UPDATE payments SET authorized_at = now() - interval '7 days'"
-                             " WHERE booking_id = :b"), {"b": booking["id"]})
+    booking = _old_authorization(api, runtime, 1, "7 days")
     assert maintenance.guard_old_authorizations(runtime.context) == 1
     assert api.get(f"/v1/bookings/{booking['id']}").json["status"] == "confirmed"
 

@@ -50,7 +50,9 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
                 (Booking.confirm_requested_at.is_not(None)) & (Booking.status == BookingStatus.AUTHORIZED.value),
                 (Booking.cancel_requested_at.is_not(None)) & Booking.status.not_in([s.value for s in FINAL]),
             ))
-            .order_by(Booking.updated_at)
+            # Least recently tried first: every attempt touches the payment (a claim, or its
+            # release after a failure), so bookings that keep failing cannot hold the batch.
+            .order_by(Payment.updated_at, Booking.updated_at)
             .limit(batch_size)
         ).all()
     return _advance_each(ctx, stuck)

@@ -17,6 +17,7 @@ from tests.support import (
     intents_for,
     new_key,
     seat_request,
+    statuses,
     stripe_client,
     wait_for,
     wait_for_statuses,
@@ -181,3 +182,27 @@ def test_idempotency_keys_past_their_ttl_are_purged_and_the_key_is_usable_again(
     # The purged key is forgotten: reusing it is a new request, not a replay or a conflict.
     again = api.book(seat_request(event_id, seats[7:8]), key=key)
     assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
+
+
+def test_reconciliation_moves_past_bookings_that_keep_failing(api, runtime, servers):
+    # One stuck booking fails on every try (a void of an intent Stripe does not know); with a
+    # batch of one, the next run must reach the other stuck booking rather than retry it again.
+    event_id, seats = first_event(runtime.context.sessions)
+    failing, lost = (api.book(seat_request(event_id, seats[i:i + 1])).json["id"] for i in (3, 4))  # no worker
+    with runtime.context.sessions.begin() as session:
+        session.execute(text(
+            "UPDATE bookings SET status = 'expired', updated_at = now() - interval '1 hour' WHERE id = :b"
+        ), {"b": failing})
+        session.execute(text(
+            "UPDATE payments SET status = 'authorized', intent_id = 'pi_unknown_to_stripe', step = 'void',"
+            " amount_authorized = 100, updated_at = now() - interval '2 hours' WHERE booking_id = :b"
+        ), {"b": failing})
+        session.execute(text("UPDATE bookings SET updated_at = now() - interval '30 minutes' WHERE id = :b"),
+                        {"b": lost})
+        session.execute(text("UPDATE payments SET updated_at = now() - interval '1 hour' WHERE booking_id = :b"),
+                        {"b": lost})
+
+    for _ in range(2):
+        maintenance.reconcile_stuck_bookings(runtime.context, older_than=timedelta(minutes=5), batch_size=1)
+
+    assert statuses(runtime.context.sessions, [lost])[lost] == "authorized"

@@ -9,8 +9,8 @@ whose plan depends on the tables' sizes: the accept path's priced-seat read, the
 seat lock (with its sold-out check) and its re-check of claims. Each is prepared as psycopg
 prepares it after five runs, and explained twice: with a plan made for these values (custom)
 and with the one plan PostgreSQL may keep for any values (generic). A plan that reads a
-number of rows growing with the venue or the event shows as buffers far above the handful an
-index lookup touches.
+number of rows growing with the venue or the event shows as buffers (pages hit in the cache or
+read) far above the handful an index lookup touches.
 
 The throughput benchmarks run on small tables (a few thousand rows), where PostgreSQL rightly
 prefers sequential scans; this shows what the same statements do when the tables are large.
@@ -108,11 +108,11 @@ def explain(conn: psycopg.Connection[Any], values: dict[str, Any], *, verbose: b
             if verbose:
                 print(f"\n== {label}, {mode} plan\n{text}")
             scans = sorted(set(re.findall(r"((?:Seq|Index Only|Index|Bitmap Heap) Scan)(?: using (\w+))? on (\w+)", text)))
-            buffers = re.search(r"Buffers: shared hit=(\d+)", text)
+            buffers = re.search(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?", text)
             execution = re.search(r"Execution Time: ([\d.]+) ms", text)
             rows.append([
                 label, mode, "; ".join(f"{kind} {table}" + (f" ({index})" if index else "") for kind, index, table in scans),
-                buffers.group(1) if buffers else "-", execution.group(1) if execution else "-",
+                sum(int(n or 0) for n in buffers.groups()) if buffers else "-", execution.group(1) if execution else "-",
             ])
     return rows
 
@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--held", type=int, default=50_000)
     parser.add_argument("--verbose", action="store_true", help="print every plan in full")
     args = parser.parse_args()
+    if not 0 <= args.held < args.seats:
+        parser.error("--held must be below --seats: one seat stays free for the booking being placed")
     with bench_environment() as env, psycopg.connect(env.database_url, autocommit=True) as conn:
         values = fill(conn, env.database_url, args.seats, args.held)
         rows = explain(conn, values, verbose=args.verbose)

@@ -70,5 +70,10 @@ class PaymentRequestRejected(DomainError):
 
 
 class PaymentRequestInvalid(PaymentRequestRejected):
-    """The provider refused what the request asked for (a payment method it does not know, an
-    amount below its minimum) and made nothing; unlike a reused idempotency key, say."""
+    """The provider refused what the booking asked for (a payment method it does not know, an
+    amount below its minimum), not how we asked: the payment's answer, as a decline is."""
+
+    def __init__(self, message: str, *, details: Any = None, intent_id: str | None = None) -> None:
+        super().__init__(message, details=details)
+        #: The intent the refusal happened on, if the provider had made one.
+        self.intent_id = intent_id

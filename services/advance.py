@@ -57,13 +57,15 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
         return payment_steps.call_provider(ctx.payments(), call)
     except PaymentRequestRejected as rejected:
         if isinstance(rejected, PaymentRequestInvalid) and call.step is Step.AUTHORIZE and call.intent_id is None:
-            # Refused before any intent existed (a payment method Stripe does not know, an amount
-            # below its minimum): nothing was made, so this is the payment's answer, as a decline is.
-            return ProviderResult(declined=PaymentDeclined(str(rejected), details=rejected.details))
+            # The booking's payment method or amount refused: its answer, as a decline is.
+            log.warning("%s of booking %s refused: %s", call.step, booking_id, rejected.details)
+            return ProviderResult(declined=PaymentDeclined(
+                str(rejected), details=rejected.details, intent_id=rejected.intent_id
+            ))
         if call.intent_id is None or call.step is Step.REFUND:
             # Nothing to read back (no intent yet), or nothing the intent can tell (a refused
             # refund): the message goes to the dead-letter queue for an operator.
-            _release_claim(ctx, booking_id)
+            _release_claim(ctx, call)
             raise
         # The provider refused because the intent is not where we thought (the customer paid
         # while we voided, Stripe voided an old authorization): its own record wins.
@@ -71,15 +73,15 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
         return ProviderResult(state=ctx.payments().retrieve(call.intent_id))
     except PaymentProviderUnavailable:
         # No answer: free the claim so a retry can run at once with the same idempotency key.
-        _release_claim(ctx, booking_id)
+        _release_claim(ctx, call)
         raise
 
 
-def _release_claim(ctx: Context, booking_id: uuid.UUID) -> None:
+def _release_claim(ctx: Context, call: ProviderCall) -> None:
     with transaction(ctx.sessions) as session:
-        locked = lock_booking(session, booking_id)
+        locked = lock_booking(session, call.booking_id)
         if locked is not None:
-            payment_steps.release_claim(locked[1], ctx.clock())
+            payment_steps.release_claim(locked[1], call, ctx.clock())
 
 
 def _settle(

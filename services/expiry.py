@@ -61,12 +61,13 @@ def _expire_batch(
 ) -> tuple[uuid.UUID | None, int, list[ProviderCall]]:
     """Expire due bookings among the next `batch_size` by id; the last id taken (None at the end)."""
     now = ctx.clock()
-    # A provider call still to be recorded decides first (next_step): its booking waits for it.
+    # Left to others: an accepted confirm or cancel (their workers carry them out), and a provider
+    # call still to be recorded, which decides first (next_step).
     step_pending = exists().where(Payment.booking_id == Booking.id, Payment.step.is_not(None))
     query = (
         select(Booking)
         .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
-        .where(Booking.confirm_requested_at.is_(None), ~step_pending)
+        .where(Booking.confirm_requested_at.is_(None), Booking.cancel_requested_at.is_(None), ~step_pending)
         .order_by(Booking.id)
         .limit(batch_size)
         .with_for_update(key_share=True, skip_locked=True)

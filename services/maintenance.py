@@ -79,7 +79,10 @@ def guard_old_authorizations(ctx: Context, *, batch_size: int = 500) -> int:
     with ctx.sessions() as session:
         old = session.scalars(
             select(Payment.booking_id)
+            .join(Booking, Booking.id == Payment.booking_id)
             .where(Payment.status == PaymentStatus.AUTHORIZED.value, Payment.authorized_at < cutoff)
+            # A confirm accepted wins, as over an expiry: its capture is reconciliation's to finish.
+            .where(Booking.confirm_requested_at.is_(None))
             .order_by(Payment.authorized_at)
             .limit(batch_size)
         ).all()
@@ -90,9 +93,9 @@ def guard_old_authorizations(ctx: Context, *, batch_size: int = 500) -> int:
                 continue
             booking = locked[0]
             if booking.confirm_requested_at is not None:
-                continue  # the client's accepted confirm wins, as over an expiry; advancing it below captures
+                continue  # confirmed since the query: advancing it below captures
             if ctx.settings.authorization_guard_action == "capture":
-                booking.confirm_requested_at = booking.confirm_requested_at or now
+                booking.confirm_requested_at = now
             else:
                 release_inventory(session, booking, BookingStatus.EXPIRED, now=now, reason="authorization_expiring")
     return _advance_each(ctx, old)

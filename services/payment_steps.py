@@ -60,7 +60,7 @@ class ProviderCall:
     pay_by: datetime | None = None
     #: Refunded before this call: a refund's answer is one refund, the payment records the total.
     refunded_before: int = 0
-    #: When this call's claim was taken: its answer is recorded only while that claim stands.
+    #: When this call's claim was taken: only that claim is released if the call fails.
     claimed_at: datetime | None = None
 
     @property
@@ -167,11 +167,11 @@ def record(
     *, now: datetime, retry_window: timedelta,
 ) -> None:
     """Write what the provider answered and move the booking on; a stale answer is dropped."""
-    if (payment.step, payment.attempt, payment.step_started_at) != (call.step.value, call.attempt, call.claimed_at):
-        # The claim lapsed and the step was claimed again (or finished): a call that outlived its
-        # lease must not overwrite what came after it. The same idempotency key gives the live
-        # claim the same answer, and that one is recorded.
-        log.warning("dropped a late answer to %s: the step was claimed again", call.step,
+    if (payment.step, payment.attempt) != (call.step.value, call.attempt):
+        # Recorded already by a later claim of the step (this call outlived its lease), or moved
+        # past it: a late answer must not overwrite what came after it. While the step is still
+        # pending, any claim's answer is recorded: under one idempotency key they are the same.
+        log.warning("dropped a late answer to %s: the step was recorded already", call.step,
                     extra={"booking_id": str(call.booking_id)})
         return
     payment.step, payment.step_started_at, payment.updated_at = None, None, now
@@ -179,7 +179,8 @@ def record(
         _record_decline(session, booking, payment, result.declined, now, retry_window)
     elif call.step is Step.REFUND:
         # A total, not an increment: Stripe's charge.refunded (a running total) may have been
-        # applied first, and a retried refund answers again with the same refund.
+        # applied first, and a retried refund answers again with the same refund. A refund made
+        # elsewhere and reported between the claim and now is counted by the next such event.
         payment.amount_refunded = min(
             payment.amount_captured, max(payment.amount_refunded, call.refunded_before + result.refunded)
         )
@@ -244,6 +245,9 @@ def _record_decline(
         booking.updated_at = now
 
 
-def release_claim(payment: Payment, now: datetime) -> None:
-    """The call failed without an answer: the step stays pending, free for the next try."""
-    payment.step_started_at, payment.updated_at = None, now
+def release_claim(payment: Payment, call: ProviderCall, now: datetime) -> None:
+    """The call failed without an answer: the step stays pending, free for the next try.
+
+    Only this call's claim: if it outlived its lease, another worker's live claim stays."""
+    if payment.step == call.step.value and payment.step_started_at == call.claimed_at:
+        payment.step_started_at, payment.updated_at = None, now

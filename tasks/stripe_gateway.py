@@ -144,10 +144,12 @@ class StripeGateway:
             "success_url": f"{self._return_url}?booking_id={booking_id}&result=success",
             "cancel_url": f"{self._return_url}?booking_id={booking_id}&result=cancel",
         }
+        # The session's expiry depends on when it is asked for, so a retry after a lost answer
+        # asks for a different one; under the same key Stripe would refuse it as a reused key.
+        # The lost session's URL reached no one, and it expires on its own.
+        key = f"{idempotency_key}-until-{params['expires_at']}"
         with _classified():
-            session = self._client.v1.checkout.sessions.create(
-                params=params, options={"idempotency_key": idempotency_key}
-            )
+            session = self._client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
         return CheckoutSession(session_id=session.id, url=session.url)
 
     def expire_checkout(self, session_id: str, *, idempotency_key: str) -> None:
@@ -204,10 +206,27 @@ def _classified() -> Iterator[None]:
     except stripe.StripeError as exc:
         if exc.http_status is not None and exc.http_status >= 500:
             raise PaymentProviderUnavailable(f"Stripe failed: HTTP {exc.http_status}") from exc
-        kind = PaymentRequestInvalid if isinstance(exc, stripe.InvalidRequestError) else PaymentRequestRejected
-        raise kind(
-            f"Stripe rejected the request: {exc.user_message or exc}", details=exc.code or "invalid_request"
-        ) from exc
+        message = f"Stripe rejected the request: {exc.user_message or exc}"
+        if _refused_for_the_booking(exc):
+            intent = getattr(exc.error, "payment_intent", None) if exc.error else None
+            raise PaymentRequestInvalid(
+                message, details=exc.code or "resource_missing", intent_id=intent["id"] if intent else None
+            ) from exc
+        raise PaymentRequestRejected(message, details=exc.code) from exc
+
+
+#: Refusals of what a booking asks for (its payment method, its amount), as opposed to how we
+#: asked (a parameter, a reused key, the account's settings), which needs an operator.
+REFUSED_FOR_THE_BOOKING = frozenset({"resource_missing", "amount_too_small", "amount_too_large"})
+
+
+def _refused_for_the_booking(exc: stripe.StripeError) -> bool:
+    if not isinstance(exc, stripe.InvalidRequestError):
+        return False
+    if exc.code == "resource_missing":
+        return exc.param in (None, "payment_method")
+    # The local Stripe server says "no such object" with a bare 404 and no code.
+    return exc.code in REFUSED_FOR_THE_BOOKING or (exc.code is None and exc.http_status == 404)
 
 
 def provider_event(payload: dict[str, Any]) -> ProviderEvent:

@@ -13,13 +13,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from db.engine import transaction
 from domain.lifecycle import BookingStatus
+from domain.refunds import RefundPolicy
 from domain.workflow import Step
 from services import requests
-from services.advance import _settle, advance_booking, call_with_recovery
+from services.advance import _release_claim, _settle, advance_booking, call_with_recovery
 from tests.support import (
     ApiClient,
     first_event,
@@ -171,12 +173,11 @@ def test_cancelling_a_confirmed_booking_refunds_per_policy_and_frees_the_seat(ap
     assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_refunded"] == refunded["total_amount"]
 
 
-def _claim_refund(runtime: Any, booking_id: str) -> Any:
+def _claim_refund(ctx: Any, booking_id: str) -> Any:
     """Accept the client's cancel and claim the refund it leads to, as a worker would; no message is sent."""
-    ctx = runtime.context
     with transaction(ctx.sessions) as session:
         requests.request_cancel(session, _client_of(session, booking_id), uuid.UUID(booking_id),
-                                now=datetime.now(UTC), request_id=None)
+                                now=ctx.clock(), request_id=None)
     call, _ = _settle(ctx, uuid.UUID(booking_id), None, None)
     assert call is not None and call.step is Step.REFUND
     return call
@@ -186,25 +187,31 @@ def _client_of(session: Any, booking_id: str) -> uuid.UUID:
     return session.execute(text("SELECT client_id FROM bookings WHERE id = :id"), {"id": booking_id}).scalar_one()
 
 
-def test_a_refund_recorded_after_stripe_reported_it_counts_once(app, api, runtime, worker):
+@pytest.mark.parametrize("percent", [100, 50])
+def test_a_refund_recorded_after_stripe_reported_it_counts_once(app, api, runtime, worker, percent):
     # The refund's answer is lost and Stripe's charge.refunded (a running total) is applied first;
-    # the retried refund then answers with the same refund: recorded once, not added again.
-    stripe = stripe_client(runtime.context.settings.stripe_api_base)
-    event_id, seats = first_event(runtime.context.sessions)
+    # the retried refund then answers with the same refund: recorded once, not added again
+    # (before: a CHECK violation at 100%, twice the refund at 50%).
+    ctx = dataclasses.replace(runtime.context, settings=dataclasses.replace(
+        runtime.context.settings, refund_policy=RefundPolicy.parse(f"48h:{percent}")
+    ))
+    stripe = stripe_client(ctx.settings.stripe_api_base)
+    event_id, seats = first_event(ctx.sessions)
     booking = _booking(api, runtime, seat_request(event_id, seats[9:10], capture="immediate"), {"confirmed"})
-    call = _claim_refund(runtime, booking["id"])
-    result = call_with_recovery(runtime.context, uuid.UUID(booking["id"]), call)
+    refund = booking["total_amount"] * percent // 100
+    call = _claim_refund(ctx, booking["id"])
+    result = call_with_recovery(ctx, uuid.UUID(booking["id"]), call)
 
     (intent,) = intents_for(stripe, booking["id"])
-    assert intent["latest_charge"]["amount_refunded"] == booking["total_amount"]
+    assert intent["latest_charge"]["amount_refunded"] == refund
     charge_event = stripe_event("charge.refunded", {**intent["latest_charge"], "metadata": {"booking_id": booking["id"]}})
     assert post_webhook(app, charge_event, SECRET).status_code == 200
-    assert wait_for_ledger(runtime.context.sessions, charge_event["id"])["outcome"] == "applied"
+    assert wait_for_ledger(ctx.sessions, charge_event["id"])["outcome"] == "applied"
 
-    _settle(runtime.context, uuid.UUID(booking["id"]), call, result)
+    _settle(ctx, uuid.UUID(booking["id"]), call, result)
     after = api.get(f"/v1/bookings/{booking['id']}").json
     assert after["status"] == "refunded"
-    assert after["payment"]["amount_refunded"] == booking["total_amount"]
+    assert after["payment"]["amount_refunded"] == refund
 
 
 def test_a_cancel_refunds_only_what_stripe_has_not_refunded_already(app, api, runtime, worker):
@@ -298,3 +305,21 @@ def test_an_answer_that_outlived_its_claim_does_not_overwrite_what_came_after(ap
     assert after["status"] == "confirmed"
     assert after["payment"]["status"] == "captured"
     assert after["payment"]["amount_captured"] == after["total_amount"]
+
+
+def test_a_call_that_outlived_its_lease_releases_only_its_own_claim(api, runtime):
+    # Worker A's claim lapsed and worker B claimed the step again; A's call then fails: A must not
+    # free B's live claim (a third worker would call Stripe beside B).
+    ctx = runtime.context
+    event_id, seats = first_event(ctx.sessions)
+    booking_id = uuid.UUID(api.book(seat_request(event_id, seats[14:15])).json["id"])  # no worker runs
+    late_call, _ = _settle(ctx, booking_id, None, None)
+    later = dataclasses.replace(ctx, clock=lambda: datetime.now(UTC) + ctx.settings.payment_step_lease)
+    live_call, _ = _settle(later, booking_id, None, None)
+    assert late_call is not None and live_call is not None and live_call.claimed_at != late_call.claimed_at
+
+    _release_claim(ctx, late_call)
+    with ctx.sessions() as session:
+        started = session.execute(text("SELECT step_started_at FROM payments WHERE booking_id = :b"),
+                                  {"b": booking_id}).scalar_one()
+    assert started == live_call.claimed_at

@@ -13,6 +13,7 @@ from tests.support import (
     new_key,
     seat_request,
     stripe_client,
+    wait_for,
     wait_for_statuses,
 )
 
@@ -60,3 +61,18 @@ def test_a_lost_capture_answer_captures_once(api, runtime, worker, proxy, server
     (intent,) = intents_for(stripe_client(servers.stripe_url), booking["id"])
     assert intent["status"] == "succeeded"
     assert api.get(f"/v1/bookings/{booking['id']}").json["payment"]["amount_captured"] == booking["total_amount"]
+
+
+def test_a_lost_checkout_session_answer_ends_in_a_session_not_a_reused_key(api, runtime, worker, proxy, servers):
+    # The retry, a few seconds on, asks for a session expiring a few seconds later: under the same
+    # key Stripe would refuse it as a reused key, and the booking would hold its seat unpaid.
+    rule = proxy.drop(DropResponses(lambda m, p: m == "POST" and p == "/v1/checkout/sessions", count=3))
+    event_id, seats = first_event(runtime.context.sessions)
+    body = seat_request(event_id, seats[3:4])
+    body["payment"] = {"mode": "checkout", "capture": "on_confirm"}
+    booking = api.book(body).json
+
+    found = wait_for(lambda: api.get(f"/v1/bookings/{booking['id']}").json["payment"].get("checkout_url"),
+                     timeout=30, what="a checkout URL")
+    assert found and rule.dropped == 3
+    assert api.get(f"/v1/bookings/{booking['id']}").json["status"] == "awaiting_payment"

@@ -22,9 +22,17 @@ from tasks.stripe_gateway import _classified
     # Our key, not the booking: the work waits for an operator instead of failing bookings.
     (stripe.AuthenticationError("bad key", http_status=401), PaymentProviderUnavailable),
     (stripe.PermissionError("restricted key", http_status=403), PaymentProviderUnavailable),
-    # The request's content: the payment's answer.
+    # What the booking asked for: the payment's answer.
     (stripe.InvalidRequestError("No such PaymentMethod", "payment_method", code="resource_missing",
                                 http_status=400), PaymentRequestInvalid),
+    (stripe.InvalidRequestError("Amount must be at least 50 cents", "amount", code="amount_too_small",
+                                http_status=400), PaymentRequestInvalid),
+    (stripe.InvalidRequestError("Not Found", None, http_status=404), PaymentRequestInvalid),  # the local server
+    # How we asked: an operator's to fix, not the booking's answer.
+    (stripe.InvalidRequestError("Received unknown parameter", "foo", code="parameter_unknown",
+                                http_status=400), PaymentRequestRejected),
+    (stripe.InvalidRequestError("No such customer", "customer", code="resource_missing",
+                                http_status=400), PaymentRequestRejected),
     # The same key with other parameters: a bug, and something may have been made under it.
     (stripe.IdempotencyError("keys reused", http_status=400), PaymentRequestRejected),
 ])
@@ -39,3 +47,13 @@ def test_an_invalid_request_carries_stripes_code():
         raise stripe.InvalidRequestError("No such PaymentMethod", "payment_method", code="resource_missing",
                                          http_status=400)
     assert raised.value.details == "resource_missing"
+
+
+def test_an_invalid_request_names_the_intent_stripe_made_if_any():
+    error = stripe.InvalidRequestError(
+        "No such PaymentMethod", "payment_method", code="resource_missing", http_status=400,
+        json_body={"error": {"code": "resource_missing", "payment_intent": {"id": "pi_123", "object": "payment_intent"}}},
+    )
+    with pytest.raises(PaymentRequestInvalid) as raised, _classified():
+        raise error
+    assert raised.value.intent_id == "pi_123"

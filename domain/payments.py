@@ -32,6 +32,20 @@ class PaymentStatus(enum.StrEnum):
 #: Payment statuses in which the customer's money is held and must be released or captured.
 LIVE_AUTHORIZATION = frozenset({PaymentStatus.AUTHORIZED})
 
+#: How far the money has moved. An intent only moves forward (awaiting the customer or declined,
+#: then authorized, then captured or canceled); refunded is ours, after a capture.
+_PROGRESS = {
+    PaymentStatus.NONE: 0, PaymentStatus.REQUIRES_ACTION: 1, PaymentStatus.FAILED: 1,
+    PaymentStatus.AUTHORIZED: 2, PaymentStatus.CAPTURED: 3, PaymentStatus.CANCELED: 3, PaymentStatus.REFUNDED: 4,
+}
+
+
+def later_status(recorded: PaymentStatus, reported: PaymentStatus) -> PaymentStatus:
+    """The status to keep when `reported` comes in after `recorded` was written: an answer about
+    an earlier moment (a worker's, overtaken by a webhook about the same intent) does not move
+    the money back."""
+    return reported if _PROGRESS[reported] >= _PROGRESS[recorded] else recorded
+
 
 class PaymentStep(enum.StrEnum):
     """A recovery point: the provider call a worker started and may not have recorded."""

@@ -64,8 +64,9 @@ def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
         return Step.CANCEL if booking.cancel_requested else Step.HOLD
     if status in FINAL:
         if booking.payment_status in VOIDABLE or (
-            # A declined intent stays open to another attempt: close it with the booking.
-            booking.payment_status is PaymentStatus.FAILED and booking.has_provider_payment
+            # A declined intent stays open to another attempt, and one whose retry was accepted
+            # but not yet made (status reset to none) is still in the customer's hands: close it.
+            booking.payment_status in (PaymentStatus.FAILED, PaymentStatus.NONE) and booking.has_provider_payment
         ):
             return Step.VOID
         if status is not S.REFUNDED and booking.amount_captured > booking.amount_refunded:

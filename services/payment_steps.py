@@ -26,6 +26,7 @@ from domain.payments import (
     PaymentStatus,
     PaymentStep,
     idempotency_key,
+    later_status,
 )
 from domain.ports import PaymentGateway
 from domain.refunds import RefundPolicy
@@ -203,23 +204,24 @@ def _record_intent(
     session: Session, booking: Booking, payment: Payment, state: IntentState, now: datetime
 ) -> None:
     payment.intent_id = state.intent_id
-    payment.status = state.status.value
+    money = later_status(PaymentStatus(payment.status), state.status)
+    payment.status = money.value
     payment.amount_authorized = max(payment.amount_authorized, state.amount_authorized)
-    payment.amount_captured = state.amount_captured
+    payment.amount_captured = max(payment.amount_captured, state.amount_captured)
     payment.client_secret = state.client_secret or payment.client_secret
-    if state.status is PaymentStatus.AUTHORIZED and payment.authorized_at is None:
+    if money is PaymentStatus.AUTHORIZED and payment.authorized_at is None:
         payment.authorized_at = now
     status = BookingStatus(booking.status)
     # A booking cancelled or expired while the call was out keeps its status; the live
     # authorization is then voided by the next step. Money captured after the client asked to
     # cancel does not confirm the booking: it is cancelled and the money returned in full.
-    if state.status is PaymentStatus.CAPTURED and status in (
+    if money is PaymentStatus.CAPTURED and status in (
         BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
     ) and booking.cancel_requested_at is None:
         move_booking(session, booking, BookingStatus.CONFIRMED, now)
-    elif state.status is PaymentStatus.AUTHORIZED and status is BookingStatus.AWAITING_PAYMENT:
+    elif money is PaymentStatus.AUTHORIZED and status is BookingStatus.AWAITING_PAYMENT:
         move_booking(session, booking, BookingStatus.AUTHORIZED, now)
-    elif state.status is PaymentStatus.CANCELED and status in (
+    elif money is PaymentStatus.CANCELED and status in (
         BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
     ):
         # The authorization is gone at the provider (voided there, or lapsed): so is the hold.
@@ -230,9 +232,11 @@ def _record_decline(
     session: Session, booking: Booking, payment: Payment, declined: PaymentDeclined,
     now: datetime, retry_window: timedelta,
 ) -> None:
+    payment.intent_id = payment.intent_id or declined.intent_id
+    if later_status(PaymentStatus(payment.status), PaymentStatus.FAILED) is not PaymentStatus.FAILED:
+        return  # overtaken: the customer paid on the same intent since, and a webhook said so first
     payment.status = PaymentStatus.FAILED.value
     payment.decline_code = str(declined.details or "card_declined")[:60]
-    payment.intent_id = payment.intent_id or declined.intent_id
     if booking.status != BookingStatus.AWAITING_PAYMENT:
         return
     if payment.attempt == 1:

@@ -8,6 +8,7 @@ holds, wrapped in Stripe's event envelope and signed the way Stripe signs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from datetime import UTC, datetime
@@ -20,8 +21,10 @@ from db.engine import transaction
 from domain.lifecycle import BookingStatus
 from domain.refunds import RefundPolicy
 from domain.workflow import Step
-from services import requests
+from services import requests, webhooks
 from services.advance import _release_claim, _settle, advance_booking, call_with_recovery
+from services.payment_steps import StepInProgress
+from tasks.stripe_gateway import provider_event
 from tests.support import (
     ApiClient,
     first_event,
@@ -323,3 +326,62 @@ def test_a_call_that_outlived_its_lease_releases_only_its_own_claim(api, runtime
         started = session.execute(text("SELECT step_started_at FROM payments WHERE booking_id = :b"),
                                   {"b": booking_id}).scalar_one()
     assert started == live_call.claimed_at
+
+
+def _payment_row(ctx: Any, booking_id: Any) -> Any:
+    with ctx.sessions() as session:
+        return session.execute(text("SELECT * FROM payments WHERE booking_id = :b"), {"b": str(booking_id)}).mappings().one()
+
+
+def _client_booking(api: ApiClient, ctx: Any, seat: Any) -> tuple[uuid.UUID, str]:
+    """A client-mode booking awaiting the front end's confirm, placed here (no worker runs): its id and intent."""
+    event_id, _ = first_event(ctx.sessions)
+    booking_id = uuid.UUID(api.book(_mode(seat_request(event_id, [seat]), "client")).json["id"])
+    assert advance_booking(ctx, booking_id) == BookingStatus.AWAITING_PAYMENT
+    intent_id = _payment_row(ctx, booking_id)["intent_id"]
+    assert intent_id
+    return booking_id, intent_id
+
+
+def test_an_intent_is_closed_when_the_booking_ends_before_its_accepted_retry_runs(api, runtime):
+    # POST /payment resets the payment for a new attempt; the client cancels before that attempt
+    # runs. The old intent's client secret is still in the customer's hands: it must be cancelled.
+    ctx = runtime.context
+    _, seats = first_event(ctx.sessions)
+    booking_id, intent_id = _client_booking(api, ctx, seats[15])
+    with transaction(ctx.sessions) as session:
+        client_id = _client_of(session, str(booking_id))
+        requests.request_payment_retry(session, client_id, booking_id, "pm_card_visa", now=ctx.clock(), request_id=None)
+        requests.request_cancel(session, client_id, booking_id, now=ctx.clock(), request_id=None)
+
+    assert advance_booking(ctx, booking_id) == BookingStatus.CANCELLED
+    stripe = stripe_client(ctx.settings.stripe_api_base)
+    assert stripe.v1.payment_intents.retrieve(intent_id).status == "canceled"
+
+
+def test_a_decline_answered_after_the_customer_paid_the_same_intent_does_not_undo_it(app, api, runtime):
+    # A retry's confirm with another card is declined; meanwhile the customer confirms the same
+    # intent on the front end and Stripe's webhook says so first. The worker's older decline must
+    # not mark the payment failed (the guard would never see the live authorization).
+    ctx = runtime.context
+    _, seats = first_event(ctx.sessions)
+    booking_id, intent_id = _client_booking(api, ctx, seats[16])
+    with transaction(ctx.sessions) as session:
+        requests.request_payment_retry(session, _client_of(session, str(booking_id)), booking_id,
+                                       "pm_card_chargeCustomerFail", now=ctx.clock(), request_id=None)
+    call, _ = _settle(ctx, booking_id, None, None)
+    assert call is not None and call.step is Step.AUTHORIZE and call.intent_id == intent_id
+    declined = call_with_recovery(ctx, booking_id, call)
+    assert declined.declined is not None
+
+    stripe = stripe_client(ctx.settings.stripe_api_base)
+    intent = stripe.v1.payment_intents.confirm(intent_id, params={"payment_method": "pm_card_visa"})
+    event = stripe_event("payment_intent.amount_capturable_updated", {**intent.to_dict(), "amount_capturable": intent.amount})
+    assert post_webhook(app, event, SECRET).status_code == 200
+    with contextlib.suppress(StepInProgress):  # it applies the event, then finds the retry's step claimed
+        webhooks.process_event(ctx, event["id"], provider_event)
+
+    _settle(ctx, booking_id, call, declined)
+    after = api.get(f"/v1/bookings/{booking_id}").json
+    assert after["status"] == "authorized"
+    assert after["payment"]["status"] == "authorized"

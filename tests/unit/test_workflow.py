@@ -311,6 +311,15 @@ def test_a_declined_intent_left_open_is_closed_when_the_booking_ends(status):
     assert next_step(declined, NOW) is Step.VOID
 
 
+@pytest.mark.parametrize("status", [S.EXPIRED, S.CANCELLED], ids=str)
+def test_an_intent_whose_retry_was_accepted_but_not_made_is_closed_when_the_booking_ends(status):
+    # POST /payment reset the payment to none; the booking ended before the new attempt ran, and
+    # the old intent (a client secret the front end still holds) is open.
+    reset = booking(status=status, payment_status=PaymentStatus.NONE, has_provider_payment=True)
+    assert next_step(reset, NOW) is Step.VOID
+    assert next_step(booking(status=status, payment_status=PaymentStatus.NONE), NOW) is None
+
+
 def test_a_decline_with_nothing_at_the_provider_needs_no_void():
     declined = booking(status=S.REJECTED, payment_status=PaymentStatus.FAILED, has_provider_payment=False)
     assert next_step(declined, NOW) is None

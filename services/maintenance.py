@@ -69,6 +69,9 @@ def _advance_each(ctx: Context, booking_ids: Sequence[uuid.UUID]) -> int:
         except DomainError:
             # One booking's provider trouble must not stop the sweep; the next run retries it.
             log.warning("booking %s could not be advanced", booking_id, exc_info=True)
+        except Exception:
+            # Nor one booking's bug: it is logged for an operator, and the others still move.
+            log.exception("booking %s failed to advance", booking_id)
     return moved
 
 

@@ -63,6 +63,9 @@ class ProviderCall:
     refunded_before: int = 0
     #: When this call's claim was taken: only that claim is released if the call fails.
     claimed_at: datetime | None = None
+    #: A void of a Checkout payment not yet authorized: its session is expired (which cancels
+    #: its intent too), since Stripe cancels such an intent only through its session.
+    expire_session: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -95,6 +98,7 @@ def claim(
         payment_mode=PaymentMode(booking.payment_mode),
         checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
         refunded_before=payment.amount_refunded, claimed_at=now,
+        expire_session=payment.checkout_session_id is not None and payment.status != PaymentStatus.AUTHORIZED,
     )
 
 
@@ -118,7 +122,7 @@ def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult
         return _start_payment(gateway, call)
     key = call.idempotency_key
     if call.step is Step.VOID:
-        if call.intent_id is None:
+        if call.expire_session or call.intent_id is None:
             assert call.checkout_session_id is not None
             gateway.expire_checkout(call.checkout_session_id, idempotency_key=key)
             return ProviderResult()

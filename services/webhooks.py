@@ -106,6 +106,9 @@ def _apply(
     locked = lock_booking(session, booking_id)
     assert locked is not None
     booking, payment = locked
+    if event.checkout_session_id and payment.checkout_session_id not in (None, event.checkout_session_id):
+        # A session made for a retry whose first answer was lost: never shown to anyone.
+        return "ignored", "not the booking's checkout session"
     effect = effect_of(
         event, PaymentStatus(payment.status), BookingStatus(booking.status), payment.amount_refunded
     )

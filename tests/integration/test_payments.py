@@ -385,3 +385,37 @@ def test_a_decline_answered_after_the_customer_paid_the_same_intent_does_not_und
     after = api.get(f"/v1/bookings/{booking_id}").json
     assert after["status"] == "authorized"
     assert after["payment"]["status"] == "authorized"
+
+
+def test_a_checkout_booking_cancelled_after_a_failed_card_expires_its_session(app, api, runtime, worker):
+    # The customer's card failed on the hosted page (payment_intent.payment_failed names the
+    # session's intent); the client then cancels. Stripe cancels such an intent only through its
+    # session: the session must be expired, or the page could still take money for a freed seat.
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    _, seats = first_event(runtime.context.sessions)
+    booking, session_obj = _checkout_booking(api, runtime, seats[17])
+    intent = stripe.v1.payment_intents.create(params={
+        "amount": booking["total_amount"], "currency": "eur", "capture_method": "manual",
+        "metadata": {"booking_id": booking["id"]},
+    }).to_dict()
+    failed = stripe_event("payment_intent.payment_failed", {**intent, "last_payment_error": {"code": "card_declined"}})
+    assert post_webhook(app, failed, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, failed["id"])["outcome"] == "applied"
+
+    assert api.post(f"/v1/bookings/{booking['id']}/cancel", key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"cancelled"})
+    wait_for(lambda: _payment_row(runtime.context, booking["id"])["step"] is None, what="the void recorded")
+    assert stripe.v1.checkout.sessions.retrieve(session_obj["id"]).status == "expired"
+    assert _payment_row(runtime.context, booking["id"])["status"] == "canceled"
+
+
+def test_an_event_of_a_checkout_session_the_booking_does_not_use_is_ignored(app, api, runtime, worker):
+    # A session created before a lost answer (its retry made the booking's session under a new key)
+    # expires on its own later: that must not expire the booking whose own session is open.
+    _, seats = first_event(runtime.context.sessions)
+    booking, session_obj = _checkout_booking(api, runtime, seats[18])
+    orphan = {**session_obj, "id": "cs_test_orphan", "status": "expired"}
+    expired = stripe_event("checkout.session.expired", orphan)
+    assert post_webhook(app, expired, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, expired["id"])["outcome"] == "ignored"
+    assert api.get(f"/v1/bookings/{booking['id']}").json["status"] == "awaiting_payment"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from domain.lifecycle import RetryHold
 from domain.refunds import RefundPolicy
 
 
@@ -74,6 +75,7 @@ class Settings:
     broker_namespace: str = "bookings"
     hold_ttl: timedelta = timedelta(seconds=900)
     payment_retry_window: timedelta = timedelta(seconds=600)
+    max_hold: timedelta = timedelta(seconds=3600)
     idempotency_key_ttl: timedelta = timedelta(seconds=86400)
     archive_after: timedelta = timedelta(days=30)
     refund_policy: RefundPolicy = field(default_factory=RefundPolicy.default)
@@ -103,6 +105,10 @@ class Settings:
     #: Origins allowed to call the API from a browser; none unless configured.
     cors_allowed_origins: tuple[str, ...] = ()
 
+    @property
+    def retry_hold(self) -> RetryHold:
+        return RetryHold(self.payment_retry_window, self.max_hold)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -125,6 +131,7 @@ class Settings:
             payment_retry_window=timedelta(
                 seconds=_int(env, "PAYMENT_RETRY_WINDOW_SECONDS", 600)
             ),
+            max_hold=timedelta(seconds=_int(env, "BOOKING_MAX_HOLD_SECONDS", 3600)),
             idempotency_key_ttl=timedelta(seconds=_int(env, "IDEMPOTENCY_KEY_TTL_SECONDS", 86400)),
             archive_after=timedelta(days=_float(env, "ARCHIVE_AFTER_DAYS", 30)),
             refund_policy=RefundPolicy.parse(policy_spec) if policy_spec else RefundPolicy.default(),

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from domain.errors import InvalidState
 
@@ -92,3 +93,18 @@ def ensure_payment_retryable(status: BookingStatus) -> None:
 
 def is_expired(status: BookingStatus, expires_at: datetime | None, now: datetime) -> bool:
     return status in EXPIRABLE and expires_at is not None and expires_at <= now
+
+
+@dataclass(frozen=True)
+class RetryHold:
+    """How long a booking awaiting payment keeps its inventory after a failed attempt."""
+
+    #: Each failed attempt leaves the customer at least this long for the next one...
+    window: timedelta
+    #: ...but no hold lasts longer than this from the booking's creation, however many attempts fail.
+    longest: timedelta
+
+    def extended(self, expires_at: datetime | None, now: datetime, created_at: datetime) -> datetime:
+        """The hold after a failed attempt at `now`: extended, capped, never shortened."""
+        current = expires_at or now
+        return max(current, min(now + self.window, created_at + self.longest))

@@ -97,7 +97,7 @@ def _settle(
         if call is not None and result is not None:
             payment_steps.record(
                 session, booking, payment, call, result,
-                now=now, retry_window=ctx.settings.payment_retry_window,
+                now=now, retry_hold=ctx.settings.retry_hold,
             )
         for _ in range(MAX_STEPS):
             step = next_step(snapshot(booking, payment), now)

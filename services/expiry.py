@@ -113,7 +113,7 @@ def _void(ctx: Context, calls: list[ProviderCall]) -> int:
             locked = lock_booking(session, call.booking_id)
             if locked is not None:
                 payment_steps.record(
-                    session, *locked, call, result, now=now, retry_window=ctx.settings.payment_retry_window
+                    session, *locked, call, result, now=now, retry_hold=ctx.settings.retry_hold
                 )
     return len(answered)
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from db.models import Booking, Payment
 from db.queries.bookings import move_booking, set_claims
 from domain.errors import PaymentDeclined
-from domain.lifecycle import BookingStatus
+from domain.lifecycle import BookingStatus, RetryHold
 from domain.payments import (
     CheckoutSession,
     IntentState,
@@ -169,7 +169,7 @@ def _start_payment(gateway: PaymentGateway, call: ProviderCall) -> ProviderResul
 
 def record(
     session: Session, booking: Booking, payment: Payment, call: ProviderCall, result: ProviderResult,
-    *, now: datetime, retry_window: timedelta,
+    *, now: datetime, retry_hold: RetryHold,
 ) -> None:
     """Write what the provider answered and move the booking on; a stale answer is dropped."""
     if (payment.step, payment.attempt) != (call.step.value, call.attempt):
@@ -181,7 +181,7 @@ def record(
         return
     payment.step, payment.step_started_at, payment.updated_at = None, None, now
     if result.declined is not None:
-        _record_decline(session, booking, payment, result.declined, now, retry_window)
+        _record_decline(session, booking, payment, result.declined, now, retry_hold)
     elif call.step is Step.REFUND:
         # A total, not an increment: Stripe's charge.refunded (a running total) may have been
         # applied first, and a retried refund answers again with the same refund. A refund made
@@ -234,7 +234,7 @@ def _record_intent(
 
 def _record_decline(
     session: Session, booking: Booking, payment: Payment, declined: PaymentDeclined,
-    now: datetime, retry_window: timedelta,
+    now: datetime, retry_hold: RetryHold,
 ) -> None:
     payment.intent_id = payment.intent_id or declined.intent_id
     if later_status(PaymentStatus(payment.status), PaymentStatus.FAILED) is not PaymentStatus.FAILED:
@@ -249,7 +249,7 @@ def _record_decline(
         move_booking(session, booking, BookingStatus.REJECTED, now, reason="payment_declined")
     else:
         # A declined retry keeps the hold a little longer for the next attempt.
-        booking.expires_at = max(booking.expires_at or now, now + retry_window)
+        booking.expires_at = retry_hold.extended(booking.expires_at, now, booking.created_at)
         booking.updated_at = now
 
 

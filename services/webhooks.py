@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from db.engine import transaction
 from db.models import Booking, Payment, WebhookEvent
 from db.queries.bookings import move_booking
 from db.queries.locked_bookings import lock_booking
-from domain.lifecycle import BookingStatus
+from domain.lifecycle import BookingStatus, RetryHold
 from domain.payments import PaymentStatus
 from domain.webhooks import Effect, EffectKind, ProviderEvent, effect_of
 from services import queues
@@ -78,7 +78,7 @@ def _apply_once(
         booking_id = _find_booking(session, event)
         outcome, note = "unmatched", "no booking has this payment"
         if booking_id is not None:
-            outcome, note = _apply(session, booking_id, event, now, ctx.settings.payment_retry_window)
+            outcome, note = _apply(session, booking_id, event, now, ctx.settings.retry_hold)
         row.processed_at, row.booking_id, row.outcome, row.note = now, booking_id, outcome, note
     log.info("webhook %s %s: %s (%s)", event_id, event.type, outcome, note)
     return outcome, booking_id
@@ -101,7 +101,7 @@ def _find_booking(session: Session, event: ProviderEvent) -> uuid.UUID | None:
 
 
 def _apply(
-    session: Session, booking_id: uuid.UUID, event: ProviderEvent, now: datetime, retry_window: timedelta
+    session: Session, booking_id: uuid.UUID, event: ProviderEvent, now: datetime, retry_hold: RetryHold
 ) -> tuple[str, str | None]:
     locked = lock_booking(session, booking_id)
     assert locked is not None
@@ -116,11 +116,11 @@ def _apply(
         return "ignored", effect.reason
     payment.intent_id = payment.intent_id or event.intent_id
     payment.updated_at = now
-    _EFFECTS[effect.kind](session, booking, payment, effect, now, retry_window)
+    _EFFECTS[effect.kind](session, booking, payment, effect, now, retry_hold)
     return "applied", str(effect.kind)
 
 
-def _authorized(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: timedelta) -> None:
+def _authorized(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
     payment.status = PaymentStatus.AUTHORIZED.value
     payment.amount_authorized = effect.amount or booking.total_amount
     payment.authorized_at = payment.authorized_at or now
@@ -128,7 +128,7 @@ def _authorized(session: Session, booking: Booking, payment: Payment, effect: Ef
         move_booking(session, booking, BookingStatus.AUTHORIZED, now)
 
 
-def _captured(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: timedelta) -> None:
+def _captured(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
     amount = effect.amount or booking.total_amount
     payment.status = PaymentStatus.CAPTURED.value
     payment.amount_authorized = max(payment.amount_authorized, amount)
@@ -139,28 +139,28 @@ def _captured(session: Session, booking: Booking, payment: Payment, effect: Effe
         move_booking(session, booking, BookingStatus.CONFIRMED, now)
 
 
-def _failed(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, window: timedelta) -> None:
+def _failed(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, retry_hold: RetryHold) -> None:
     payment.status = PaymentStatus.FAILED.value
     payment.decline_code = (effect.reason or "")[:60]
     # The customer may try again (another card on the front end): keep the hold a while longer.
-    booking.expires_at = max(booking.expires_at or now, now + window)
+    booking.expires_at = retry_hold.extended(booking.expires_at, now, booking.created_at)
     booking.updated_at = now
 
 
-def _canceled(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: timedelta) -> None:
+def _canceled(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
     payment.status = PaymentStatus.CANCELED.value
     if booking.status in (BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED):
         release_inventory(session, booking, BookingStatus.CANCELLED, now=now, reason="payment_canceled")
 
 
-def _refunded(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: timedelta) -> None:
+def _refunded(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
     payment.amount_refunded = min(effect.amount, payment.amount_captured)
     payment.status = PaymentStatus.REFUNDED.value
     if booking.status == BookingStatus.CONFIRMED and payment.amount_refunded >= payment.amount_captured:
         release_inventory(session, booking, BookingStatus.REFUNDED, now=now, reason="refunded_at_provider")
 
 
-def _checkout_expired(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: timedelta) -> None:
+def _checkout_expired(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
     payment.status = PaymentStatus.CANCELED.value
     release_inventory(session, booking, BookingStatus.EXPIRED, now=now, reason="checkout_expired")
 

@@ -16,6 +16,7 @@ from domain.lifecycle import (
     FINAL,
     HOLDS_INVENTORY,
     BookingStatus,
+    RetryHold,
     check_transition,
     ensure_cancellable,
     ensure_confirmable,
@@ -172,3 +173,22 @@ def test_an_expirable_booking_is_expired_from_the_moment_its_hold_ends(status):
 @pytest.mark.parametrize("status", sorted(set(S) - EXPIRABLE), ids=str)
 def test_a_booking_that_is_not_expirable_is_never_expired(status):
     assert not is_expired(status, NOW - timedelta(days=1), NOW)
+
+
+def test_a_failed_payment_attempt_leaves_the_customer_the_retry_window():
+    created = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    hold = RetryHold(window=timedelta(minutes=10), longest=timedelta(hours=1))
+    # Shortly before the hold ran out: extended to ten minutes from now.
+    now = created + timedelta(minutes=14)
+    assert hold.extended(created + timedelta(minutes=15), now, created) == now + timedelta(minutes=10)
+    # A hold that runs longer than the window already keeps its end.
+    assert hold.extended(created + timedelta(minutes=30), now, created) == created + timedelta(minutes=30)
+
+
+def test_failed_attempts_cannot_hold_inventory_past_the_longest_hold():
+    created = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    hold = RetryHold(window=timedelta(minutes=10), longest=timedelta(hours=1))
+    expires = created + timedelta(minutes=15)
+    for minutes in range(14, 200, 9):  # a client failing an attempt every nine minutes
+        expires = hold.extended(expires, created + timedelta(minutes=minutes), created)
+    assert expires == created + timedelta(hours=1)

@@ -63,8 +63,8 @@ class ProviderCall:
     refunded_before: int = 0
     #: When this call's claim was taken: only that claim is released if the call fails.
     claimed_at: datetime | None = None
-    #: A void of a Checkout payment not yet authorized: its session is expired (which cancels
-    #: its intent too), since Stripe cancels such an intent only through its session.
+    #: A void of a Checkout payment with no authorized intent: its session is expired (which
+    #: cancels its intent too, if any), since Stripe cancels such an intent only through its session.
     expire_session: bool = False
 
     @property
@@ -98,7 +98,9 @@ def claim(
         payment_mode=PaymentMode(booking.payment_mode),
         checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
         refunded_before=payment.amount_refunded, claimed_at=now,
-        expire_session=payment.checkout_session_id is not None and payment.status != PaymentStatus.AUTHORIZED,
+        expire_session=payment.checkout_session_id is not None and (
+            payment.intent_id is None or payment.status != PaymentStatus.AUTHORIZED
+        ),
     )
 
 
@@ -121,13 +123,13 @@ def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult
     if call.step is Step.AUTHORIZE:
         return _start_payment(gateway, call)
     key = call.idempotency_key
-    if call.step is Step.VOID:
-        if call.expire_session or call.intent_id is None:
-            assert call.checkout_session_id is not None
-            gateway.expire_checkout(call.checkout_session_id, idempotency_key=key)
-            return ProviderResult()
-        return ProviderResult(state=gateway.void(call.intent_id, idempotency_key=key))
+    if call.step is Step.VOID and call.expire_session:
+        assert call.checkout_session_id is not None
+        gateway.expire_checkout(call.checkout_session_id, idempotency_key=key)
+        return ProviderResult()
     assert call.intent_id is not None
+    if call.step is Step.VOID:
+        return ProviderResult(state=gateway.void(call.intent_id, idempotency_key=key))
     if call.step is Step.CAPTURE:
         return ProviderResult(state=gateway.capture(call.intent_id, amount=call.amount, idempotency_key=key))
     if call.amount == 0:

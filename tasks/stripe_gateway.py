@@ -193,10 +193,8 @@ def _classified() -> Iterator[None]:
     try:
         yield
     except stripe.CardError as exc:
-        intent = getattr(exc.error, "payment_intent", None) if exc.error else None
         raise PaymentDeclined(
-            str(exc.user_message or "card declined"), details=exc.code,
-            intent_id=intent["id"] if intent else None,
+            str(exc.user_message or "card declined"), details=exc.code, intent_id=_intent_id(exc)
         ) from exc
     except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
         raise PaymentProviderUnavailable(f"Stripe unreachable: {type(exc).__name__}") from exc
@@ -208,25 +206,27 @@ def _classified() -> Iterator[None]:
             raise PaymentProviderUnavailable(f"Stripe failed: HTTP {exc.http_status}") from exc
         message = f"Stripe rejected the request: {exc.user_message or exc}"
         if _refused_for_the_booking(exc):
-            intent = getattr(exc.error, "payment_intent", None) if exc.error else None
             raise PaymentRequestInvalid(
-                message, details=exc.code or "resource_missing", intent_id=intent["id"] if intent else None
+                message, details=exc.code or "resource_missing", intent_id=_intent_id(exc)
             ) from exc
         raise PaymentRequestRejected(message, details=exc.code) from exc
 
 
-#: Refusals of what a booking asks for (its payment method, its amount), as opposed to how we
-#: asked (a parameter, a reused key, the account's settings), which needs an operator.
-REFUSED_FOR_THE_BOOKING = frozenset({"resource_missing", "amount_too_small", "amount_too_large"})
+def _intent_id(exc: stripe.StripeError) -> str | None:
+    """The PaymentIntent a refusal happened on, when Stripe had made one."""
+    intent = getattr(exc.error, "payment_intent", None) if exc.error else None
+    return intent["id"] if intent else None
 
 
 def _refused_for_the_booking(exc: stripe.StripeError) -> bool:
+    """A refusal of what the booking asks for (its payment method, its amount), as opposed to how
+    we asked (a parameter, a reused key, the account's settings), which needs an operator."""
     if not isinstance(exc, stripe.InvalidRequestError):
         return False
     if exc.code == "resource_missing":
         return exc.param in (None, "payment_method")
     # The local Stripe server says "no such object" with a bare 404 and no code.
-    return exc.code in REFUSED_FOR_THE_BOOKING or (exc.code is None and exc.http_status == 404)
+    return exc.code in ("amount_too_small", "amount_too_large") or (exc.code is None and exc.http_status == 404)
 
 
 def provider_event(payload: dict[str, Any]) -> ProviderEvent:

@@ -15,7 +15,7 @@ from unittest.mock import patch
 
 import tasks.runtime
 from config.settings import Settings
-from domain.payments import CheckoutSession, IntentState, PaymentStatus
+from domain.payments import CheckoutSession, CheckoutState, IntentState, PaymentStatus
 from domain.ports import PaymentGateway
 from tasks.runtime import WorkerRuntime, build_worker
 
@@ -54,6 +54,9 @@ class InstantGateway:
 
     def retrieve(self, intent_id: str) -> IntentState:
         return IntentState(intent_id, PaymentStatus.AUTHORIZED, 0, 0)
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutState:
+        return CheckoutState(session_id, "open", paid=False, intent_id=None)
 
 
 def compose_worker(settings: Settings, gateway: PaymentGateway | None = None, *,

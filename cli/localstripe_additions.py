@@ -7,7 +7,8 @@
 3. A minimal Checkout Session resource (localstripe has none). It stores sessions in memory and
    answers create, retrieve and expire with the fields this service reads (`id`, `url`,
    `status`, `payment_status`, `payment_intent`, `amount_total`, `metadata`). There is no hosted
-   page: tests play the customer by creating the PaymentIntent and sending a signed
+   page: tests play the customer by creating the PaymentIntent, completing the session with it
+   (`POST /v1/checkout/sessions/{id}/_complete`, ours alone) and sending a signed
    `checkout.session.completed` event themselves.
 4. Listing a type from an index instead of scanning the whole store: upstream's lists (and each
    charge's refunds, which every PaymentIntent answer includes) scan every object, so creating an
@@ -99,6 +100,21 @@ async def expire_session(request: web.Request) -> web.Response:
     return web.json_response(session)
 
 
+async def complete_session(request: web.Request) -> web.Response:
+    """Plays the customer on the hosted page (not a Stripe route): the session completes with the
+    PaymentIntent the test made for it, paid once that intent has captured."""
+    session = _sessions.get(request.match_info["id"])
+    if session is None:
+        return _error(404, "No such checkout.session")
+    if session["status"] != "open":
+        return _error(400, f"This Checkout Session is {session['status']}")
+    form = dict(parse_qsl((await request.read()).decode()))
+    intent = resources.PaymentIntent._api_retrieve(form.get("payment_intent", ""))
+    session["status"], session["payment_intent"] = "complete", intent.id
+    session["payment_status"] = "paid" if intent.status == "succeeded" else "unpaid"
+    return web.json_response(session)
+
+
 def _decline_names_the_intent() -> None:
     report_failure = resources.PaymentIntent._report_failure
 
@@ -147,3 +163,4 @@ def install(app: web.Application) -> None:
     app.router.add_post("/v1/checkout/sessions", create_session)
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
     app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)
+    app.router.add_post("/v1/checkout/sessions/{id}/_complete", complete_session)

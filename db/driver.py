@@ -25,7 +25,7 @@ the statement (`retval=True`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,12 @@ class _Compiled:
     binds: dict[str, Processor]
     #: Result processors of the columns whose type has one, by position.
     results: list[tuple[int, Processor]]
+
+    def bound(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        params = dict(parameters)
+        for name, process in self.binds.items():
+            params[name] = process(params[name])
+        return params
 
     def processed(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
@@ -89,23 +95,28 @@ class DriverStatement:
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run on `connection`, which must be in autocommit or inside a transaction it began."""
-        return self._run(connection, parameters, fetch=True)
+        return self._run(connection, [parameters], fetch=True)
 
     def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> None:
         """As `rows`, for a statement that returns none."""
-        self._run(connection, parameters, fetch=False)
+        self._run(connection, [parameters], fetch=False)
+
+    def execute_many(self, connection: Connection, parameters: Sequence[Mapping[str, Any]]) -> None:
+        """As `execute`, once per set of parameters, pipelined by psycopg: one round trip's wait
+        for the whole batch."""
+        self._run(connection, parameters, fetch=False, many=True)
 
     def _run(
-        self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool
+        self, connection: Connection, parameters: Sequence[Mapping[str, Any]], *, fetch: bool, many: bool = False
     ) -> list[tuple[Any, ...]]:
         autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         if not (autocommit or connection.in_transaction()):
             # psycopg would open a transaction that SQLAlchemy does not know about.
             raise RuntimeError("a DriverStatement runs in autocommit or inside a begun transaction")
         compiled = self._for(connection.dialect)
-        sql, params = compiled.sql, dict(parameters)
-        for name, process in compiled.binds.items():
-            params[name] = process(params[name])
+        sql = compiled.sql
+        batch = [compiled.bound(p) for p in parameters]
+        params: Any = batch if many else batch[0]
         pooled = connection.connection
         driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         cursor = driver.cursor()
@@ -113,13 +124,16 @@ class DriverStatement:
             events = connection.dispatch
             listening = bool(events.before_cursor_execute or events.after_cursor_execute)
             if listening:
-                events.before_cursor_execute(connection, cursor, sql, params, None, False)
-            cursor.execute(sql, params)
+                events.before_cursor_execute(connection, cursor, sql, params, None, many)
+            if many:
+                cursor.executemany(sql, batch)
+            else:
+                cursor.execute(sql, params)
             rows = cursor.fetchall() if fetch else []
             if compiled.results:
                 rows = [compiled.processed(row) for row in rows]
             if listening:
-                events.after_cursor_execute(connection, cursor, sql, params, None, False)
+                events.after_cursor_execute(connection, cursor, sql, params, None, many)
             return rows
         except BaseException as ex:
             # SQLAlchemy's own error path for a statement it executed (private, stable across the

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from domain.errors import InvalidState
+
 
 class PaymentMode(enum.StrEnum):
     CARD = "card"
@@ -47,6 +49,21 @@ def later_status(recorded: PaymentStatus, reported: PaymentStatus) -> PaymentSta
     return reported if _PROGRESS[reported] >= _PROGRESS[recorded] else recorded
 
 
+#: A new payment method is taken while the customer holds the next move: before the first
+#: attempt, after a decline, or while an intent waits for the customer (3-D Secure, client mode).
+RETRYABLE = frozenset({PaymentStatus.NONE, PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION})
+
+
+def ensure_new_attempt_allowed(status: PaymentStatus, *, step_pending: bool, has_payment_method: bool) -> None:
+    """One payment attempt at a time: a new one is refused while one is being made, or accepted
+    and not yet made (no status yet, a method to try)."""
+    if step_pending or status not in RETRYABLE or (status is PaymentStatus.NONE and has_payment_method):
+        raise InvalidState(
+            "a payment attempt for this booking is already in progress",
+            details={"payment_status": str(status)},
+        )
+
+
 class PaymentStep(enum.StrEnum):
     """A recovery point: the provider call a worker started and may not have recorded."""
 
@@ -65,6 +82,27 @@ class IntentState:
     amount_authorized: int
     amount_captured: int
     client_secret: str | None = None
+    #: What the intent is for; None where the provider's answer did not say.
+    amount: int | None = None
+    currency: str | None = None
+    amount_refunded: int = 0
+    #: Why the last attempt on the intent failed (the provider's decline code).
+    decline_code: str | None = None
+    #: What the customer must do next (3-D Secure), as the provider describes it.
+    next_action: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class CheckoutState:
+    """The provider's view of one hosted checkout session."""
+
+    session_id: str
+    #: open, complete or expired
+    status: str
+    paid: bool
+    intent_id: str | None
+    amount: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

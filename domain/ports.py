@@ -5,11 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from domain.payments import CheckoutSession, IntentState
-
-
-class Clock(Protocol):
-    def __call__(self) -> datetime: ...
+from domain.payments import CheckoutSession, CheckoutState, IntentState
 
 
 class PaymentGateway(Protocol):
@@ -56,3 +52,5 @@ class PaymentGateway(Protocol):
     def refund(self, intent_id: str, *, amount: int, idempotency_key: str) -> int: ...
 
     def retrieve(self, intent_id: str) -> IntentState: ...
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutState: ...

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from config.logging import bound
-from db.engine import transaction
-from db.models import Booking, Payment
-from db.queries.bookings import snapshot, starts_at_of
-from db.queries.locked_bookings import lock_booking
+from db.queries.bookings import starts_at_of
+from db.unit_of_work import LockedBooking, UnitOfWork
 from domain.errors import (
     PaymentDeclined,
     PaymentProviderUnavailable,
@@ -29,7 +28,7 @@ from domain.workflow import PROVIDER_STEPS, Step, next_step
 from services import payment_steps
 from services.context import Context
 from services.payment_steps import ProviderCall, ProviderResult
-from services.placement import hold_inventory, release_inventory
+from services.placement import hold_inventory
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +61,11 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
             return ProviderResult(declined=PaymentDeclined(
                 str(rejected), details=rejected.details, intent_id=rejected.intent_id
             ))
-        if call.intent_id is None or call.step is Step.REFUND:
-            # Nothing to read back (no intent yet), or nothing the intent can tell (a refused
-            # refund): the message goes to the dead-letter queue for an operator.
+        if call.step is Step.REFUND and call.intent_id is not None:
+            return _refund_read_back(ctx, call, rejected)
+        if call.intent_id is None:
+            # Nothing to read back (no intent yet): the message goes to the dead-letter queue
+            # for an operator.
             _release_claim(ctx, call)
             raise
         # The provider refused because the intent is not where we thought (the customer paid
@@ -77,55 +78,63 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
         raise
 
 
+def _refund_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequestRejected) -> ProviderResult:
+    """A refused refund is done if the provider has refunded as much already (from its dashboard,
+    or a refund whose answer was lost); anything else needs an operator (dead-letter queue)."""
+    assert call.intent_id is not None
+    state = ctx.payments().retrieve(call.intent_id)
+    if state.amount_refunded >= call.refunded_before + call.amount:
+        return ProviderResult(refunded=state.amount_refunded - call.refunded_before)
+    _release_claim(ctx, call)
+    raise rejected
+
+
 def _release_claim(ctx: Context, call: ProviderCall) -> None:
-    with transaction(ctx.sessions) as session:
-        locked = lock_booking(session, call.booking_id)
+    with UnitOfWork(ctx.sessions) as uow:
+        locked = uow.lock(call.booking_id)
         if locked is not None:
-            payment_steps.release_claim(locked[1], call, ctx.clock())
+            payment_steps.release_claim(locked.payment, call, ctx.clock())
+        uow.commit()
 
 
 def _settle(
     ctx: Context, booking_id: uuid.UUID, call: ProviderCall | None, result: ProviderResult | None
 ) -> tuple[ProviderCall | None, BookingStatus | None]:
     now = ctx.clock()
-    with transaction(ctx.sessions) as session:
-        locked = lock_booking(session, booking_id)
+    with UnitOfWork(ctx.sessions) as uow:
+        locked = uow.lock(booking_id)
         if locked is None:
             log.warning("booking %s not found", booking_id)
             return None, None
-        booking, payment = locked
         if call is not None and result is not None:
-            payment_steps.record(
-                session, booking, payment, call, result,
-                now=now, retry_hold=ctx.settings.retry_hold,
-            )
-        for _ in range(MAX_STEPS):
-            step = next_step(snapshot(booking, payment), now)
-            if step is None:
-                return None, BookingStatus(booking.status)
-            if step in PROVIDER_STEPS:
-                return claim_step(ctx, session, booking, payment, step), BookingStatus(booking.status)
-            _perform_local(ctx, session, booking, step)
-    raise RuntimeError(f"booking {booking_id} looped in local steps")
+            payment_steps.record(locked, call, result, now=now, retry_hold=ctx.settings.retry_hold)
+        next_call = _perform_local_steps(ctx, uow, locked, now)
+        uow.commit()
+        return next_call, locked.status
 
 
-def claim_step(ctx: Context, session: Session, booking: Booking, payment: Payment, step: Step) -> ProviderCall:
-    starts_at = None
-    if step is Step.REFUND:
-        starts_at = starts_at_of(session, booking)
+def _perform_local_steps(ctx: Context, uow: UnitOfWork, locked: LockedBooking, now: datetime) -> ProviderCall | None:
+    """Perform the steps that need no provider; claim the next provider step, if any."""
+    for _ in range(MAX_STEPS):
+        step = next_step(locked.snapshot(), now)
+        if step is None:
+            return None
+        if step in PROVIDER_STEPS:
+            return claim_step(ctx, uow.session, locked, step)
+        if step is Step.HOLD:
+            hold_inventory(uow.session, locked, now=now, hold_ttl=ctx.settings.hold_ttl)
+        elif step is Step.CANCEL:
+            locked.move(BookingStatus.CANCELLED, now, reason="cancelled_by_client")
+        elif step is Step.EXPIRE:
+            locked.move(BookingStatus.EXPIRED, now, reason="hold_expired")
+        else:  # pragma: no cover - every local step is handled above
+            raise AssertionError(step)
+    raise RuntimeError(f"booking {locked.id} looped in local steps")
+
+
+def claim_step(ctx: Context, session: Session, locked: LockedBooking, step: Step) -> ProviderCall:
+    starts_at = starts_at_of(session, locked.booking) if step is Step.REFUND else None
     return payment_steps.claim(
-        booking, payment, step, now=ctx.clock(), lease=ctx.settings.payment_step_lease,
+        locked, step, now=ctx.clock(), lease=ctx.settings.payment_step_lease,
         refund_policy=ctx.settings.refund_policy, inventory_starts_at=starts_at,
     )
-
-
-def _perform_local(ctx: Context, session: Session, booking: Booking, step: Step) -> None:
-    now = ctx.clock()
-    if step is Step.HOLD:
-        hold_inventory(session, booking, now=now, hold_ttl=ctx.settings.hold_ttl)
-    elif step is Step.CANCEL:
-        release_inventory(session, booking, BookingStatus.CANCELLED, now=now, reason="cancelled_by_client")
-    elif step is Step.EXPIRE:
-        release_inventory(session, booking, BookingStatus.EXPIRED, now=now, reason="hold_expired")
-    else:  # pragma: no cover - PROVIDER_STEPS are claimed, never performed here
-        raise AssertionError(step)

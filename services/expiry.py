@@ -10,17 +10,11 @@ per live authorization. The rules are the same `next_step` decisions a single bo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select, update
-from sqlalchemy.orm import Session
-
-from db.engine import transaction
-from db.models import Booking, BookingItem, Payment
-from db.queries.bookings import move_booking, snapshot
-from db.queries.locked_bookings import lock_booking
+from db.models import Booking, Payment
+from db.unit_of_work import UnitOfWork
 from domain.errors import DomainError
 from domain.lifecycle import EXPIRABLE, BookingStatus
 from domain.workflow import Step, next_step
@@ -63,42 +57,24 @@ def _expire_batch(
     now = ctx.clock()
     # Left to others: an accepted confirm or cancel (their workers carry them out), and a provider
     # call still to be recorded, which decides first (next_step).
-    step_pending = exists().where(Payment.booking_id == Booking.id, Payment.step.is_not(None))
-    query = (
-        select(Booking)
-        .where(Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now)
-        .where(Booking.confirm_requested_at.is_(None), Booking.cancel_requested_at.is_(None), ~step_pending)
-        .order_by(Booking.id)
-        .limit(batch_size)
-        .with_for_update(key_share=True, skip_locked=True)
-    )
+    due_now = [
+        Booking.status.in_([s.value for s in EXPIRABLE]), Booking.expires_at <= now,
+        Booking.confirm_requested_at.is_(None), Booking.cancel_requested_at.is_(None),
+        Payment.step.is_(None),
+    ]
     if after is not None:
-        query = query.where(Booking.id > after)
-    with transaction(ctx.sessions) as session:
-        bookings = session.scalars(query).all()
-        payments = _payments_for_update(session, [b.id for b in bookings])
-        due = [b for b in bookings if next_step(snapshot(b, payments[b.id]), now) is Step.EXPIRE]
-        session.execute(
-            update(BookingItem).where(BookingItem.booking_id.in_([b.id for b in due])).values(holds_inventory=False)
-        )
+        due_now.append(Booking.id > after)
+    with UnitOfWork(ctx.sessions) as uow:
+        taken = uow.lock_where(*due_now, limit=batch_size)
+        due = [locked for locked in taken if next_step(locked.snapshot(), now) is Step.EXPIRE]
         voids = []
-        for booking in due:
-            move_booking(session, booking, BookingStatus.EXPIRED, now, reason="hold_expired")
-            payment = payments[booking.id]
-            if next_step(snapshot(booking, payment), now) is Step.VOID:
-                voids.append(claim_step(ctx, session, booking, payment, Step.VOID))
-        last = bookings[-1].id if len(bookings) == batch_size else None
-        return last, len(due), voids
-
-
-def _payments_for_update(session: Session, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Payment]:
-    rows = session.scalars(
-        select(Payment)
-        .where(Payment.booking_id.in_(booking_ids))
-        .order_by(Payment.booking_id)
-        .with_for_update(key_share=True)
-    )
-    return {payment.booking_id: payment for payment in rows}
+        for locked in due:
+            locked.move(BookingStatus.EXPIRED, now, reason="hold_expired")
+            if next_step(locked.snapshot(), now) is Step.VOID:
+                voids.append(claim_step(ctx, uow.session, locked, Step.VOID))
+        uow.commit()
+    last = taken[-1].id if len(taken) == batch_size else None
+    return last, len(due), voids
 
 
 def _void(ctx: Context, calls: list[ProviderCall]) -> int:
@@ -108,13 +84,12 @@ def _void(ctx: Context, calls: list[ProviderCall]) -> int:
         results = list(pool.map(lambda call: _void_one(ctx, call), calls))
     answered = [(call, result) for call, result in zip(calls, results, strict=True) if result is not None]
     now = ctx.clock()
-    with transaction(ctx.sessions) as session:
+    with UnitOfWork(ctx.sessions) as uow:
         for call, result in sorted(answered, key=lambda pair: pair[0].booking_id):
-            locked = lock_booking(session, call.booking_id)
+            locked = uow.lock(call.booking_id)
             if locked is not None:
-                payment_steps.record(
-                    session, *locked, call, result, now=now, retry_hold=ctx.settings.retry_hold
-                )
+                payment_steps.record(locked, call, result, now=now, retry_hold=ctx.settings.retry_hold)
+        uow.commit()
     return len(answered)
 
 

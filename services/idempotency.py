@@ -1,4 +1,4 @@
-"""Idempotency keys (SPEC §6): the first answer to a key is stored in the same transaction as
+"""Idempotency keys: the first answer to a key is stored in the same transaction as
 the change it describes, and replayed for a retry of the same request.
 
 Two ways to keep that promise, each where it is cheapest:
@@ -25,8 +25,8 @@ from sqlalchemy import bindparam, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from db.engine import transaction
 from db.models import IdempotencyKey
+from db.unit_of_work import UnitOfWork
 from domain.errors import DomainError, IdempotencyKeyReused
 from services.context import Context
 from services.outbox import StagedMessage
@@ -111,9 +111,10 @@ _RECORD_ANSWER = (
 )
 
 
-def execute_once(ctx: Context, request: IdempotentRequest, command: Callable[[Session], Outcome]) -> Reply:
-    """Run `command` in one transaction, once per key; a retry gets the stored reply."""
-    with transaction(ctx.sessions) as session:
+def execute_once(ctx: Context, request: IdempotentRequest, command: Callable[[UnitOfWork], Outcome]) -> Reply:
+    """Run `command` in one unit of work, once per key; a retry gets the stored reply."""
+    with UnitOfWork(ctx.sessions) as uow:
+        session = uow.session
         connection = session.connection()
         claim = {"client_id": request.client_id, "key": request.key, "fingerprint": request.fingerprint}
         while connection.execute(_CLAIM_KEY, claim).first() is None:
@@ -122,9 +123,10 @@ def execute_once(ctx: Context, request: IdempotentRequest, command: Callable[[Se
             if stored is not None:
                 return stored
             # Purged past its TTL between the two statements: the key is free again.
-        outcome = command(session)
+        outcome = command(uow)
         reply = outcome.reply
         connection.execute(_RECORD_ANSWER, request.answer_row(reply))
+        uow.commit()
     ctx.dispatch(outcome.messages)
     return reply
 

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from db.archive import archive_batch
 from db.engine import transaction
 from db.models import Booking, Payment
-from db.queries.locked_bookings import lock_booking
+from db.unit_of_work import UnitOfWork
 from domain.errors import DomainError
 from domain.lifecycle import FINAL, BookingStatus
 from domain.payments import PaymentStatus
@@ -26,7 +26,6 @@ from services.advance import advance_booking
 from services.context import Context
 from services.idempotency import purge_expired_keys
 from services.payment_steps import StepInProgress
-from services.placement import release_inventory
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +89,18 @@ def guard_old_authorizations(ctx: Context, *, batch_size: int = 500) -> int:
             .limit(batch_size)
         ).all()
     for booking_id in old:
-        with transaction(ctx.sessions) as session:
-            locked = lock_booking(session, booking_id)
-            if locked is None or locked[0].status != BookingStatus.AUTHORIZED.value:
+        with UnitOfWork(ctx.sessions) as uow:
+            locked = uow.lock(booking_id)
+            # Confirmed since the query (advancing it below captures), or moved on: left alone.
+            if locked is None or locked.status is not BookingStatus.AUTHORIZED:
                 continue
-            booking = locked[0]
-            if booking.confirm_requested_at is not None:
-                continue  # confirmed since the query: advancing it below captures
+            if locked.booking.confirm_requested_at is not None:
+                continue
             if ctx.settings.authorization_guard_action == "capture":
-                booking.confirm_requested_at = now
+                locked.booking.confirm_requested_at = now
             else:
-                release_inventory(session, booking, BookingStatus.EXPIRED, now=now, reason="authorization_expiring")
+                locked.move(BookingStatus.EXPIRED, now, reason="authorization_expiring")
+            uow.commit()
     return _advance_each(ctx, old)
 
 

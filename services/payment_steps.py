@@ -13,12 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from db.models import Booking, Payment
-from db.queries.bookings import move_booking, set_claims
+from db.unit_of_work import LockedBooking
 from domain.errors import PaymentDeclined
 from domain.lifecycle import BookingStatus, RetryHold
+from domain.payment_facts import FactKind, PaymentFact, apply_fact, intent_fact
 from domain.payments import (
     CheckoutSession,
     IntentState,
@@ -31,7 +30,6 @@ from domain.payments import (
 from domain.ports import PaymentGateway
 from domain.refunds import RefundPolicy
 from domain.workflow import Step, lease_remaining
-from services.placement import release_inventory
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +79,10 @@ class ProviderResult:
 
 
 def claim(
-    booking: Booking, payment: Payment, step: Step, *, now: datetime, lease: timedelta,
+    locked: LockedBooking, step: Step, *, now: datetime, lease: timedelta,
     refund_policy: RefundPolicy, inventory_starts_at: datetime | None,
 ) -> ProviderCall:
+    booking, payment = locked.booking, locked.payment
     if payment.step == step.value:
         remaining = lease_remaining(payment.step_started_at, lease, now)
         if remaining > timedelta(0):
@@ -170,10 +169,10 @@ def _start_payment(gateway: PaymentGateway, call: ProviderCall) -> ProviderResul
 
 
 def record(
-    session: Session, booking: Booking, payment: Payment, call: ProviderCall, result: ProviderResult,
-    *, now: datetime, retry_hold: RetryHold,
+    locked: LockedBooking, call: ProviderCall, result: ProviderResult, *, now: datetime, retry_hold: RetryHold
 ) -> None:
     """Write what the provider answered and move the booking on; a stale answer is dropped."""
+    payment = locked.payment
     if (payment.step, payment.attempt) != (call.step.value, call.attempt):
         # Recorded already by a later claim of the step (this call outlived its lease), or moved
         # past it: a late answer must not overwrite what came after it. While the step is still
@@ -182,77 +181,33 @@ def record(
                     extra={"booking_id": str(call.booking_id)})
         return
     payment.step, payment.step_started_at, payment.updated_at = None, None, now
-    if result.declined is not None:
-        _record_decline(session, booking, payment, result.declined, now, retry_hold)
-    elif call.step is Step.REFUND:
-        # A total, not an increment: Stripe's charge.refunded (a running total) may have been
-        # applied first, and a retried refund answers again with the same refund. A refund made
-        # elsewhere and reported between the claim and now is counted by the next such event.
-        payment.amount_refunded = min(
-            payment.amount_captured, max(payment.amount_refunded, call.refunded_before + result.refunded)
-        )
-        payment.status = PaymentStatus.REFUNDED.value
-        if booking.status == BookingStatus.CONFIRMED:
-            set_claims(session, booking.id, False)
-            move_booking(session, booking, BookingStatus.REFUNDED, now, reason="cancelled_by_client")
-    elif result.checkout is not None:
+    if result.checkout is not None:
         payment.checkout_session_id = result.checkout.session_id
         payment.checkout_url = result.checkout.url
-        payment.status = PaymentStatus.REQUIRES_ACTION.value
-    elif call.step is Step.VOID and result.state is None:
-        payment.status = PaymentStatus.CANCELED.value  # the checkout session was expired
-    else:
-        assert result.state is not None
-        _record_intent(session, booking, payment, result.state, now)
-
-
-def _record_intent(
-    session: Session, booking: Booking, payment: Payment, state: IntentState, now: datetime
-) -> None:
-    payment.intent_id = state.intent_id
-    money = later_status(PaymentStatus(payment.status), state.status)
-    payment.status = money.value
-    payment.amount_authorized = max(payment.amount_authorized, state.amount_authorized)
-    payment.amount_captured = max(payment.amount_captured, state.amount_captured)
-    payment.client_secret = state.client_secret or payment.client_secret
-    if money is PaymentStatus.AUTHORIZED and payment.authorized_at is None:
-        payment.authorized_at = now
-    status = BookingStatus(booking.status)
-    # A booking cancelled or expired while the call was out keeps its status; the live
-    # authorization is then voided by the next step. Money captured after the client asked to
-    # cancel does not confirm the booking: it is cancelled and the money returned in full.
-    if money is PaymentStatus.CAPTURED and status in (
-        BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
-    ) and booking.cancel_requested_at is None:
-        move_booking(session, booking, BookingStatus.CONFIRMED, now)
-    elif money is PaymentStatus.AUTHORIZED and status is BookingStatus.AWAITING_PAYMENT:
-        move_booking(session, booking, BookingStatus.AUTHORIZED, now)
-    elif money is PaymentStatus.CANCELED and status in (
-        BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED
-    ):
-        # The authorization is gone at the provider (voided there, or lapsed): so is the hold.
-        release_inventory(session, booking, BookingStatus.CANCELLED, now=now, reason="payment_canceled")
-
-
-def _record_decline(
-    session: Session, booking: Booking, payment: Payment, declined: PaymentDeclined,
-    now: datetime, retry_hold: RetryHold,
-) -> None:
-    payment.intent_id = payment.intent_id or declined.intent_id
-    if later_status(PaymentStatus(payment.status), PaymentStatus.FAILED) is not PaymentStatus.FAILED:
-        return  # overtaken: the customer paid on the same intent since, and a webhook said so first
-    payment.status = PaymentStatus.FAILED.value
-    payment.decline_code = str(declined.details or "card_declined")[:60]
-    if booking.status != BookingStatus.AWAITING_PAYMENT:
+        payment.status = later_status(PaymentStatus(payment.status), PaymentStatus.REQUIRES_ACTION).value
         return
-    if payment.attempt == 1:
-        # Declined at once: the booking is rejected and its inventory freed.
-        set_claims(session, booking.id, False)
-        move_booking(session, booking, BookingStatus.REJECTED, now, reason="payment_declined")
-    else:
-        # A declined retry keeps the hold a little longer for the next attempt.
-        booking.expires_at = retry_hold.extended(booking.expires_at, now, booking.created_at)
-        booking.updated_at = now
+    fact = _fact_of(locked, call, result)
+    consequence = apply_fact(locked.facts(), locked.books(), fact, now=now, retry_hold=retry_hold)
+    if consequence.mismatch:
+        log.error("provider answer does not match booking %s: %s", call.booking_id, consequence.ignored)
+    locked.apply(consequence, now)
+
+
+def _fact_of(locked: LockedBooking, call: ProviderCall, result: ProviderResult) -> PaymentFact:
+    """What a call's answer says, and the provider's ids it names, recorded on the payment."""
+    payment = locked.payment
+    if result.declined is not None:
+        payment.intent_id = payment.intent_id or result.declined.intent_id
+        return PaymentFact(FactKind.DECLINED, decline_code=str(result.declined.details or "card_declined"))
+    if call.step is Step.REFUND:
+        # A total, not an increment: Stripe's charge.refunded (a running total) may have been
+        # applied first, and a retried refund answers again with the same refund.
+        return PaymentFact(FactKind.REFUNDED, refunded=call.refunded_before + result.refunded)
+    if result.state is None:
+        return PaymentFact(FactKind.CHECKOUT_CLOSED)  # the void expired the checkout session
+    payment.intent_id = result.state.intent_id
+    payment.client_secret = result.state.client_secret or payment.client_secret
+    return intent_fact(result.state)
 
 
 def release_claim(payment: Payment, call: ProviderCall, now: datetime) -> None:

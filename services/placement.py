@@ -14,25 +14,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from db.models import Booking, BookingItem
+from db.models import BookingItem
 from db.queries import catalog
-from db.queries.bookings import items_of, move_booking, set_claims
+from db.queries.bookings import items_of
+from db.unit_of_work import LockedBooking
 from domain.availability import Interval, slot_fits
 from domain.lifecycle import BookingStatus
 
 
-def hold_inventory(session: Session, booking: Booking, *, now: datetime, hold_ttl: timedelta) -> None:
+def hold_inventory(session: Session, locked: LockedBooking, *, now: datetime, hold_ttl: timedelta) -> None:
     """Move a requested booking to awaiting_payment with its inventory claimed, or reject it."""
+    booking = locked.booking
     refusal = (
         _seat_refusal(session, booking.id, booking.event_id) if booking.event_id
         else _slot_refusal(session, items_of(session, booking.id))
     )
     if refusal is not None:
-        move_booking(session, booking, BookingStatus.REJECTED, now, reason=refusal)
+        locked.move(BookingStatus.REJECTED, now, reason=refusal)
         return
-    set_claims(session, booking.id, True)
     booking.expires_at = now + hold_ttl
-    move_booking(session, booking, BookingStatus.AWAITING_PAYMENT, now)
+    locked.move(BookingStatus.AWAITING_PAYMENT, now)
 
 
 def _seat_refusal(session: Session, booking_id: uuid.UUID, event_id: uuid.UUID) -> str | None:
@@ -57,11 +58,3 @@ def _slot_refusal(session: Session, items: Sequence[BookingItem]) -> str | None:
     if catalog.busy_periods(session, [item.resource_id], within=slot):
         return "unavailable"
     return None
-
-
-def release_inventory(
-    session: Session, booking: Booking, target: BookingStatus, *, now: datetime, reason: str
-) -> None:
-    """End a booking that holds (or may hold) inventory, freeing its seats or slot."""
-    set_claims(session, booking.id, False)
-    move_booking(session, booking, target, now, reason=reason)

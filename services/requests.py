@@ -7,17 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from db.models import Booking, BookingItem, BookingTransition, Payment
 from db.queries import catalog
-from db.queries.bookings import BookingView, NewBookingRows, insert_booking_request, view_booking
+from db.queries.bookings import BookingView, NewBookingRows, insert_booking_request, view_of
 from db.queries.catalog import SeatLabel
+from db.unit_of_work import LockedBooking, UnitOfWork
 from domain import lifecycle, pricing
 from domain.errors import InvalidRequest, InvalidState, NotFound
 from domain.lifecycle import BookingStatus
-from domain.payments import CaptureMode, PaymentMode, PaymentStatus
+from domain.payments import CaptureMode, PaymentMode, PaymentStatus, ensure_new_attempt_allowed
 from services import queues
 from services.context import Context
 from services.idempotency import IdempotentRequest, KeyTaken, Outcome, Reply, answer_once
@@ -124,75 +124,60 @@ def _seat_items(
     return items, [p.seat for p in priced]
 
 
-#: A new payment method is taken while nothing is pending: before the first attempt, after a
-#: decline, or while a client-confirmed intent waits for the customer.
-RETRYABLE_PAYMENT = frozenset({PaymentStatus.NONE, PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION})
-
 #: A repeated confirm of a booking whose capture was accepted is answered, not refused.
 CONFIRMING = frozenset({BookingStatus.AUTHORIZED, BookingStatus.CONFIRMED})
 
 
-def _own_booking_for_update(session: Session, client_id: uuid.UUID, booking_id: uuid.UUID) -> Booking:
-    booking = session.scalars(
-        select(Booking)
-        .where(Booking.id == booking_id, Booking.client_id == client_id)
-        .with_for_update(key_share=True)
-    ).one_or_none()
-    if booking is None:
+def _own_booking(uow: UnitOfWork, client_id: uuid.UUID, booking_id: uuid.UUID) -> LockedBooking:
+    locked = uow.lock(booking_id)
+    if locked is None or locked.booking.client_id != client_id:
         raise NotFound("no such booking")
-    return booking
+    return locked
 
 
 def request_confirm(
-    session: Session, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
+    uow: UnitOfWork, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
 ) -> tuple[BookingView, list[StagedMessage]]:
-    booking = _own_booking_for_update(session, client_id, booking_id)
-    status = BookingStatus(booking.status)
-    already_accepted = booking.confirm_requested_at is not None and status in CONFIRMING
+    locked = _own_booking(uow, client_id, booking_id)
+    booking = locked.booking
+    already_accepted = booking.confirm_requested_at is not None and locked.status in CONFIRMING
     if not already_accepted:
-        lifecycle.ensure_confirmable(status, booking.expires_at, now)
+        lifecycle.ensure_confirmable(locked.status, booking.expires_at, now)
         booking.confirm_requested_at = now
-    message = stage(session, *queues.CONFIRM_BOOKING, str(booking.id), request_id=request_id)
-    return _view_after(session, booking, client_id), [message]
+    message = stage(uow.session, *queues.CONFIRM_BOOKING, str(booking.id), request_id=request_id)
+    return view_of(uow.session, booking, locked.payment), [message]
 
 
 def request_cancel(
-    session: Session, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
+    uow: UnitOfWork, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
 ) -> tuple[BookingView, list[StagedMessage]]:
-    booking = _own_booking_for_update(session, client_id, booking_id)
-    lifecycle.ensure_cancellable(BookingStatus(booking.status))
-    booking.cancel_requested_at = booking.cancel_requested_at or now
-    message = stage(session, *queues.CANCEL_BOOKING, str(booking.id), request_id=request_id)
-    return _view_after(session, booking, client_id), [message]
-
-
-def _view_after(session: Session, booking: Booking, client_id: uuid.UUID) -> BookingView:
-    session.flush()
-    view = view_booking(session, booking.id, client_id)
-    assert view is not None
-    return view
+    locked = _own_booking(uow, client_id, booking_id)
+    lifecycle.ensure_cancellable(locked.status)
+    locked.booking.cancel_requested_at = locked.booking.cancel_requested_at or now
+    message = stage(uow.session, *queues.CANCEL_BOOKING, str(booking_id), request_id=request_id)
+    return view_of(uow.session, locked.booking, locked.payment), [message]
 
 
 def request_payment_retry(
-    session: Session, client_id: uuid.UUID, booking_id: uuid.UUID, payment_method: str,
+    uow: UnitOfWork, client_id: uuid.UUID, booking_id: uuid.UUID, payment_method: str,
     *, now: datetime, request_id: str | None,
 ) -> tuple[BookingView, list[StagedMessage]]:
-    """A new payment method for a booking awaiting payment: the next attempt uses a new key."""
-    booking = _own_booking_for_update(session, client_id, booking_id)
-    lifecycle.ensure_payment_retryable(BookingStatus(booking.status))
+    """A new payment method for a booking awaiting payment: the next attempt uses a new key.
+
+    One attempt at a time: while an accepted one has not been made, another is refused."""
+    locked = _own_booking(uow, client_id, booking_id)
+    booking, payment = locked.booking, locked.payment
+    lifecycle.ensure_payment_retryable(locked.status)
     if booking.payment_mode == PaymentMode.CHECKOUT:
         # Its hosted page may still be paid; a second way to pay could take the money twice.
         raise InvalidState("a checkout booking is paid on its checkout page", details={"mode": "checkout"})
-    payment = session.scalars(
-        select(Payment).where(Payment.booking_id == booking.id).with_for_update(key_share=True)
-    ).one()
-    if payment.step is not None or payment.status not in RETRYABLE_PAYMENT:
-        raise InvalidState(
-            "a payment attempt for this booking is already in progress",
-            details={"payment_status": payment.status},
-        )
+    ensure_new_attempt_allowed(
+        PaymentStatus(payment.status), step_pending=payment.step is not None,
+        has_payment_method=booking.payment_method is not None,
+    )
     booking.payment_mode, booking.payment_method = PaymentMode.CARD.value, payment_method
+    booking.updated_at = now
     payment.attempt += 1
     payment.status, payment.decline_code, payment.updated_at = PaymentStatus.NONE.value, None, now
-    message = stage(session, *queues.RETRY_PAYMENT, str(booking.id), request_id=request_id)
-    return _view_after(session, booking, client_id), [message]
+    message = stage(uow.session, *queues.RETRY_PAYMENT, str(booking.id), request_id=request_id)
+    return view_of(uow.session, booking, payment), [message]

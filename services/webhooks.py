@@ -1,10 +1,15 @@
 """Stripe webhooks: append to the ledger on receipt, apply each event once in a worker.
 
 Receiving does no business work: the event is written to the ledger (unique on its id, so a
-duplicate delivery is a no-op) with an outbox message in the same transaction. Applying locks
-the ledger row, then the booking, asks `domain.webhooks` what the event means for the payment
-as it stands now, records the effect and the outcome, and lets `advance_booking` do what
-follows (a capture for an immediate booking, a void for a booking that ended meanwhile).
+duplicate delivery is a no-op) with an outbox message in the same transaction.
+
+Applying treats the event as a trigger to look, never as a fact: it acts only on the intent or
+checkout session a booking recorded (metadata anyone can set matches nothing), reads that
+payment back from the provider with no lock held, then locks the ledger row and the booking and
+applies what the provider says by the one rule of `domain.payment_facts`. An amount or currency
+that is not the booking's is recorded as a mismatch for an operator and changes nothing.
+`advance_booking` then does what follows (a capture for an immediate booking, a void for a
+booking that ended meanwhile).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,16 +27,16 @@ from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.models import Booking, Payment, WebhookEvent
-from db.queries.bookings import move_booking
-from db.queries.locked_bookings import lock_booking
-from domain.lifecycle import BookingStatus, RetryHold
+from db.unit_of_work import LockedBooking, UnitOfWork
+from domain.lifecycle import RetryHold
+from domain.payment_facts import FactKind, PaymentFact, apply_fact, intent_fact
 from domain.payments import PaymentStatus
-from domain.webhooks import Effect, EffectKind, ProviderEvent, effect_of
+from domain.ports import PaymentGateway
+from domain.webhooks import CHECKOUT_EVENTS, ProviderEvent
 from services import queues
 from services.advance import advance_booking
 from services.context import Context
 from services.outbox import StagedMessage, stage
-from services.placement import release_inventory
 
 log = logging.getLogger(__name__)
 
@@ -56,120 +62,143 @@ def process_event(ctx: Context, event_id: str, read: EventReader, *, replay: boo
     Run again (a redelivery, a retry after a busy booking, an operator's replay), the event is
     not applied twice, but the booking is still moved on.
     """
-    outcome, booking_id = _apply_once(ctx, event_id, read, replay=replay)
-    if booking_id is not None:
-        advance_booking(ctx, booking_id)
+    found = _look_up(ctx, event_id, read, replay=replay)
+    if found is None:
+        return None
+    if isinstance(found, Done):
+        if found.booking_id is not None:
+            advance_booking(ctx, found.booking_id)
+        return found.outcome
+    reading = _read_back(ctx.payments(), found)  # no lock held while the provider answers
+    outcome = _apply(ctx, found, reading, replay=replay)
+    advance_booking(ctx, found.booking_id)
     return outcome
 
 
-def _apply_once(
-    ctx: Context, event_id: str, read: EventReader, *, replay: bool
-) -> tuple[str | None, uuid.UUID | None]:
-    now = ctx.clock()
+@dataclass(frozen=True)
+class Done:
+    """An event processed already, or one that needs no look-up: its outcome stands."""
+
+    outcome: str | None
+    booking_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """An event that names the payment a booking recorded: look that payment up."""
+
+    event_id: str
+    event: ProviderEvent
+    booking_id: uuid.UUID
+    intent_id: str | None
+    checkout_session_id: str | None
+
+
+def _look_up(ctx: Context, event_id: str, read: EventReader, *, replay: bool) -> Done | Match | None:
+    """Which booking's payment the event names, if any; events that need nothing are closed here."""
     with transaction(ctx.sessions) as session:
-        row = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update(key_share=True)
-        ).one_or_none()
+        row = session.get(WebhookEvent, event_id)
         if row is None:
-            return None, None
+            return None
         if row.processed_at is not None and not replay:
-            return row.outcome, row.booking_id
+            return Done(row.outcome, row.booking_id)
         event = read(row.payload)
-        booking_id = _find_booking(session, event)
-        outcome, note = "unmatched", "no booking has this payment"
-        if booking_id is not None:
-            outcome, note = _apply(session, booking_id, event, now, ctx.settings.retry_hold)
-        row.processed_at, row.booking_id, row.outcome, row.note = now, booking_id, outcome, note
-    log.info("webhook %s %s: %s (%s)", event_id, event.type, outcome, note)
-    return outcome, booking_id
+        match = _match(session, event_id, event) if event.handled else None
+        if match is not None:
+            return match
+        outcome, note = ("ignored", f"{event.type} is not an event this service acts on") if not event.handled \
+            else ("unmatched", _unmatched_note(session, event))
+        row.processed_at, row.outcome, row.note = ctx.clock(), outcome, note
+    log.log(logging.WARNING if outcome == "unmatched" else logging.INFO,
+            "webhook %s %s: %s (%s)", event_id, event.type, outcome, note)
+    return Done(outcome)
 
 
-def _find_booking(session: Session, event: ProviderEvent) -> uuid.UUID | None:
-    for column, value in (
-        (Payment.intent_id, event.intent_id),
-        (Payment.checkout_session_id, event.checkout_session_id),
-    ):
-        if value:
-            found = session.scalars(select(Payment.booking_id).where(column == value)).first()
-            if found is not None:
-                return found
-    try:
-        booking_id = uuid.UUID(event.booking_id or "")
-    except ValueError:
+def _match(session: Session, event_id: str, event: ProviderEvent) -> Match | None:
+    """Only the intent or checkout session a booking recorded matches; never the metadata alone."""
+    if event.checkout_session_id:
+        column, value = Payment.checkout_session_id, event.checkout_session_id
+    elif event.intent_id:
+        column, value = Payment.intent_id, event.intent_id
+    else:
         return None
-    return session.scalars(select(Booking.id).where(Booking.id == booking_id)).first()
+    found = session.execute(
+        select(Payment.booking_id, Payment.intent_id, Payment.checkout_session_id).where(column == value)
+    ).first()
+    if found is None:
+        return None
+    return Match(event_id, event, found.booking_id, found.intent_id, found.checkout_session_id)
 
 
-def _apply(
-    session: Session, booking_id: uuid.UUID, event: ProviderEvent, now: datetime, retry_hold: RetryHold
+def _unmatched_note(session: Session, event: ProviderEvent) -> str:
+    named = event.checkout_session_id or event.intent_id or "no payment"
+    try:
+        claimed = uuid.UUID(event.booking_id or "")
+    except ValueError:
+        return f"no booking recorded {named}"
+    if session.get(Booking, claimed) is None:
+        return f"no booking recorded {named}"
+    # Metadata anyone can set: an operator should see it, but it moves nothing.
+    return f"its metadata names booking {claimed}, which did not record {named}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The provider's record of the payment an event named, as a fact."""
+
+    fact: PaymentFact
+    intent_id: str | None
+
+
+def _read_back(gateway: PaymentGateway, match: Match) -> Reading:
+    if match.event.type in CHECKOUT_EVENTS:
+        assert match.checkout_session_id is not None
+        checkout = gateway.retrieve_checkout(match.checkout_session_id)
+        if checkout.intent_id is None:
+            closed = checkout.status == "expired"
+            return Reading(PaymentFact(FactKind.CHECKOUT_CLOSED) if closed else _NOTHING_YET, None)
+        intent_id: str | None = checkout.intent_id
+    else:
+        intent_id = match.intent_id
+    assert intent_id is not None
+    return Reading(intent_fact(gateway.retrieve(intent_id), reported=True), intent_id)
+
+
+#: An open checkout session nobody has paid on yet.
+_NOTHING_YET = PaymentFact(FactKind.INTENT, PaymentStatus.REQUIRES_ACTION, reported=True)
+
+
+def _apply(ctx: Context, match: Match, reading: Reading, *, replay: bool) -> str | None:
+    now = ctx.clock()
+    with UnitOfWork(ctx.sessions) as uow:
+        row = uow.session.scalars(
+            select(WebhookEvent).where(WebhookEvent.id == match.event_id).with_for_update(key_share=True)
+        ).one()
+        if row.processed_at is not None and not replay:
+            return row.outcome  # applied by a redelivery while we looked
+        locked = uow.lock(match.booking_id)
+        assert locked is not None
+        outcome, note = _apply_to(locked, reading, now, ctx.settings.retry_hold)
+        row.processed_at, row.booking_id, row.outcome, row.note = now, match.booking_id, outcome, note
+        uow.commit()
+    level = logging.ERROR if outcome == "mismatch" else logging.INFO
+    log.log(level, "webhook %s %s: %s (%s)", match.event_id, match.event.type, outcome, note)
+    return outcome
+
+
+def _apply_to(
+    locked: LockedBooking, reading: Reading, now: datetime, retry_hold: RetryHold
 ) -> tuple[str, str | None]:
-    locked = lock_booking(session, booking_id)
-    assert locked is not None
-    booking, payment = locked
-    if event.checkout_session_id and payment.checkout_session_id not in (None, event.checkout_session_id):
-        # A session made for a retry whose first answer was lost: never shown to anyone.
-        return "ignored", "not the booking's checkout session"
-    effect = effect_of(
-        event, PaymentStatus(payment.status), BookingStatus(booking.status), payment.amount_refunded
-    )
-    if effect.kind is EffectKind.IGNORED:
-        return "ignored", effect.reason
-    payment.intent_id = payment.intent_id or event.intent_id
-    payment.updated_at = now
-    _EFFECTS[effect.kind](session, booking, payment, effect, now, retry_hold)
-    return "applied", str(effect.kind)
-
-
-def _authorized(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
-    payment.status = PaymentStatus.AUTHORIZED.value
-    payment.amount_authorized = effect.amount or booking.total_amount
-    payment.authorized_at = payment.authorized_at or now
-    if booking.status == BookingStatus.AWAITING_PAYMENT:
-        move_booking(session, booking, BookingStatus.AUTHORIZED, now)
-
-
-def _captured(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
-    amount = effect.amount or booking.total_amount
-    payment.status = PaymentStatus.CAPTURED.value
-    payment.amount_authorized = max(payment.amount_authorized, amount)
-    payment.amount_captured = amount
-    # As when a worker records a capture: money taken after the client asked to cancel does not
-    # confirm the booking; the pending cancel ends it and the money goes back in full.
-    if booking.status in (BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED) and booking.cancel_requested_at is None:
-        move_booking(session, booking, BookingStatus.CONFIRMED, now)
-
-
-def _failed(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, retry_hold: RetryHold) -> None:
-    payment.status = PaymentStatus.FAILED.value
-    payment.decline_code = (effect.reason or "")[:60]
-    # The customer may try again (another card on the front end): keep the hold a while longer.
-    booking.expires_at = retry_hold.extended(booking.expires_at, now, booking.created_at)
-    booking.updated_at = now
-
-
-def _canceled(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
-    payment.status = PaymentStatus.CANCELED.value
-    if booking.status in (BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED):
-        release_inventory(session, booking, BookingStatus.CANCELLED, now=now, reason="payment_canceled")
-
-
-def _refunded(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
-    payment.amount_refunded = min(effect.amount, payment.amount_captured)
-    payment.status = PaymentStatus.REFUNDED.value
-    if booking.status == BookingStatus.CONFIRMED and payment.amount_refunded >= payment.amount_captured:
-        release_inventory(session, booking, BookingStatus.REFUNDED, now=now, reason="refunded_at_provider")
-
-
-def _checkout_expired(session: Session, booking: Booking, payment: Payment, effect: Effect, now: datetime, _: RetryHold) -> None:
-    payment.status = PaymentStatus.CANCELED.value
-    release_inventory(session, booking, BookingStatus.EXPIRED, now=now, reason="checkout_expired")
-
-
-_EFFECTS = {
-    EffectKind.AUTHORIZED: _authorized,
-    EffectKind.CAPTURED: _captured,
-    EffectKind.FAILED: _failed,
-    EffectKind.CANCELED: _canceled,
-    EffectKind.REFUNDED: _refunded,
-    EffectKind.CHECKOUT_EXPIRED: _checkout_expired,
-}
+    payment, fact = locked.payment, reading.fact
+    if reading.intent_id is not None:
+        if payment.intent_id not in (None, reading.intent_id):
+            return "ignored", f"the booking's payment is {payment.intent_id}, not {reading.intent_id}"
+        # A checkout session's intent, read from the session the booking recorded.
+        payment.intent_id = reading.intent_id
+    consequence = apply_fact(locked.facts(), locked.books(), fact, now=now, retry_hold=retry_hold)
+    if consequence.mismatch:
+        return "mismatch", consequence.ignored
+    if consequence.ignored is not None:
+        return "ignored", consequence.ignored
+    locked.apply(consequence, now)
+    return "applied", ", ".join(str(move.to) for move in consequence.moves) or str(consequence.books.status)

@@ -20,7 +20,7 @@ from domain.errors import (
     PaymentRequestInvalid,
     PaymentRequestRejected,
 )
-from domain.payments import CheckoutSession, IntentState, PaymentStatus
+from domain.payments import CheckoutSession, CheckoutState, IntentState, PaymentStatus
 from domain.webhooks import ProviderEvent
 
 CHECKOUT_MIN_LIFETIME = timedelta(minutes=31)
@@ -50,13 +50,22 @@ def make_stripe_client(api_key: str, api_base: str | None, *, timeout_seconds: f
 def intent_state(stripe_intent: Any) -> IntentState:
     # SDK objects are not dicts (v15+): read a plain copy.
     intent = stripe_intent.to_dict() if hasattr(stripe_intent, "to_dict") else dict(stripe_intent)
+    error = intent.get("last_payment_error") or {}
     status = _STATUS.get(intent["status"], PaymentStatus.REQUIRES_ACTION)
+    if intent["status"] == "requires_payment_method" and error:
+        status = PaymentStatus.FAILED  # the customer's attempt was declined; another may follow
     amount = int(intent["amount"])
+    charge = intent.get("latest_charge")
     return IntentState(
         intent_id=intent["id"], status=status,
         amount_authorized=amount if status in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED) else 0,
         amount_captured=captured_amount(intent) if status is PaymentStatus.CAPTURED else 0,
         client_secret=intent.get("client_secret"),
+        amount=amount, currency=str(intent["currency"]),
+        # Refunds are on the charge; an unexpanded charge (an id) is read by `retrieve`.
+        amount_refunded=int(charge.get("amount_refunded") or 0) if isinstance(charge, dict) else 0,
+        decline_code=error.get("decline_code") or error.get("code"),
+        next_action=intent.get("next_action") or None,
     )
 
 
@@ -182,9 +191,21 @@ class StripeGateway:
         return int(refund["amount"])
 
     def retrieve(self, intent_id: str) -> IntentState:
+        """The intent as Stripe has it now, with its charge (captured and refunded amounts)."""
         with _classified():
-            intent = self._client.v1.payment_intents.retrieve(intent_id)
+            intent = self._client.v1.payment_intents.retrieve(intent_id, params={"expand": ["latest_charge"]})
         return intent_state(intent)
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutState:
+        with _classified():
+            session = self._client.v1.checkout.sessions.retrieve(session_id).to_dict()
+        intent = session.get("payment_intent")
+        return CheckoutState(
+            session_id=session["id"], status=str(session["status"]),
+            paid=session.get("payment_status") == "paid",
+            intent_id=intent["id"] if isinstance(intent, dict) else intent,
+            amount=session.get("amount_total"), currency=session.get("currency"),
+        )
 
 
 @contextmanager
@@ -230,28 +251,18 @@ def _refused_for_the_booking(exc: stripe.StripeError) -> bool:
 
 
 def provider_event(payload: dict[str, Any]) -> ProviderEvent:
-    """The facts of a Stripe event that matter to a booking, read from its JSON payload."""
+    """The ids a Stripe event names, read from its JSON payload (what happened is read back)."""
     kind = str(payload.get("type", ""))
     obj = (payload.get("data") or {}).get("object") or {}
     metadata = obj.get("metadata") or {}
+    booking_id = metadata.get("booking_id")
     if kind.startswith("payment_intent."):
-        error = obj.get("last_payment_error") or {}
-        amount = obj.get("amount_capturable") if kind.endswith("amount_capturable_updated") else (
-            obj.get("amount_received") or obj.get("amount")
-        )
-        return ProviderEvent(
-            type=kind, intent_id=obj.get("id"), booking_id=metadata.get("booking_id"),
-            amount=int(amount or 0), failure_code=error.get("decline_code") or error.get("code"),
-        )
+        return ProviderEvent(type=kind, intent_id=obj.get("id"), booking_id=booking_id)
     if kind == "charge.refunded":
-        return ProviderEvent(
-            type=kind, intent_id=obj.get("payment_intent"), booking_id=metadata.get("booking_id"),
-            amount=int(obj.get("amount_refunded") or 0),
-        )
+        return ProviderEvent(type=kind, intent_id=obj.get("payment_intent"), booking_id=booking_id)
     if kind.startswith("checkout.session."):
         return ProviderEvent(
             type=kind, intent_id=obj.get("payment_intent"), checkout_session_id=obj.get("id"),
-            booking_id=metadata.get("booking_id") or obj.get("client_reference_id"),
-            amount=int(obj.get("amount_total") or 0), paid=obj.get("payment_status") == "paid",
+            booking_id=booking_id or obj.get("client_reference_id"),
         )
     return ProviderEvent(type=kind)

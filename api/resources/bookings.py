@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
-from sqlalchemy.orm import Session
 
 from api.errors import APIError
 from api.media import parse_body, parse_query, read_json
@@ -15,6 +14,7 @@ from api.representations import booking_body, decode_cursor, encode_cursor
 from api.schemas import BookingCreate, BookingListQuery, PaymentRetry
 from db.archive import archived_view
 from db.queries.bookings import BookingView, list_bookings, view_booking
+from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from domain.lifecycle import SETTLED, BookingStatus
 from domain.payments import CaptureMode, PaymentMode
@@ -23,7 +23,7 @@ from services.context import Context
 from services.idempotency import IdempotentRequest, Outcome, Reply, execute_once, fingerprint
 from services.outbox import StagedMessage
 
-Command = Callable[[Session], tuple[BookingView, list[StagedMessage]]]
+Command = Callable[[UnitOfWork], tuple[BookingView, list[StagedMessage]]]
 
 
 def idempotency_key(req: falcon.Request) -> str:
@@ -60,8 +60,8 @@ def accepted(view: BookingView) -> Reply:
 def run_once(ctx: Context, req: falcon.Request, body: Any, command: Command) -> Reply:
     """Run a booking command under the request's idempotency key; answer 202 with the booking."""
 
-    def answered(session: Session) -> Outcome:
-        view, messages = command(session)
+    def answered(uow: UnitOfWork) -> Outcome:
+        view, messages = command(uow)
         return Outcome(accepted(view), messages)
 
     return execute_once(ctx, idempotent_request(req, body), answered)
@@ -126,8 +126,8 @@ class BookingConfirmation:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
         client_id, now = req.context.principal.client_id, self.ctx.clock()
-        respond(resp, run_once(self.ctx, req, None, lambda session: requests.request_confirm(
-            session, client_id, booking_id, now=now, request_id=req.context.request_id,
+        respond(resp, run_once(self.ctx, req, None, lambda uow: requests.request_confirm(
+            uow, client_id, booking_id, now=now, request_id=req.context.request_id,
         )))
 
 
@@ -137,8 +137,8 @@ class BookingCancellation:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
         client_id, now = req.context.principal.client_id, self.ctx.clock()
-        respond(resp, run_once(self.ctx, req, None, lambda session: requests.request_cancel(
-            session, client_id, booking_id, now=now, request_id=req.context.request_id,
+        respond(resp, run_once(self.ctx, req, None, lambda uow: requests.request_cancel(
+            uow, client_id, booking_id, now=now, request_id=req.context.request_id,
         )))
 
 
@@ -151,6 +151,6 @@ class BookingPayment:
         body = read_json(req, self.ctx.settings.max_body_bytes)
         retry = parse_body(PaymentRetry, body)
         client_id, now = req.context.principal.client_id, self.ctx.clock()
-        respond(resp, run_once(self.ctx, req, body, lambda session: requests.request_payment_retry(
-            session, client_id, booking_id, retry.payment_method, now=now, request_id=req.context.request_id,
+        respond(resp, run_once(self.ctx, req, body, lambda uow: requests.request_payment_retry(
+            uow, client_id, booking_id, retry.payment_method, now=now, request_id=req.context.request_id,
         )))

@@ -8,17 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, inspect, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
 from sqlalchemy.orm import Session
 
 from db.driver import DriverStatement
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
 from db.queries.catalog import SeatLabel
-from db.queries.locked_bookings import held
-from domain.lifecycle import BookingStatus, check_transition
-from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
-from domain.workflow import BookingSnapshot
 
 
 @dataclass(frozen=True)
@@ -101,65 +97,9 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
     return bool(claimed)
 
 
-def snapshot(booking: Booking, payment: Payment) -> BookingSnapshot:
-    return BookingSnapshot(
-        status=BookingStatus(booking.status),
-        payment_mode=PaymentMode(booking.payment_mode),
-        capture_mode=CaptureMode(booking.capture_mode),
-        has_payment_method=booking.payment_method is not None,
-        payment_status=PaymentStatus(payment.status),
-        pending_step=PaymentStep(payment.step) if payment.step else None,
-        expires_at=booking.expires_at,
-        confirm_requested=booking.confirm_requested_at is not None,
-        cancel_requested=booking.cancel_requested_at is not None,
-        amount_captured=payment.amount_captured,
-        amount_refunded=payment.amount_refunded,
-        has_provider_payment=payment.intent_id is not None or payment.checkout_session_id is not None,
-    )
-
-
-def move_booking(
-    session: Session, booking: Booking, target: BookingStatus, now: datetime, reason: str | None = None
-) -> None:
-    """Change status as the lifecycle allows, and record the transition in the history."""
-    current = BookingStatus(booking.status)
-    check_transition(current, target)
-    booking.status = target.value
-    booking.updated_at = now
-    if reason is not None:
-        booking.reason = reason
-    transition = BookingTransition(
-        booking_id=booking.id, from_status=current.value, to_status=target.value, reason=reason, at=now,
-    )
-    locked = held(session, booking.id)
-    if locked is not None:
-        locked.history.append(transition)
-    elif inspect(booking).detached:
-        raise RuntimeError(f"booking {booking.id} is neither in this session nor held by lock_booking")
-    else:
-        session.add(transition)
-
-
 _ITEMS_OF = select(BookingItem).where(BookingItem.booking_id == bindparam("booking_id")).order_by(BookingItem.id)
-_SET_CLAIMS = (
-    update(BookingItem)
-    .where(BookingItem.booking_id == bindparam("claims_of"))
-    .values(holds_inventory=bindparam("holds"))
-)
-
-
 def items_of(session: Session, booking_id: uuid.UUID) -> Sequence[BookingItem]:
     return session.scalars(_ITEMS_OF, {"booking_id": booking_id}).all()
-
-
-def set_claims(session: Session, booking_id: uuid.UUID, holds: bool) -> None:
-    """Make the booking's items claim (or free) their inventory: at once, or with the rest of a
-    locked booking's changes at commit."""
-    locked = held(session, booking_id)
-    if locked is not None:
-        locked.claims = holds
-    else:
-        session.execute(_SET_CLAIMS, {"claims_of": booking_id, "holds": holds})
 
 
 def starts_at_of(session: Session, booking: Booking) -> datetime:
@@ -191,7 +131,12 @@ def view_booking(session: Session, booking_id: uuid.UUID, client_id: uuid.UUID) 
 
 
 def _view(session: Session, booking: Booking) -> BookingView:
-    payment = session.get_one(Payment, booking.id)
+    return view_of(session, booking, session.get_one(Payment, booking.id))
+
+
+def view_of(session: Session, booking: Booking, payment: Payment) -> BookingView:
+    """The representation's data for a booking and payment the caller holds (a locked booking's
+    own rows are not read back: the caller's copies are the truth until commit)."""
     history = session.scalars(
         select(BookingTransition)
         .where(BookingTransition.booking_id == booking.id)

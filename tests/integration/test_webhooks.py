@@ -127,7 +127,7 @@ def test_unknown_event_types_and_unknown_intents_are_kept_for_audit(app, runtime
     unknown_intent = stripe_event("payment_intent.succeeded", {"id": "pi_nobody", "amount": 100, "metadata": {}})
     assert post_webhook(app, unknown_type, SECRET).status_code == 200
     assert post_webhook(app, unknown_intent, SECRET).status_code == 200
-    assert wait_for_ledger(runtime.context.sessions, unknown_type["id"])["outcome"] == "unmatched"
+    assert wait_for_ledger(runtime.context.sessions, unknown_type["id"])["outcome"] == "ignored"
     assert wait_for_ledger(runtime.context.sessions, unknown_intent["id"])["outcome"] == "unmatched"
     with runtime.context.sessions() as session:
         payload = session.execute(text("SELECT payload FROM webhook_events WHERE id = :i"),

@@ -1,11 +1,11 @@
 """The workflow as a state machine: clients act, workers apply `next_step`, the provider
-sends events, the clock runs.
+reports on the payment, the clock runs.
 
 The model plays the services' part in memory. Each step `next_step` chooses is performed the
 way `services.advance` and `services.payment_steps` perform it, every status change going
 through `check_transition`, with each answer a hold or the provider can give, and with workers
-that die after claiming a provider step. Provider events are interpreted by
-`domain.webhooks.effect_of` and applied as `services.webhooks` applies them. After every action
+that die after claiming a provider step. Every answer and every report the provider gives is
+applied by the rule the services use, `domain.payment_facts.apply_fact`. After every action
 the workflow is also run to the end, from the booking as it is and as a cancel, a confirm or a
 long wait would leave it, along every branch of answers, and where it comes to rest is checked.
 """
@@ -28,9 +28,10 @@ from domain.lifecycle import (
     ensure_confirmable,
     ensure_payment_retryable,
 )
+from domain.lifecycle import RetryHold
+from domain.payment_facts import BookingFacts, Books, FactKind, PaymentFact, apply_fact
 from domain.payments import LIVE_AUTHORIZATION, CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.refunds import RefundPolicy
-from domain.webhooks import HANDLED_TYPES, EffectKind, ProviderEvent, effect_of
 from domain.workflow import PROVIDER_STEPS, BookingSnapshot, Step, next_step
 
 S = BookingStatus
@@ -42,6 +43,7 @@ LONG_WAIT = timedelta(days=1)
 MAX_STEPS = 12  # as services.advance.MAX_STEPS
 TOTAL = 10_000
 POLICY = RefundPolicy.default()
+RETRY_HOLD = RetryHold(window=RETRY_WINDOW, longest=timedelta(days=365))
 #: Payments a finished booking must not leave open: money held, or one the customer could complete.
 LEFT_OPEN = {P.AUTHORIZED, P.REQUIRES_ACTION}
 #: As services.requests.RETRYABLE_PAYMENT.
@@ -76,6 +78,7 @@ class Booking:
     cancel_requested_at: datetime | None = None
     attempt: int = 1
     attempt_started: bool = False  # the provider was asked for the current attempt
+    amount_authorized: int = 0
     amount_captured: int = 0
     amount_refunded: int = 0
 
@@ -136,10 +139,12 @@ def perform(booking: Booking, step: Step, index: int, now: datetime) -> Booking:
     if step is Step.AUTHORIZE:
         return authorized(replace(booking, attempt_started=True), outcome, now)
     if step is Step.CAPTURE:
-        return recorded(booking, P.CAPTURED)
+        return recorded(booking, P.CAPTURED, now)
     if step is Step.VOID:
-        return replace(booking, payment_status=P.CANCELED)
-    return refunded(booking)
+        if booking.payment_mode is PaymentMode.CHECKOUT and booking.payment_status is not P.AUTHORIZED:
+            return apply(booking, PaymentFact(FactKind.CHECKOUT_CLOSED), now)
+        return recorded(booking, P.CANCELED, now)
+    return refunded(booking, now)
 
 
 def authorized(booking: Booking, outcome: str, now: datetime) -> Booking:
@@ -148,75 +153,64 @@ def authorized(booking: Booking, outcome: str, now: datetime) -> Booking:
     if outcome == "declined":
         return declined(booking, now)
     if booking.capture_mode is CaptureMode.IMMEDIATE and outcome == "approved":
-        return recorded(booking, P.CAPTURED)
-    return recorded(booking, P.AUTHORIZED)
+        return recorded(booking, P.CAPTURED, now)
+    return recorded(booking, P.AUTHORIZED, now)
 
 
-def recorded(booking: Booking, payment_status: PaymentStatus) -> Booking:
-    """As `_record_intent`: a booking ended while the call was out keeps its status."""
-    booking = replace(booking, payment_status=payment_status)
-    if payment_status is P.CAPTURED:
-        booking = replace(booking, amount_captured=TOTAL)
-        if booking.status in (S.AWAITING_PAYMENT, S.AUTHORIZED):
-            return booking.moved(S.CONFIRMED)
-    if payment_status is P.AUTHORIZED and booking.status is S.AWAITING_PAYMENT:
-        return booking.moved(S.AUTHORIZED)
+def apply(booking: Booking, fact: PaymentFact, now: datetime) -> Booking:
+    """As `LockedBooking.apply` after `apply_fact`: the books, the moves, the hold."""
+    facts = BookingFacts(
+        booking.status, TOTAL, "eur", cancel_requested=booking.cancel_requested,
+        attempt=booking.attempt, expires_at=booking.expires_at, created_at=START,
+    )
+    books = Books(booking.payment_status, booking.amount_authorized, booking.amount_captured, booking.amount_refunded)
+    consequence = apply_fact(facts, books, fact, now=now, retry_hold=RETRY_HOLD)
+    money = consequence.books
+    booking = replace(
+        booking, payment_status=money.status, amount_authorized=money.authorized,
+        amount_captured=money.captured, amount_refunded=money.refunded,
+        expires_at=consequence.expires_at or booking.expires_at,
+    )
+    for move in consequence.moves:
+        booking = booking.moved(move.to)
     return booking
+
+
+def intent(status: PaymentStatus, *, refunded: int = 0, reported: bool = False) -> PaymentFact:
+    """The provider's record of the booking's intent in `status`."""
+    held = status in (P.AUTHORIZED, P.CAPTURED)
+    captured = TOTAL if status is P.CAPTURED else 0
+    return PaymentFact(
+        FactKind.INTENT, status, amount=TOTAL, currency="eur", authorized=TOTAL if held else 0,
+        captured=captured, refunded=min(refunded, captured), reported=reported,
+    )
+
+
+def recorded(booking: Booking, payment_status: PaymentStatus, now: datetime = START) -> Booking:
+    return apply(booking, intent(payment_status), now)
 
 
 def declined(booking: Booking, now: datetime) -> Booking:
-    """As `_record_decline`: the first attempt rejects the booking, a retry extends the hold."""
-    booking = replace(booking, payment_status=P.FAILED)
-    if booking.status is not S.AWAITING_PAYMENT:
-        return booking
-    if booking.attempt == 1:
-        return booking.moved(S.REJECTED)
-    return replace(booking, expires_at=max(booking.expires_at or now, now + RETRY_WINDOW))
+    return apply(booking, PaymentFact(FactKind.DECLINED, decline_code="card_declined"), now)
 
 
-def refunded(booking: Booking) -> Booking:
+def refunded(booking: Booking, now: datetime = START) -> Booking:
     """As `_amount` and `record` for a refund: by policy when confirmed, else all that was kept."""
     if booking.status is S.CONFIRMED:
         assert booking.cancel_requested_at is not None
-        amount = POLICY.refund_amount(
-            booking.amount_captured, booking.starts_at, booking.cancel_requested_at
-        )
+        due = POLICY.refund_amount(booking.amount_captured, booking.starts_at, booking.cancel_requested_at)
+        amount = max(0, due - booking.amount_refunded)
     else:
         amount = booking.amount_captured - booking.amount_refunded
-    booking = replace(
-        booking, payment_status=P.REFUNDED, amount_refunded=booking.amount_refunded + amount
-    )
-    return booking.moved(S.REFUNDED) if booking.status is S.CONFIRMED else booking
+    return apply(booking, PaymentFact(FactKind.REFUNDED, refunded=booking.amount_refunded + amount), now)
 
 
-def apply_event(booking: Booking, event: ProviderEvent, now: datetime) -> Booking:
-    """As `services.webhooks._apply`: what the event means now, recorded."""
-    effect = effect_of(event, booking.payment_status, booking.status, booking.amount_refunded)
-    kind, amount = effect.kind, effect.amount
-    open_ = booking.status in (S.AWAITING_PAYMENT, S.AUTHORIZED)
-    if kind is EffectKind.AUTHORIZED:
-        booking = replace(booking, payment_status=P.AUTHORIZED)
-        return booking.moved(S.AUTHORIZED) if booking.status is S.AWAITING_PAYMENT else booking
-    if kind is EffectKind.CAPTURED:
-        booking = replace(booking, payment_status=P.CAPTURED, amount_captured=amount or TOTAL)
-        return booking.moved(S.CONFIRMED) if open_ else booking
-    if kind is EffectKind.FAILED:
-        extended = max(booking.expires_at or now, now + RETRY_WINDOW)
-        return replace(booking, payment_status=P.FAILED, expires_at=extended)
-    if kind is EffectKind.CANCELED:
-        booking = replace(booking, payment_status=P.CANCELED)
-        return booking.moved(S.CANCELLED) if open_ else booking
-    if kind is EffectKind.REFUNDED:
-        booking = replace(
-            booking, payment_status=P.REFUNDED, amount_refunded=min(amount, booking.amount_captured)
-        )
-        if booking.status is S.CONFIRMED and booking.amount_refunded >= booking.amount_captured:
-            return booking.moved(S.REFUNDED)
-        return booking
-    if kind is EffectKind.CHECKOUT_EXPIRED:
-        return replace(booking, payment_status=P.CANCELED).moved(S.EXPIRED)
-    assert kind is EffectKind.IGNORED and effect.reason
-    return booking
+#: What the provider may report when an event makes us look: an intent in any state, or a
+#: hosted checkout page that closed unpaid.
+REPORTS = [
+    (P.REQUIRES_ACTION, 0), (P.FAILED, 0), (P.AUTHORIZED, 0), (P.CAPTURED, 0),
+    (P.CAPTURED, TOTAL // 2), (P.CAPTURED, TOTAL), (P.CANCELED, 0), ("checkout_closed", 0),
+]
 
 
 def check_step(booking: Booking, step: Step) -> None:
@@ -231,10 +225,11 @@ def check_money(booking: Booking, *, provider_events: bool) -> None:
     if booking.status is S.CONFIRMED:
         assert booking.payment_status in (P.CAPTURED, P.REFUNDED), booking
     if booking.payment_status is P.CAPTURED and booking.status not in (S.CONFIRMED, S.REFUNDED):
-        assert provider_events, booking
-        assert (
-            booking.pending_step is not None or next_step(booking.snapshot(), START) is Step.REFUND
-        )
+        # Paid late (a report after the booking ended), or captured after the client cancelled.
+        assert provider_events or booking.cancel_requested, booking
+        assert booking.pending_step is not None or next_step(booking.snapshot(), START) in (
+            Step.REFUND, Step.CANCEL,
+        ), booking
 
 
 def check_rest(end: Booking, now: datetime, *, provider_events: bool) -> None:
@@ -418,23 +413,21 @@ class BookingWorkflow(RuleBasedStateMachine):
             f"no end after {MAX_STEPS} steps"
         )
 
-    # Events arrive late, twice and out of order: any handled type, once the provider knows
-    # of the payment, whatever the booking has become since.
+    # Events arrive late, twice and out of order, and only make us look: the provider then
+    # reports its record of the payment, whatever the booking has become since.
     @precondition(payment_started)
-    @rule(
-        kind=st.sampled_from(sorted(HANDLED_TYPES) + ["payment_intent.created"]),
-        paid=st.booleans(),
-        amount=st.sampled_from([TOTAL, TOTAL // 2]),
-    )
-    def the_provider_sends_an_event(self, kind: str, paid: bool, amount: int) -> None:
+    @rule(report=st.sampled_from(REPORTS))
+    def the_provider_reports_on_the_payment(self, report: tuple[PaymentStatus | str, int]) -> None:
+        status, refunded_amount = report
         b = self.booking
-        if kind == "payment_intent.payment_failed" and b.payment_status is P.NONE:
-            # Left out: a stale failure after a retry stops the retry (see test_webhooks).
-            return
-        if kind == "charge.refunded" and b.amount_captured == 0:
-            return  # only a captured charge can be refunded
-        event = ProviderEvent(kind, intent_id="pi_1", amount=amount, paid=paid)
-        after = apply_event(b, event, self.now)
+        if status == "checkout_closed":
+            if b.payment_mode is not PaymentMode.CHECKOUT:
+                return  # only a hosted checkout page closes
+            fact = PaymentFact(FactKind.CHECKOUT_CLOSED)
+        else:
+            assert isinstance(status, PaymentStatus)
+            fact = intent(status, refunded=refunded_amount, reported=True)
+        after = apply(b, fact, self.now)
         if after != b:
             self.provider_events = True
         self.booking = after

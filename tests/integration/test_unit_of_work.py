@@ -1,0 +1,101 @@
+"""A booking changes in one way: locked in a unit of work, written back in one statement at commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, text
+
+from db.unit_of_work import UnitOfWork
+from domain.lifecycle import BookingStatus
+from tests.support import first_event, seat_request
+
+
+def _row(runtime, sql: str, **params):  # type: ignore[no-untyped-def]
+    with runtime.engine.connect() as conn:
+        return conn.execute(text(sql), params).one()
+
+
+def test_changes_are_written_by_one_statement_at_commit(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[:1])).json["id"]
+    now = datetime.now(UTC)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with UnitOfWork(runtime.context.sessions) as uow:
+        locked = uow.lock(booking_id)
+        event.listen(runtime.engine, "before_cursor_execute", count)
+        locked.move(BookingStatus.AWAITING_PAYMENT, now)
+        locked.payment.step, locked.payment.step_started_at = "authorize", now
+        assert statements == []  # nothing is written before the commit
+        uow.commit()
+    event.remove(runtime.engine, "before_cursor_execute", count)
+
+    assert len(statements) == 1
+    status, step = _row(runtime, "SELECT b.status, p.step FROM bookings b JOIN payments p ON p.booking_id = b.id"
+                                 " WHERE b.id = :id", id=booking_id)
+    assert (status, step) == ("awaiting_payment", "authorize")
+    assert _row(runtime, "SELECT bool_and(holds_inventory) FROM booking_items WHERE booking_id = :id",
+                id=booking_id)[0] is True
+    history = _row(runtime, "SELECT array_agg(to_status ORDER BY id) FROM booking_transitions WHERE booking_id = :id",
+                   id=booking_id)[0]
+    assert history == ["requested", "awaiting_payment"]
+
+
+def test_nothing_is_written_without_commit(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[1:2])).json["id"]
+    with UnitOfWork(runtime.context.sessions) as uow:
+        uow.lock(booking_id).move(BookingStatus.REJECTED, datetime.now(UTC), reason="unavailable")
+    with pytest.raises(RuntimeError), UnitOfWork(runtime.context.sessions) as uow:
+        uow.lock(booking_id).move(BookingStatus.REJECTED, datetime.now(UTC), reason="unavailable")
+        raise RuntimeError("the unit of work fails before its commit")
+    assert _row(runtime, "SELECT status FROM bookings WHERE id = :id", id=booking_id)[0] == "requested"
+
+
+def test_locking_again_returns_the_same_booking_with_its_changes(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = uuid.UUID(api.book(seat_request(event_id, seats[2:3])).json["id"])
+    with UnitOfWork(runtime.context.sessions) as uow:
+        locked = uow.lock(booking_id)
+        locked.move(BookingStatus.AWAITING_PAYMENT, datetime.now(UTC))
+        again = uow.lock(booking_id)
+        assert again is locked and again.status is BookingStatus.AWAITING_PAYMENT
+        uow.commit()
+    assert _row(runtime, "SELECT status FROM bookings WHERE id = :id", id=booking_id)[0] == "awaiting_payment"
+
+
+def test_every_column_is_written_back(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = api.book(seat_request(event_id, seats[3:4])).json["id"]
+    with UnitOfWork(runtime.context.sessions) as uow:
+        locked = uow.lock(booking_id)
+        locked.booking.customer_name, locked.payment.provider, locked.payment.decline_code = "Grace", "other", "x"
+        uow.commit()
+    assert _row(runtime, "SELECT b.customer_name, p.provider, p.decline_code FROM bookings b"
+                         " JOIN payments p ON p.booking_id = b.id WHERE b.id = :id",
+                id=booking_id) == ("Grace", "other", "x")
+
+
+def test_a_batch_locked_together_is_written_back_together_and_skips_what_others_hold(api, runtime):
+    from db.models import Booking
+
+    event_id, seats = first_event(runtime.context.sessions)
+    ids = [uuid.UUID(api.book(seat_request(event_id, seats[i:i + 1])).json["id"]) for i in (4, 5, 6)]
+    now = datetime.now(UTC)
+    with UnitOfWork(runtime.context.sessions) as holder:
+        holder.lock(ids[0])  # another transaction holds the first
+        with UnitOfWork(runtime.context.sessions) as uow:
+            taken = uow.lock_where(Booking.id.in_(ids), limit=10)
+            assert sorted(locked.id for locked in taken) == sorted(ids[1:])
+            for locked in taken:
+                locked.move(BookingStatus.AWAITING_PAYMENT, now)
+            uow.commit()
+    statuses = {_row(runtime, "SELECT status FROM bookings WHERE id = :id", id=i)[0] for i in ids[1:]}
+    assert statuses == {"awaiting_payment"}
+    assert _row(runtime, "SELECT status FROM bookings WHERE id = :id", id=ids[0])[0] == "requested"

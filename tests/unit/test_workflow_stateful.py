@@ -23,12 +23,12 @@ from domain.errors import InvalidState
 from domain.lifecycle import (
     FINAL,
     BookingStatus,
+    RetryHold,
     check_transition,
     ensure_cancellable,
     ensure_confirmable,
     ensure_payment_retryable,
 )
-from domain.lifecycle import RetryHold
 from domain.payment_facts import BookingFacts, Books, FactKind, PaymentFact, apply_fact
 from domain.payments import LIVE_AUTHORIZATION, CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.refunds import RefundPolicy

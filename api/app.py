@@ -17,6 +17,7 @@ from api.resources.bookings import (
     BookingCancellation,
     BookingConfirmation,
     BookingPayment,
+    BookingRefund,
     Bookings,
 )
 from api.resources.catalog import Event, Events, EventSeats, Resources
@@ -54,6 +55,7 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
     app.add_route("/v1/bookings/{booking_id:uuid}/confirm", BookingConfirmation(ctx))
     app.add_route("/v1/bookings/{booking_id:uuid}/cancel", BookingCancellation(ctx))
     app.add_route("/v1/bookings/{booking_id:uuid}/payment", BookingPayment(ctx))
+    app.add_route("/v1/bookings/{booking_id:uuid}/refund", BookingRefund(ctx))
     app.add_route("/v1/events", Events(ctx))
     app.add_route("/v1/events/{event_id:uuid}", Event(ctx))
     app.add_route("/v1/events/{event_id:uuid}/seats", EventSeats(ctx))

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from db.models import BookingItem
+from db.models import BookingItem, Payment
 from db.queries.bookings import BookingView
 from db.queries.catalog import EventView, SeatState
 from domain.errors import InvalidRequest
@@ -41,11 +41,27 @@ def booking_body(view: BookingView) -> dict[str, Any]:
             "amount_authorized": payment.amount_authorized,
             "amount_captured": payment.amount_captured,
             "amount_refunded": payment.amount_refunded,
-            **({"client_secret": payment.client_secret} if booking.payment_mode == "client" else {}),
-            **({"checkout_url": payment.checkout_url} if booking.payment_mode == "checkout" else {}),
+            **_payment_details(booking.payment_mode, payment),
         },
         "customer": {"email": booking.customer_email, "name": booking.customer_name},
     }
+
+
+def _payment_details(mode: str, payment: Payment) -> dict[str, Any]:
+    """What the front end needs to let the customer act, and why a payment failed or is disputed."""
+    details: dict[str, Any] = {}
+    # A card that needs 3-D Secure hands the payment to the customer, as mode client always does.
+    if mode == "client" or payment.status == "requires_action" and payment.next_action:
+        details["client_secret"] = payment.client_secret
+    if payment.status == "requires_action" and payment.next_action:
+        details["next_action"] = payment.next_action
+    if mode == "checkout":
+        details["checkout_url"] = payment.checkout_url
+    if payment.decline_code:
+        details["decline_code"] = payment.decline_code
+    if payment.dispute:
+        details["dispute"] = {key: payment.dispute.get(key) for key in ("status", "amount", "reason")}
+    return details
 
 
 def _item(item: BookingItem, view: BookingView) -> dict[str, Any]:

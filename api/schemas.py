@@ -155,6 +155,25 @@ class BookingListQuery(Strict):
     ] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+    #: Operators search every client's bookings; a client's list is always its own.
+    client_id: uuid.UUID | None = Field(default=None, description="Operators only: one client's bookings")
+    email: Annotated[str, StringConstraints(max_length=320, pattern=NO_NUL)] | None = Field(
+        default=None, description="The customer's email, exactly (case-insensitive)"
+    )
+    event_id: uuid.UUID | None = None
+    resource_id: uuid.UUID | None = None
+
+
+class OperatorCancel(Strict):
+    """An operator's cancel: what a confirmed booking gets back (default: everything captured)."""
+
+    refund: Literal["full", "policy", "none"] = "full"
+
+
+class OperatorRefund(Strict):
+    """A partial refund of a confirmed booking, in minor units."""
+
+    amount: Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class ResourceSearchQuery(Strict):
@@ -218,6 +237,15 @@ class PaymentOut(BaseModel):
     amount_refunded: int
     client_secret: str | None = None
     checkout_url: str | None = None
+    next_action: dict[str, Any] | None = Field(default=None, description="3-D Secure: what the customer must do")
+    decline_code: str | None = Field(default=None, description="Stripe's code for the last failed attempt")
+    dispute: DisputeOut | None = None
+
+
+class DisputeOut(BaseModel):
+    status: str
+    amount: int
+    reason: str | None
 
 
 class TransitionOut(BaseModel):

@@ -135,6 +135,14 @@ class Booking(Base):
             "updated_at",
             postgresql_where=text("status IN ('rejected', 'expired', 'cancelled', 'refunded')"),
         ),
+        # Operators' search: by customer, by what was booked, and everything newest first.
+        Index("bookings_by_email", text("lower(customer_email)"), text("created_at DESC")),
+        Index("bookings_by_event", "event_id", text("created_at DESC"), postgresql_where=text("event_id IS NOT NULL")),
+        Index(
+            "bookings_by_resource", "resource_id", text("created_at DESC"),
+            postgresql_where=text("resource_id IS NOT NULL"),
+        ),
+        Index("bookings_newest_first", text("created_at DESC"), text("id DESC")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -153,6 +161,9 @@ class Booking(Base):
     reason: Mapped[str | None] = mapped_column(String(60))
     confirm_requested_at: Mapped[datetime | None]
     cancel_requested_at: Mapped[datetime | None]
+    #: The refund a cancel asked for (policy, full, none) and why it ends the booking.
+    cancel_refund: Mapped[str | None] = mapped_column(String(10))
+    cancel_reason: Mapped[str | None] = mapped_column(String(60))
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
@@ -215,6 +226,7 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint("amount_captured <= amount_authorized", name="captured_within_authorized"),
         CheckConstraint("amount_refunded <= amount_captured", name="refunded_within_captured"),
+        CheckConstraint("refund_requested <= amount_captured", name="refund_requested_within_captured"),
         Index("payments_authorized_since", "authorized_at", postgresql_where=text("status = 'authorized'")),
     )
 
@@ -233,6 +245,14 @@ class Payment(Base):
     step_started_at: Mapped[datetime | None]
     decline_code: Mapped[str | None] = mapped_column(String(60))
     authorized_at: Mapped[datetime | None]
+    #: The refund total operators asked for without cancelling (partial refunds).
+    refund_requested: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: Refunds made so far: each refund has its own idempotency key, booking-<id>-refund-<n>.
+    refund_number: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: What the customer must do next (3-D Secure), as Stripe describes it.
+    next_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: The dispute on the charge, if any: {"id", "status", "amount", "reason"}.
+    dispute: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = _now()
 
 

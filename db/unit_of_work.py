@@ -70,7 +70,11 @@ WITH claims AS (
 )
 UPDATE payments SET {", ".join(f"{column.name} = :p_{key}" for key, column in _PAYMENT_WRITTEN)}
 WHERE booking_id = :booking_id
-"""))
+""").bindparams(
+    # Typed as their columns, so values that need converting (JSON documents) are converted.
+    *(bindparam(f"b_{key}", type_=column.type) for key, column in _BOOKING_WRITTEN),
+    *(bindparam(f"p_{key}", type_=column.type) for key, column in _PAYMENT_WRITTEN),
+))
 
 Entity = TypeVar("Entity", Booking, Payment)
 
@@ -121,6 +125,7 @@ class LockedBooking:
             status=self.status, total_amount=booking.total_amount, currency=booking.currency,
             cancel_requested=booking.cancel_requested_at is not None, attempt=self.payment.attempt,
             expires_at=booking.expires_at, created_at=booking.created_at,
+            cancel_reason=booking.cancel_reason or "cancelled_by_client",
         )
 
     def books(self) -> Books:
@@ -159,6 +164,7 @@ class LockedBooking:
             amount_captured=payment.amount_captured,
             amount_refunded=payment.amount_refunded,
             has_provider_payment=payment.intent_id is not None or payment.checkout_session_id is not None,
+            refund_requested=payment.refund_requested,
         )
 
 

@@ -40,10 +40,10 @@ class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 
 
-class Unavailable(DomainError):
-    """The inventory asked for is held or booked by someone else."""
+class RefundExceedsCaptured(DomainError):
+    """A refund that would return more than was captured."""
 
-    code = "unavailable"
+    code = "refund_exceeds_captured"
 
 
 class PaymentDeclined(DomainError):

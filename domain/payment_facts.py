@@ -53,6 +53,8 @@ class BookingFacts:
     attempt: int = 1
     expires_at: datetime | None = None
     created_at: datetime | None = None
+    #: Why the cancel ends the booking: cancelled_by_client or cancelled_by_operator.
+    cancel_reason: str = "cancelled_by_client"
 
 
 class FactKind(enum.StrEnum):
@@ -60,7 +62,8 @@ class FactKind(enum.StrEnum):
     INTENT = "intent"
     #: The payment attempt a worker made was declined.
     DECLINED = "declined"
-    #: The refund a worker asked for went through; `refunded` is the intent's total since.
+    #: The refund a worker asked for went through (a cancel's, or an operator's partial refund);
+    #: `refunded` is the intent's total since.
     REFUNDED = "refunded"
     #: The booking's hosted checkout page expired unpaid, or was expired by us.
     CHECKOUT_CLOSED = "checkout_closed"
@@ -77,6 +80,8 @@ class PaymentFact:
     captured: int = 0
     refunded: int = 0
     decline_code: str | None = None
+    #: A decline because the provider does not know the payment method (not the card's answer).
+    method_invalid: bool = False
     #: Read back by us after a webhook (not the answer to our own call): such a report never
     #: puts an unpaid payment back into the customer's hands while a new attempt is pending.
     reported: bool = False
@@ -193,7 +198,8 @@ def _declined(
         return Consequence(money)
     if booking.attempt == 1:
         # Declined at once: the booking is rejected and its inventory freed.
-        return Consequence(money, (Move(S.REJECTED, "payment_declined"),))
+        reason = "payment_method_invalid" if fact.method_invalid else "payment_declined"
+        return Consequence(money, (Move(S.REJECTED, reason),))
     # A declined retry keeps the hold a little longer for the next attempt.
     return Consequence(money, expires_at=_extended(booking, now, retry_hold))
 
@@ -201,10 +207,14 @@ def _declined(
 def _refunded(booking: BookingFacts, books: Books, fact: PaymentFact) -> Consequence:
     refunded = min(books.captured, max(books.refunded, fact.refunded))
     money = replace(books, status=later_status(books.status, P.REFUNDED), refunded=refunded)
-    if booking.status is S.CONFIRMED:
-        # The refund the client's cancel asked for (per policy, perhaps nothing) is done.
-        return Consequence(money, (Move(S.REFUNDED, "cancelled_by_client"),))
-    return Consequence(money)
+    if booking.status is not S.CONFIRMED:
+        return Consequence(money)
+    if booking.cancel_requested:
+        # The refund the cancel asked for (per policy, in full, or none) is done: so is the booking.
+        return Consequence(money, (Move(S.REFUNDED, booking.cancel_reason),))
+    if refunded >= books.captured > 0:
+        return Consequence(money, (Move(S.REFUNDED, "refunded_by_operator"),))
+    return Consequence(money)  # a partial refund: the booking stays confirmed
 
 
 def _checkout_closed(booking: BookingFacts, books: Books) -> Consequence:

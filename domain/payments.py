@@ -19,6 +19,14 @@ class CaptureMode(enum.StrEnum):
     IMMEDIATE = "immediate"
 
 
+class RefundChoice(enum.StrEnum):
+    """What a cancel of a confirmed booking gives back."""
+
+    POLICY = "policy"  # by the time-based refund policy (a client's cancel)
+    FULL = "full"  # everything captured (an operator's default)
+    NONE = "none"
+
+
 class PaymentStatus(enum.StrEnum):
     """Where the money stands; mirrors the provider's record once it answers."""
 

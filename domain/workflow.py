@@ -23,10 +23,10 @@ class Step(enum.StrEnum):
     HOLD = "hold"  # claim the inventory (or reject the request)
     AUTHORIZE = "authorize"  # ask the provider for a hold on the card (Stripe call)
     CAPTURE = "capture"  # take the authorized money (Stripe call)
-    CANCEL = "cancel"  # the client cancelled: release inventory
+    CANCEL = "cancel"  # the client or an operator cancelled: release inventory
     EXPIRE = "expire"  # the hold ran out: release inventory
     VOID = "void"  # release a live authorization (Stripe call)
-    REFUND = "refund"  # a confirmed booking was cancelled: refund per policy (Stripe call)
+    REFUND = "refund"  # a confirmed booking was cancelled or partly refunded (Stripe call)
 
 
 #: Payment states a finished booking must not leave behind: money held, or a payment the
@@ -52,6 +52,8 @@ class BookingSnapshot:
     amount_refunded: int = 0
     #: The provider holds an intent or checkout session for this booking.
     has_provider_payment: bool = False
+    #: The refund total operators asked for without cancelling (partial refunds).
+    refund_requested: int = 0
 
 
 def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
@@ -74,7 +76,9 @@ def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
             return Step.REFUND
         return None
     if status is S.CONFIRMED:
-        return Step.REFUND if booking.cancel_requested else None
+        if booking.cancel_requested or booking.refund_requested > booking.amount_refunded:
+            return Step.REFUND
+        return None
     # awaiting_payment or authorized from here on
     if booking.cancel_requested:
         return Step.CANCEL

@@ -60,7 +60,7 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
             log.warning("%s of booking %s refused: %s", call.step, booking_id, rejected.details)
             return ProviderResult(declined=PaymentDeclined(
                 str(rejected), details=rejected.details, intent_id=rejected.intent_id
-            ))
+            ), method_invalid=rejected.details == "resource_missing")
         if call.step is Step.REFUND and call.intent_id is not None:
             return _refund_read_back(ctx, call, rejected)
         if call.intent_id is None:
@@ -124,7 +124,7 @@ def _perform_local_steps(ctx: Context, uow: UnitOfWork, locked: LockedBooking, n
         if step is Step.HOLD:
             hold_inventory(uow.session, locked, now=now, hold_ttl=ctx.settings.hold_ttl)
         elif step is Step.CANCEL:
-            locked.move(BookingStatus.CANCELLED, now, reason="cancelled_by_client")
+            locked.move(BookingStatus.CANCELLED, now, reason=locked.booking.cancel_reason or "cancelled_by_client")
         elif step is Step.EXPIRE:
             locked.move(BookingStatus.EXPIRED, now, reason="hold_expired")
         else:  # pragma: no cover - every local step is handled above

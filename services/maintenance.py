@@ -34,7 +34,7 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
     """Finish bookings whose message was lost or whose worker died mid-step.
 
     Candidates: a provider step claimed longer ago than `older_than`, or a request (placement,
-    confirm, cancel) recorded that long ago and not yet carried out.
+    confirm, cancel, an operator's refund) recorded that long ago and not yet carried out.
     """
     cutoff = ctx.clock() - older_than
     waiting = [BookingStatus.REQUESTED.value]
@@ -48,6 +48,7 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
                 Booking.status.in_(waiting),
                 (Booking.confirm_requested_at.is_not(None)) & (Booking.status == BookingStatus.AUTHORIZED.value),
                 (Booking.cancel_requested_at.is_not(None)) & Booking.status.not_in([s.value for s in FINAL]),
+                (Payment.refund_requested > Payment.amount_refunded) & (Booking.status == BookingStatus.CONFIRMED.value),
             ))
             # Least recently tried first: every attempt touches the payment (a claim, or its
             # release after a failure), so bookings that keep failing cannot hold the batch.

@@ -64,10 +64,13 @@ class ProviderCall:
     #: A void of a Checkout payment with no authorized intent: its session is expired (which
     #: cancels its intent too, if any), since Stripe cancels such an intent only through its session.
     expire_session: bool = False
+    #: Which refund of the payment this is (1, 2, ...): each refund has its own key.
+    refund_number: int = 0
 
     @property
     def idempotency_key(self) -> str:
-        return idempotency_key(str(self.booking_id), PaymentStep(self.step.value), self.attempt)
+        number = self.refund_number if self.step is Step.REFUND else self.attempt
+        return idempotency_key(str(self.booking_id), PaymentStep(self.step.value), number)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class ProviderResult:
     declined: PaymentDeclined | None = None
     refunded: int = 0
     checkout: CheckoutSession | None = None
+    #: The decline is the provider not knowing the payment method, not the card's answer.
+    method_invalid: bool = False
 
 
 def claim(
@@ -87,6 +92,8 @@ def claim(
         remaining = lease_remaining(payment.step_started_at, lease, now)
         if remaining > timedelta(0):
             raise StepInProgress(remaining)
+    elif step is Step.REFUND:
+        payment.refund_number += 1  # a new refund; a lapsed claim's retry keeps its number (and key)
     payment.step, payment.step_started_at, payment.updated_at = step.value, now, now
     return ProviderCall(
         step=step, booking_id=booking.id,
@@ -96,7 +103,7 @@ def claim(
         capture_immediately=booking.capture_mode == "immediate",
         payment_mode=PaymentMode(booking.payment_mode),
         checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
-        refunded_before=payment.amount_refunded, claimed_at=now,
+        refunded_before=payment.amount_refunded, claimed_at=now, refund_number=payment.refund_number,
         expire_session=payment.checkout_session_id is not None and (
             payment.intent_id is None or payment.status != PaymentStatus.AUTHORIZED
         ),
@@ -108,13 +115,26 @@ def _amount(
 ) -> int:
     if step is not Step.REFUND:
         return booking.total_amount
+    left = payment.amount_captured - payment.amount_refunded
     if booking.status != BookingStatus.CONFIRMED:
         # Captured for a booking that was never delivered (paid after it expired): all of it.
-        return payment.amount_captured - payment.amount_refunded
+        return left
+    if booking.cancel_requested_at is None:
+        # An operator's partial refund: up to the total asked for.
+        return max(0, min(left, payment.refund_requested - payment.amount_refunded))
+    # What was refunded already (from Stripe's dashboard, say) counts towards what the cancel grants.
+    return max(0, min(left, refund_due(booking, payment, policy, starts_at) - payment.amount_refunded))
+
+
+def refund_due(booking: Booking, payment: Payment, policy: RefundPolicy, starts_at: datetime | None) -> int:
+    """The refund total a cancel of a confirmed booking grants: by policy, in full, or none."""
+    choice = booking.cancel_refund or "policy"
+    if choice == "full":
+        return payment.amount_captured
+    if choice == "none":
+        return 0
     assert booking.cancel_requested_at is not None and starts_at is not None
-    # What was refunded already (from Stripe's dashboard, say) counts towards what the policy grants.
-    due = policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
-    return max(0, due - payment.amount_refunded)
+    return policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
 
 
 def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
@@ -198,16 +218,26 @@ def _fact_of(locked: LockedBooking, call: ProviderCall, result: ProviderResult) 
     payment = locked.payment
     if result.declined is not None:
         payment.intent_id = payment.intent_id or result.declined.intent_id
-        return PaymentFact(FactKind.DECLINED, decline_code=str(result.declined.details or "card_declined"))
+        return PaymentFact(
+            FactKind.DECLINED, decline_code=str(result.declined.details or "card_declined"),
+            method_invalid=result.method_invalid,
+        )
     if call.step is Step.REFUND:
         # A total, not an increment: Stripe's charge.refunded (a running total) may have been
         # applied first, and a retried refund answers again with the same refund.
         return PaymentFact(FactKind.REFUNDED, refunded=call.refunded_before + result.refunded)
     if result.state is None:
         return PaymentFact(FactKind.CHECKOUT_CLOSED)  # the void expired the checkout session
-    payment.intent_id = result.state.intent_id
-    payment.client_secret = result.state.client_secret or payment.client_secret
+    record_intent_details(payment, result.state)
     return intent_fact(result.state)
+
+
+def record_intent_details(payment: Payment, state: IntentState) -> None:
+    """The intent's id, and what the customer needs to act on it (3-D Secure), as Stripe says."""
+    payment.intent_id = state.intent_id
+    payment.client_secret = state.client_secret or payment.client_secret
+    waiting = state.status is PaymentStatus.REQUIRES_ACTION and state.next_action is not None
+    payment.next_action = dict(state.next_action) if waiting and state.next_action else None
 
 
 def release_claim(payment: Payment, call: ProviderCall, now: datetime) -> None:

@@ -23,6 +23,7 @@ PLACE_BOOKING = Route(BOOKINGS, "place_booking")
 CONFIRM_BOOKING = Route(PAYMENTS, "confirm_booking")
 CANCEL_BOOKING = Route(PAYMENTS, "cancel_booking")
 RETRY_PAYMENT = Route(PAYMENTS, "retry_payment")
+REFUND_BOOKING = Route(PAYMENTS, "refund_booking")
 
 EXPIRE_BOOKINGS = Route(MAINTENANCE, "expire_due_bookings")
 RELAY_OUTBOX = Route(MAINTENANCE, "relay_outbox")

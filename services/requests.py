@@ -15,9 +15,15 @@ from db.queries.bookings import BookingView, NewBookingRows, insert_booking_requ
 from db.queries.catalog import SeatLabel
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain import lifecycle, pricing
-from domain.errors import InvalidRequest, InvalidState, NotFound
+from domain.errors import InvalidRequest, InvalidState, NotFound, RefundExceedsCaptured
 from domain.lifecycle import BookingStatus
-from domain.payments import CaptureMode, PaymentMode, PaymentStatus, ensure_new_attempt_allowed
+from domain.payments import (
+    CaptureMode,
+    PaymentMode,
+    PaymentStatus,
+    RefundChoice,
+    ensure_new_attempt_allowed,
+)
 from services import queues
 from services.context import Context
 from services.idempotency import IdempotentRequest, KeyTaken, Outcome, Reply, answer_once
@@ -128,9 +134,10 @@ def _seat_items(
 CONFIRMING = frozenset({BookingStatus.AUTHORIZED, BookingStatus.CONFIRMED})
 
 
-def _own_booking(uow: UnitOfWork, client_id: uuid.UUID, booking_id: uuid.UUID) -> LockedBooking:
+def _own_booking(uow: UnitOfWork, client_id: uuid.UUID | None, booking_id: uuid.UUID) -> LockedBooking:
+    """The booking, locked; a client's own only (`client_id` None: an operator, any client's)."""
     locked = uow.lock(booking_id)
-    if locked is None or locked.booking.client_id != client_id:
+    if locked is None or client_id not in (None, locked.booking.client_id):
         raise NotFound("no such booking")
     return locked
 
@@ -149,13 +156,45 @@ def request_confirm(
 
 
 def request_cancel(
-    uow: UnitOfWork, client_id: uuid.UUID, booking_id: uuid.UUID, *, now: datetime, request_id: str | None
+    uow: UnitOfWork, client_id: uuid.UUID | None, booking_id: uuid.UUID, *, now: datetime,
+    request_id: str | None, refund: RefundChoice | None = None,
 ) -> tuple[BookingView, list[StagedMessage]]:
+    """A client's cancel (`client_id`: refund per policy) or an operator's (None: the refund they
+    choose, in full by default). The first accepted cancel decides; a repeat is answered."""
     locked = _own_booking(uow, client_id, booking_id)
     lifecycle.ensure_cancellable(locked.status)
-    locked.booking.cancel_requested_at = locked.booking.cancel_requested_at or now
+    booking = locked.booking
+    if booking.cancel_requested_at is None:
+        booking.cancel_requested_at = now
+        by_operator = client_id is None
+        booking.cancel_refund = (refund or (RefundChoice.FULL if by_operator else RefundChoice.POLICY)).value
+        booking.cancel_reason = "cancelled_by_operator" if by_operator else "cancelled_by_client"
     message = stage(uow.session, *queues.CANCEL_BOOKING, str(booking_id), request_id=request_id)
-    return view_of(uow.session, locked.booking, locked.payment), [message]
+    return view_of(uow.session, booking, locked.payment), [message]
+
+
+def request_refund(
+    uow: UnitOfWork, booking_id: uuid.UUID, amount: int, *, now: datetime, request_id: str | None,
+) -> tuple[BookingView, list[StagedMessage]]:
+    """An operator's partial refund of a confirmed booking: the refund total asked for grows by
+    `amount`, which may not take it past what was captured; the booking stays confirmed until
+    everything captured is refunded."""
+    locked = _own_booking(uow, None, booking_id)
+    booking, payment = locked.booking, locked.payment
+    if locked.status is not BookingStatus.CONFIRMED or booking.cancel_requested_at is not None:
+        raise InvalidState(
+            f"only a confirmed booking can be refunded; this one is {locked.status}",
+            details={"status": str(locked.status)},
+        )
+    target = max(payment.refund_requested, payment.amount_refunded) + amount
+    if target > payment.amount_captured:
+        raise RefundExceedsCaptured(
+            "the refund would exceed what was captured",
+            details={"refundable": payment.amount_captured - max(payment.refund_requested, payment.amount_refunded)},
+        )
+    payment.refund_requested, payment.updated_at = target, now
+    message = stage(uow.session, *queues.REFUND_BOOKING, str(booking_id), request_id=request_id)
+    return view_of(uow.session, booking, payment), [message]
 
 
 def request_payment_retry(

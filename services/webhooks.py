@@ -30,13 +30,14 @@ from db.models import Booking, Payment, WebhookEvent
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain.lifecycle import RetryHold
 from domain.payment_facts import FactKind, PaymentFact, apply_fact, intent_fact
-from domain.payments import PaymentStatus
+from domain.payments import IntentState, PaymentStatus
 from domain.ports import PaymentGateway
 from domain.webhooks import CHECKOUT_EVENTS, ProviderEvent
 from services import queues
 from services.advance import advance_booking
 from services.context import Context
 from services.outbox import StagedMessage, stage
+from services.payment_steps import record_intent_details
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Reading:
     """The provider's record of the payment an event named, as a fact."""
 
     fact: PaymentFact
-    intent_id: str | None
+    intent: IntentState | None
 
 
 def _read_back(gateway: PaymentGateway, match: Match) -> Reading:
@@ -161,7 +162,8 @@ def _read_back(gateway: PaymentGateway, match: Match) -> Reading:
     else:
         intent_id = match.intent_id
     assert intent_id is not None
-    return Reading(intent_fact(gateway.retrieve(intent_id), reported=True), intent_id)
+    state = gateway.retrieve(intent_id)
+    return Reading(intent_fact(state, reported=True), state)
 
 
 #: An open checkout session nobody has paid on yet.
@@ -189,15 +191,15 @@ def _apply(ctx: Context, match: Match, reading: Reading, *, replay: bool) -> str
 def _apply_to(
     locked: LockedBooking, reading: Reading, now: datetime, retry_hold: RetryHold
 ) -> tuple[str, str | None]:
-    payment, fact = locked.payment, reading.fact
-    if reading.intent_id is not None:
-        if payment.intent_id not in (None, reading.intent_id):
-            return "ignored", f"the booking's payment is {payment.intent_id}, not {reading.intent_id}"
-        # A checkout session's intent, read from the session the booking recorded.
-        payment.intent_id = reading.intent_id
+    payment, fact, intent = locked.payment, reading.fact, reading.intent
+    if intent is not None and payment.intent_id not in (None, intent.intent_id):
+        return "ignored", f"the booking's payment is {payment.intent_id}, not {intent.intent_id}"
     consequence = apply_fact(locked.facts(), locked.books(), fact, now=now, retry_hold=retry_hold)
     if consequence.mismatch:
         return "mismatch", consequence.ignored
+    if intent is not None:
+        # A checkout session's intent is the booking's once read from the session it recorded.
+        record_intent_details(payment, intent)
     if consequence.ignored is not None:
         return "ignored", consequence.ignored
     locked.apply(consequence, now)

@@ -68,6 +68,10 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """The client gave a new payment method for a booking awaiting payment."""
         advance_booking(ctx, uuid.UUID(booking_id))
 
+    def refund_booking(booking_id: str) -> None:
+        """An operator refunded part of a confirmed booking."""
+        advance_booking(ctx, uuid.UUID(booking_id))
+
     def expire_due_bookings() -> None:
         """Expire holds that ran out, in batches (scheduled every minute)."""
         expiry.expire_due_bookings(ctx)
@@ -118,5 +122,6 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         _declare(broker, queues.CONFIRM_BOOKING, confirm_booking),
         _declare(broker, queues.CANCEL_BOOKING, cancel_booking),
         _declare(broker, queues.RETRY_PAYMENT, retry_payment),
+        _declare(broker, queues.REFUND_BOOKING, refund_booking),
     ]
     return {actor.actor_name: actor for actor in actors}

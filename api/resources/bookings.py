@@ -1,4 +1,4 @@
-"""/v1/bookings: submit, read, list, confirm, cancel."""
+"""/v1/bookings: submit, read, list, confirm, cancel, retry a payment; operators also refund."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ import falcon
 from api.errors import APIError
 from api.media import parse_body, parse_query, read_json
 from api.representations import booking_body, decode_cursor, encode_cursor
-from api.schemas import BookingCreate, BookingListQuery, PaymentRetry
+from api.schemas import (
+    BookingCreate,
+    BookingListQuery,
+    OperatorCancel,
+    OperatorRefund,
+    PaymentRetry,
+)
 from db.archive import archived_view
-from db.queries.bookings import BookingView, list_bookings, view_booking
+from db.queries.bookings import BookingSearch, BookingView, list_bookings, view_booking
 from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from domain.lifecycle import SETTLED, BookingStatus
-from domain.payments import CaptureMode, PaymentMode
+from domain.payments import CaptureMode, PaymentMode, RefundChoice
 from services import requests
 from services.context import Context
 from services.idempotency import IdempotentRequest, Outcome, Reply, execute_once, fingerprint
@@ -51,6 +57,12 @@ def idempotent_request(req: falcon.Request, body: Any) -> IdempotentRequest:
     return IdempotentRequest(
         req.context.principal.client_id, idempotency_key(req), fingerprint(req.method, req.path, body)
     )
+
+
+def readable_by(req: falcon.Request) -> uuid.UUID | None:
+    """Whose bookings the caller may read and act on: a client its own, an operator any (None)."""
+    principal = req.context.principal
+    return None if principal.is_operator else principal.client_id
 
 
 def accepted(view: BookingView) -> Reply:
@@ -92,11 +104,16 @@ class Bookings:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = parse_query(BookingListQuery, req)
+        principal = req.context.principal
+        if query.client_id is not None and not principal.is_operator and query.client_id != principal.client_id:
+            raise APIError(falcon.HTTP_403, "forbidden", "only operators search other clients' bookings")
+        search = BookingSearch(
+            client_id=query.client_id if principal.is_operator else principal.client_id,
+            status=query.status, email=query.email, event_id=query.event_id, resource_id=query.resource_id,
+        )
         after = decode_cursor(query.cursor) if query.cursor else None
         with self.ctx.sessions() as session:
-            views = list_bookings(
-                session, req.context.principal.client_id, status=query.status, limit=query.limit + 1, after=after
-            )
+            views = list_bookings(session, search, limit=query.limit + 1, after=after)
         page, more = views[: query.limit], len(views) > query.limit
         last = page[-1].booking if more else None
         resp.media = {
@@ -110,7 +127,7 @@ class Booking:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
-        client_id = req.context.principal.client_id
+        client_id = readable_by(req)
         with self.ctx.sessions() as session:
             view = view_booking(session, booking_id, client_id) or archived_view(session, booking_id, client_id)
         if view is None:
@@ -136,9 +153,29 @@ class BookingCancellation:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
-        client_id, now = req.context.principal.client_id, self.ctx.clock()
-        respond(resp, run_once(self.ctx, req, None, lambda uow: requests.request_cancel(
-            uow, client_id, booking_id, now=now, request_id=req.context.request_id,
+        """A client's cancel (refund per policy), or an operator's with the refund they choose."""
+        body, refund = None, None
+        if req.context.principal.is_operator and (req.content_length or 0) > 0:
+            body = read_json(req, self.ctx.settings.max_body_bytes)
+            refund = RefundChoice(parse_body(OperatorCancel, body).refund)
+        client_id, now = readable_by(req), self.ctx.clock()
+        respond(resp, run_once(self.ctx, req, body, lambda uow: requests.request_cancel(
+            uow, client_id, booking_id, now=now, request_id=req.context.request_id, refund=refund,
+        )))
+
+
+class BookingRefund:
+    auth = "operator"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        idempotency_key(req)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        amount, now = parse_body(OperatorRefund, body).amount, self.ctx.clock()
+        respond(resp, run_once(self.ctx, req, body, lambda uow: requests.request_refund(
+            uow, booking_id, amount, now=now, request_id=req.context.request_id,
         )))
 
 

@@ -120,11 +120,12 @@ class BookingView:
     seats: Mapping[uuid.UUID, Seat | SeatLabel]
 
 
-def view_booking(session: Session, booking_id: uuid.UUID, client_id: uuid.UUID) -> BookingView | None:
-    """A client's booking with everything its representation shows; another client's is None."""
-    booking = session.scalars(
-        select(Booking).where(Booking.id == booking_id, Booking.client_id == client_id)
-    ).one_or_none()
+def view_booking(session: Session, booking_id: uuid.UUID, client_id: uuid.UUID | None) -> BookingView | None:
+    """A booking with everything its representation shows: a client's own only (None: any)."""
+    query = select(Booking).where(Booking.id == booking_id)
+    if client_id is not None:
+        query = query.where(Booking.client_id == client_id)
+    booking = session.scalars(query).one_or_none()
     if booking is None:
         return None
     return _view(session, booking)
@@ -151,18 +152,31 @@ def view_of(session: Session, booking: Booking, payment: Payment) -> BookingView
     return BookingView(booking, items, payment, history, seats)
 
 
+@dataclass(frozen=True)
+class BookingSearch:
+    """Which bookings a list shows; `client_id` None only for operators (every client's)."""
+
+    client_id: uuid.UUID | None
+    status: str | None = None
+    email: str | None = None
+    event_id: uuid.UUID | None = None
+    resource_id: uuid.UUID | None = None
+
+
 def list_bookings(
-    session: Session,
-    client_id: uuid.UUID,
-    *,
-    status: str | None,
-    limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
+    session: Session, search: BookingSearch, *, limit: int, after: tuple[datetime, uuid.UUID] | None,
 ) -> list[BookingView]:
-    """Newest first; `after` is the (created_at, id) of the last booking of the previous page."""
-    query = select(Booking).where(Booking.client_id == client_id)
-    if status is not None:
-        query = query.where(Booking.status == status)
+    """Newest first; `after` is the (created_at, id) of the last booking of the previous page.
+    Each filter has an index that keeps this order (bookings_by_client, _by_email, _by_event...)."""
+    query = select(Booking)
+    for column, value in (
+        (Booking.client_id, search.client_id), (Booking.status, search.status),
+        (Booking.event_id, search.event_id), (Booking.resource_id, search.resource_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if search.email is not None:
+        query = query.where(func.lower(Booking.customer_email) == search.email.strip().lower())
     if after is not None:
         created_at, last_id = after
         query = query.where(

@@ -254,7 +254,7 @@ def test_a_payment_method_stripe_does_not_know_rejects_the_booking_and_frees_the
     event_id, seats = first_event(runtime.context.sessions)
     body = seat_request(event_id, seats[11:12], payment_method="pm_does_not_exist")
     booking = _booking(api, runtime, body, {"rejected"})
-    assert booking["reason"] == "payment_declined"
+    assert booking["reason"] == "payment_method_invalid"  # told apart from a declined card
     assert booking["payment"]["status"] == "failed"
     seat = next(s for s in api.get(f"/v1/events/{event_id}/seats").json["seats"] if s["id"] == str(seats[11]))
     assert seat["status"] == "available"

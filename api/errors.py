@@ -20,7 +20,6 @@ STATUS_OF: dict[type[errors.DomainError], str] = {
     errors.InvalidRequest: falcon.HTTP_422,
     errors.InvalidState: falcon.HTTP_409,
     errors.IdempotencyKeyReused: falcon.HTTP_422,
-    errors.Unavailable: falcon.HTTP_409,
 }
 
 

@@ -40,12 +40,6 @@ class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 
 
-class Unavailable(DomainError):
-    """The inventory asked for is held or booked by someone else."""
-
-    code = "unavailable"
-
-
 class PaymentDeclined(DomainError):
     """The payment provider declined the card; a business outcome, not a fault."""
 

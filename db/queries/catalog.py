@@ -88,21 +88,6 @@ def _seat_status(booking_status: str | None) -> str:
     return "booked" if booking_status == BookingStatus.CONFIRMED else "held"
 
 
-def seats_of_event(
-    session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
-) -> list[Seat]:
-    """The requested seats that belong to the event's venue, in the order asked."""
-    found = {
-        seat.id: seat
-        for seat in session.scalars(
-            select(Seat)
-            .join(Event, Event.venue_id == Seat.venue_id)
-            .where(Event.id == event_id, Seat.id.in_(seat_ids))
-        )
-    }
-    return [found[seat_id] for seat_id in seat_ids if seat_id in found]
-
-
 @dataclass(frozen=True)
 class SeatLabel:
     """What a booking's answer shows of a seat."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import falcon
 import falcon.media
 import orjson
@@ -27,10 +29,14 @@ from api.resources.webhooks import StripeWebhook
 from services.context import Context
 from tasks.queue_inspection import QueueInspector
 
+if TYPE_CHECKING:
+    # Falcon 4 types App(middleware=...) with this alias without exporting it from a public module.
+    from falcon._typing import SyncMiddleware
 
-def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App:
+
+def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.Request, falcon.Response]:
     settings = ctx.settings
-    middleware: list[object] = [
+    middleware: list[SyncMiddleware[falcon.Request, falcon.Response]] = [
         Instrumentation(),
         SecurityHeaders(hsts=settings.is_production),
         RequestId(),

@@ -32,10 +32,11 @@ class APIError(falcon.HTTPError):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status, headers=headers)
-        self.code, self.message, self.details = code, message, details
+        # Not `code`: falcon.HTTPError has one already, an optional integer of its own.
+        self.error_code, self.message, self.details = code, message, details
 
     def to_dict(self, obj_type: Any = dict) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return {"error": {"code": self.error_code, "message": self.message, "details": self.details}}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def _is_database_outage(ex: Exception) -> bool:
     )
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     # Falcon picks the most specific handler for an exception's class.
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

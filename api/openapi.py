@@ -84,7 +84,7 @@ def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _ops_paths() -> dict[str, Any]:
     """The operators' pages: an operator key as Bearer token or as the HTTP Basic password."""
-    operator = [{"apiKey": []}, {"operatorBasic": []}]
+    operator: list[dict[str, list[str]]] = [{"apiKey": []}, {"operatorBasic": []}]
     denied = {
         "401": _json(schemas.ErrorOut, "No or bad key (the browser is asked for Basic credentials)"),
         "403": _json(schemas.ErrorOut, "A client key, not an operator key"),
@@ -123,7 +123,7 @@ def _with_examples(components: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_spec() -> dict[str, Any]:
-    models = [
+    models: list[type[BaseModel]] = [
         schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
         schemas.EventOut, schemas.EventPage, schemas.SeatMap, schemas.ResourcePage,
         schemas.PaymentRetry,

@@ -18,6 +18,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 StripeId = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
 
@@ -79,7 +80,7 @@ class PaymentRequest(Strict):
 #: For the OpenAPI document, what `_one_kind_of_inventory` checks (pydantic cannot derive it):
 #: exactly one kind of inventory is given, in full; the other kind's fields are absent or null.
 #: Without this every field reads as optional to a client, and to a fuzzer.
-ONE_KIND_OF_INVENTORY = {"oneOf": [
+ONE_KIND_OF_INVENTORY: JsonDict = {"oneOf": [
     {
         "required": ["event_id", "seat_ids"],
         "properties": {

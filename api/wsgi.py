@@ -13,7 +13,7 @@ from services.context import Context
 from tasks.broker import make_broker, make_dispatcher
 
 
-def create(settings: Settings | None = None) -> falcon.App:
+def create(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     configure_logging("api")
     settings = settings or Settings.from_env()
     engine = make_engine(

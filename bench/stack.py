@@ -378,12 +378,5 @@ class CpuMeter:
         self.wall = time.monotonic() - self.wall
         self.used = {name: after.get(name, 0.0) - before for name, before in self.before.items()}
 
-    def shares(self) -> str:
-        """`api 0.9 cores, workers 0.6 …` over the measured interval."""
-        if not self.wall:
-            return ""
-        parts = [f"{name.split(' ')[0]} {cpu / self.wall:.2f}" for name, cpu in self.used.items()]
-        return "cores busy (of 2): " + ", ".join(parts)
-
     def row(self) -> dict[str, float]:
         return {name.split(" ")[0]: cpu / self.wall for name, cpu in self.used.items()} if self.wall else {}

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from localstripe import resources, server  # type: ignore[import-untyped]
+from localstripe import resources, server
 
 _CONFIRM = re.compile(r"^/v1/payment_intents/(pi_[A-Za-z0-9]+)/confirm$")
 
@@ -48,7 +48,8 @@ async def confirm_with_payment_method(
     # Like Stripe: the new method replaces a declined one and a new charge is attempted.
     intent.payment_method, intent.latest_charge, intent.next_action = payment_method, None, None
     intent._confirm(on_failure_now=intent._report_failure)
-    return server.json_response(intent._export())
+    response: web.StreamResponse = server.json_response(intent._export())
+    return response
 
 _sessions: dict[str, dict[str, Any]] = {}
 

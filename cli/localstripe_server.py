@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
-from localstripe import resources, server  # type: ignore[import-untyped]
+from localstripe import resources, server
 
 from cli import localstripe_additions
 

@@ -45,13 +45,6 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip() or choices[0]
-    if raw not in choices:
-        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
 def sqlalchemy_url(database_url: str) -> str:
     """Map the usual `postgresql://` / `postgres://` forms onto the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):

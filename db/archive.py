@@ -27,10 +27,10 @@ def _archive_of(table: Table, *extra: Column[Any]) -> Table:
     return Table(f"archived_{table.name}", archive_metadata, *columns, *extra)
 
 
-archived_bookings = _archive_of(Booking.__table__, Column("archived_at", DateTime(timezone=True)))  # type: ignore[arg-type]
-archived_items = _archive_of(BookingItem.__table__)  # type: ignore[arg-type]
-archived_transitions = _archive_of(BookingTransition.__table__)  # type: ignore[arg-type]
-archived_payments = _archive_of(Payment.__table__)  # type: ignore[arg-type]
+archived_bookings = _archive_of(Booking.__table__, Column("archived_at", DateTime(timezone=True)))
+archived_items = _archive_of(BookingItem.__table__)
+archived_transitions = _archive_of(BookingTransition.__table__)
+archived_payments = _archive_of(Payment.__table__)
 
 #: Children first on the way out, so foreign keys to `bookings` never dangle.
 _MOVES = (

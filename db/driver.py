@@ -16,10 +16,23 @@ Kept from that layer, because callers rely on them (the API answers 503 to `Oper
 - the bind processors of typed parameters (JSONB, ranges) and the result processors of typed
   columns run, both found once per dialect.
 
-Rows come back as plain tuples. What a statement may be is checked when it is built: every value
-a parameter (no literal compared in the statement, no expanding IN), every typed column one whose
-result processor needs no driver type code. Listeners get no execution context and cannot rewrite
-the statement (`retval=True`).
+Rows come back as plain tuples, processed by position. What a statement may be is checked when it
+is built, so a statement it cannot run fails at import:
+
+- every value is a parameter (no literal compared in the statement, no expanding IN);
+- a typed result column has a result processor that needs no driver type code (Numeric and Float
+  choose theirs from the cursor's description, which is never read here);
+- the typed columns of `text().columns(...)` are given positionally (`column(name, type)`):
+  keyword types are matched by name against the cursor's description, not by position;
+- an INSERT, UPDATE or DELETE returns no typed column (RETURNING): its values would come back as
+  the driver made them, without their result processors.
+
+A bare `text()` declares no result types: its rows are the driver's values.
+
+Listeners are called with no execution context (`context` is None), so only plain ones are
+served: an engine with a `before_cursor_execute` listener registered with `retval=True` (which
+may rewrite the statement, as SQL commenters and tracers do, keeping their state on the context)
+is refused, when `db.engine.make_engine` builds it and again each time a statement runs on it.
 """
 
 from __future__ import annotations
@@ -30,10 +43,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import TextualSelect
 
 Processor = Callable[[Any], Any]
 
@@ -85,11 +100,7 @@ class DriverStatement:
                 process = bind.type.dialect_impl(dialect).bind_processor(dialect)
                 if process is not None:
                     binds[name] = process
-            results = []
-            for position, column in enumerate(getattr(self.statement, "selected_columns", ())):
-                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
-                if process is not None:
-                    results.append((position, process))
+            results = _result_processors(self.statement, dialect)
             found = self._compiled[dialect] = _Compiled(compiled.string, binds, results)
         return found
 
@@ -117,12 +128,14 @@ class DriverStatement:
         sql = compiled.sql
         batch = [compiled.bound(p) for p in parameters]
         params: Any = batch if many else batch[0]
+        events = connection.dispatch
+        listening = bool(events.before_cursor_execute or events.after_cursor_execute)
+        if listening:  # a listener may have been added since the engine was built
+            refuse_listeners_needing_context(connection)
         pooled = connection.connection
         driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         cursor = driver.cursor()
         try:
-            events = connection.dispatch
-            listening = bool(events.before_cursor_execute or events.after_cursor_execute)
             if listening:
                 events.before_cursor_execute(connection, cursor, sql, params, None, many)
             if many:
@@ -143,3 +156,60 @@ class DriverStatement:
             connection._handle_dbapi_exception(ex, sql, params, cursor, None)  # type: ignore[arg-type]
         finally:
             cursor.close()
+
+
+def _result_processors(statement: Executable, dialect: Dialect) -> list[tuple[int, Processor]]:
+    """The result processors of the statement's typed columns, by position; raises ValueError for
+    a typed column whose values could not be processed correctly here."""
+    if isinstance(statement, UpdateBase):
+        for column in statement.exported_columns:  # RETURNING
+            if _result_processor(column, dialect) is not None:
+                raise ValueError(
+                    "a DriverStatement returns no typed column from"
+                    f" {statement.__visit_name__.upper()}: {column} ({column.type}) would come back"
+                    " unprocessed"
+                )
+        return []
+    positional = not isinstance(statement, TextualSelect) or statement.positional
+    results = []
+    for position, column in enumerate(getattr(statement, "selected_columns", ())):
+        process = _result_processor(column, dialect)
+        if process is None:
+            continue
+        if not positional:
+            raise ValueError(
+                "a DriverStatement processes rows by position: give text().columns() the typed"
+                f" column {column} ({column.type}) as column(name, type), not as a keyword"
+            )
+        results.append((position, process))
+    return results
+
+
+def _result_processor(column: ColumnElement[Any], dialect: Dialect) -> Processor | None:
+    try:
+        impl = column.type.dialect_impl(dialect)
+        process: Processor | None = impl.result_processor(dialect, None)
+    except Exception as ex:  # Numeric, Float: they need the cursor's type code to choose
+        raise ValueError(
+            f"a DriverStatement cannot process {column} ({column.type}): its result processor needs"
+            " the driver's type code for the column"
+        ) from ex
+    return process
+
+
+def refuse_listeners_needing_context(target: Engine | Connection) -> None:
+    """Raise RuntimeError if the engine or connection has a listener that DriverStatement cannot
+    serve: a `before_cursor_execute` registered with `retval=True`.
+
+    SQLAlchemy wraps every listener registered without `retval=True` so that it returns the
+    statement unchanged; what is left unwrapped was registered to rewrite it (SQLAlchemy's own
+    wrapper, stable across the 2.1 series pinned in pyproject.toml).
+    """
+    for listener in target.dispatch.before_cursor_execute:
+        if getattr(listener, "__name__", "") != "wrap_before_cursor_execute":
+            raise RuntimeError(
+                f"{type(target).__name__} has a before_cursor_execute listener registered with"
+                f" retval=True ({getattr(listener, '__qualname__', listener)!r}); DriverStatement"
+                " calls listeners without an execution context and cannot apply a rewritten"
+                " statement"
+            )

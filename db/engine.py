@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from config.settings import sqlalchemy_url
+from db.driver import refuse_listeners_needing_context
 
 
 def make_engine(
@@ -48,6 +49,8 @@ def make_engine(
     )
     if pre_ping:
         _ping_idle_connections(engine, ping_after_idle)
+    # Listeners on the Engine class apply to this engine too: refuse those db.driver cannot serve.
+    refuse_listeners_needing_context(engine)
     return engine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -32,6 +33,11 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSONB,
         list[Any]: JSONB,
     }
+
+    if TYPE_CHECKING:
+        # Every model here maps one Table (none maps a join or a select), so its __table__ takes
+        # Core's insert(), update() and delete(); DeclarativeBase can only promise a FromClause.
+        __table__: ClassVar[Table]
 
 
 def _now() -> Any:

@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, literal, select, update
+from sqlalchemy import CursorResult, bindparam, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -152,5 +152,7 @@ def _stored(session: Session, request: IdempotentRequest) -> Reply | None:
 
 
 def purge_expired_keys(session: Session, older_than: datetime) -> int:
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
-    return int(result.rowcount or 0)
+    # A DELETE without RETURNING answers with a CursorResult; Session.execute is typed for any statement.
+    statement = delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than)
+    result = cast(CursorResult[Any], session.execute(statement))
+    return result.rowcount

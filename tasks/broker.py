@@ -125,7 +125,10 @@ class TaskContext(Middleware):
         if message.failed and isinstance(broker, RedisBroker):
             key = dead_letter_reasons_key(broker.namespace)
             reason = f"{type(exception).__name__}: {exception}"[:500] if exception else "skipped"
-            broker.client.pipeline().hset(key, message.message_id, reason).expire(key, 7 * 86400).execute()
+            with broker.client.pipeline() as pipe:
+                pipe.hset(key, message.message_id, reason)
+                pipe.expire(key, 7 * 86400)
+                pipe.execute()
         token = getattr(self._tokens, "token", None)
         if token is not None:
             pop(token)

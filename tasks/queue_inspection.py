@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -67,14 +67,21 @@ class QueueInspector:
         ]
 
     def dead_letters(self, queue: str, *, limit: int = 50) -> list[DeadLetter]:
-        ids = self.client.zrevrange(f"{self.ns}:{queue}.XQ", 0, limit - 1, withscores=True)
+        # redis-py gives its sync and asyncio clients one signature (`Awaitable[T] | T`); this one is sync.
+        ids = cast(
+            list[tuple[bytes, float]],
+            self.client.zrevrange(f"{self.ns}:{queue}.XQ", 0, limit - 1, withscores=True),
+        )
         if not ids:
             return []
-        bodies = self.client.hmget(f"{self.ns}:{queue}.XQ.msgs", [redis_id for redis_id, _ in ids])
-        messages = [json.loads(body) if body else None for body in bodies]
-        reasons = self.client.hmget(
-            dead_letter_reasons_key(self.ns), [m.get("message_id", "") if m else "" for m in messages]
+        bodies = cast(
+            list[bytes | None],
+            self.client.hmget(f"{self.ns}:{queue}.XQ.msgs", [redis_id for redis_id, _ in ids]),
         )
+        messages = [json.loads(body) if body else None for body in bodies]
+        reasons = cast(list[bytes | None], self.client.hmget(
+            dead_letter_reasons_key(self.ns), [m.get("message_id", "") if m else "" for m in messages]
+        ))
         letters = []
         for (redis_id, score), message, reason in zip(ids, messages, reasons, strict=True):
             if message is None:

@@ -159,6 +159,8 @@ class StripeGateway:
         key = f"{idempotency_key}-until-{params['expires_at']}"
         with _classified():
             session = self._client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+        if session.url is None:  # only embedded sessions have none, and this asks for a hosted page
+            raise PaymentRequestRejected(f"Checkout Session {session.id} came without a URL")
         return CheckoutSession(session_id=session.id, url=session.url)
 
     def expire_checkout(self, session_id: str, *, idempotency_key: str) -> None:

@@ -88,21 +88,6 @@ def _seat_status(booking_status: str | None) -> str:
     return "booked" if booking_status == BookingStatus.CONFIRMED else "held"
 
 
-def seats_of_event(
-    session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
-) -> list[Seat]:
-    """The requested seats that belong to the event's venue, in the order asked."""
-    found = {
-        seat.id: seat
-        for seat in session.scalars(
-            select(Seat)
-            .join(Event, Event.venue_id == Seat.venue_id)
-            .where(Event.id == event_id, Seat.id.in_(seat_ids))
-        )
-    }
-    return [found[seat_id] for seat_id in seat_ids if seat_id in found]
-
-
 @dataclass(frozen=True)
 class SeatLabel:
     """What a booking's answer shows of a seat."""
@@ -213,7 +198,7 @@ def windows_of(
         query = query.where(AvailabilityWindow.period.overlaps(_range(within)))
     windows: dict[uuid.UUID, list[Interval]] = {}
     for row in session.scalars(query):
-        windows.setdefault(row.resource_id, []).append(Interval(row.period.lower, row.period.upper))
+        windows.setdefault(row.resource_id, []).append(interval_of(row.period))
     return windows
 
 
@@ -227,7 +212,8 @@ def busy_periods(
         query = query.where(BookingItem.period.overlaps(_range(within)))
     busy: dict[uuid.UUID, list[Interval]] = {}
     for resource_id, period in session.execute(query):
-        busy.setdefault(resource_id, []).append(Interval(period.lower, period.upper))
+        assert resource_id is not None  # the IN filter above never matches NULL
+        busy.setdefault(resource_id, []).append(interval_of(period))
     return busy
 
 
@@ -263,6 +249,13 @@ _RESOURCE_RATE = select(_resource.id, _resource.rate_per_minute, _resource.curre
 def resource_rate(connection: Connection, resource_id: uuid.UUID) -> ResourceRate | None:
     row = connection.execute(_RESOURCE_RATE, {"resource_id": resource_id}).one_or_none()
     return ResourceRate(*row) if row is not None else None
+
+
+def interval_of(period: Range[datetime] | None) -> Interval:
+    """A stored period as the domain's interval; slots and windows are always bounded `[)` ranges."""
+    if period is None or period.lower is None or period.upper is None:
+        raise ValueError(f"expected a bounded period, got {period!r}")
+    return Interval(period.lower, period.upper)
 
 
 def _range(interval: Interval) -> Range[datetime]:

@@ -7,8 +7,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Client
@@ -56,7 +57,8 @@ def authenticate(session: Session, api_key: str) -> Principal | None:
 
 
 def revoke_client(session: Session, client_id: uuid.UUID, now: datetime) -> bool:
-    result = session.execute(
+    # An UPDATE without RETURNING answers with a CursorResult; Session.execute is typed for any statement.
+    result = cast(CursorResult[Any], session.execute(
         update(Client).where(Client.id == client_id, Client.revoked_at.is_(None)).values(revoked_at=now)
-    )
+    ))
     return bool(result.rowcount)

@@ -7,12 +7,12 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import bindparam, event, exc, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Engine, bindparam, column, event, exc, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
 
 from db.driver import DriverStatement
 from db.engine import make_engine, make_sessions
-from db.models import Seat
+from db.models import BookingItem, Resource, Seat
 from tests.support import first_event, new_key, seat_request
 
 
@@ -147,6 +147,61 @@ def _use_four_connections_of_which_one_dies(settings, name):  # type: ignore[no-
 def test_a_driver_statement_refuses_what_it_cannot_run_when_it_is_built(statement):
     with pytest.raises(ValueError, match="DriverStatement"):
         DriverStatement(statement)
+
+
+_items = BookingItem.__table__
+
+
+@pytest.mark.parametrize(("statement", "reason"), [
+    # Its rows would carry psycopg's range, not SQLAlchemy's: RETURNING skips result processors.
+    (insert(_items).values(booking_id=bindparam("booking_id"), period=bindparam("period"), price=bindparam("price"))
+     .returning(_items.c.period), "returns no typed column from INSERT"),
+    (update(_items).where(_items.c.booking_id == bindparam("booking_id")).values(price=bindparam("price"))
+     .returning(_items.c.id, _items.c.period), "returns no typed column from UPDATE"),
+    # Keyword types are matched by name to the cursor's columns, which rows by position cannot do.
+    (text("SELECT price, period FROM booking_items").columns(period=TSTZRANGE), "by position"),
+    # Float and Numeric choose their result processor from the type code the driver reports.
+    (select(Resource.lat).where(Resource.id == bindparam("id")), "driver's type code"),
+])
+def test_a_driver_statement_refuses_typed_columns_it_could_not_process(statement, reason):
+    with pytest.raises(ValueError, match=reason):
+        DriverStatement(statement)
+
+
+def test_a_driver_statement_takes_returning_of_untyped_columns_and_positional_text_columns(settings):
+    DriverStatement(insert(_items).values(booking_id=bindparam("booking_id"), price=bindparam("price"))
+                    .returning(_items.c.id))
+    statement = DriverStatement(text("SELECT tstzrange(CAST(:start AS timestamptz), NULL)").columns(
+        column("period", TSTZRANGE)))
+    engine = make_engine(settings.database_url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        [(period,)] = statement.rows(conn, {"start": "2030-01-01T00:00:00Z"})
+    engine.dispose()
+    assert isinstance(period, Range) and period.upper is None  # SQLAlchemy's range, processed
+
+
+def _rewrite(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    return f"/* traced */ {statement}", parameters
+
+
+def test_a_driver_statement_refuses_an_engine_with_a_listener_that_rewrites_statements(settings):
+    engine = make_engine(settings.database_url)
+    event.listen(engine, "before_cursor_execute", _rewrite, retval=True)
+    statement = _json_statement()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with pytest.raises(RuntimeError, match="retval=True"):
+            statement.rows(conn, {"doc": 1, "plain": 2})
+        assert conn.execute(text("SELECT 1")).scalar() == 1  # SQLAlchemy's own path still serves it
+    engine.dispose()
+
+
+def test_an_engine_is_refused_when_it_is_built_if_a_class_listener_rewrites_statements(settings):
+    event.listen(Engine, "before_cursor_execute", _rewrite, retval=True)
+    try:
+        with pytest.raises(RuntimeError, match="retval=True"):
+            make_engine(settings.database_url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", _rewrite)
 
 
 def _kill_backend(database_url: str, pid: int) -> None:

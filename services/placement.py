@@ -18,7 +18,7 @@ from db.models import BookingItem
 from db.queries import catalog
 from db.queries.bookings import items_of
 from db.unit_of_work import LockedBooking
-from domain.availability import Interval, slot_fits
+from domain.availability import slot_fits
 from domain.lifecycle import BookingStatus
 
 
@@ -48,10 +48,10 @@ def _seat_refusal(session: Session, booking_id: uuid.UUID, event_id: uuid.UUID) 
 
 def _slot_refusal(session: Session, items: Sequence[BookingItem]) -> str | None:
     (item,) = items
-    assert item.resource_id is not None and item.period is not None
+    assert item.resource_id is not None
     if catalog.lock_resource(session, item.resource_id) is None:
         return "invalid"
-    slot = Interval(item.period.lower, item.period.upper)
+    slot = catalog.interval_of(item.period)
     windows = catalog.windows_of(session, [item.resource_id], within=slot).get(item.resource_id, [])
     if not slot_fits(windows, slot):
         return "outside_availability"

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.driver import DriverStatement
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
-from db.queries.catalog import SeatLabel
+from db.queries.catalog import SeatLabel, interval_of
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,7 @@ def starts_at_of(session: Session, booking: Booking) -> datetime:
     if booking.event_id is not None:
         return session.scalars(select(Event.starts_at).where(Event.id == booking.event_id)).one()
     (item,) = items_of(session, booking.id)
-    assert item.period is not None
-    return item.period.lower
+    return interval_of(item.period).starts_at
 
 
 @dataclass(frozen=True)

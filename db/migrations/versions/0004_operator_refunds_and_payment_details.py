@@ -9,6 +9,7 @@ Revises: 0003
 Create Date: 2026-12-06
 """
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,11 +20,11 @@ down_revision: str | Sequence[str] | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BOOKING_COLUMNS = (
+BOOKING_COLUMNS: tuple[tuple[str, Any], ...] = (
     ('cancel_refund', sa.String(10)),
     ('cancel_reason', sa.String(60)),
 )
-PAYMENT_COLUMNS = (
+PAYMENT_COLUMNS: tuple[tuple[str, Any, Any], ...] = (
     ('refund_requested', sa.Integer(), sa.text('0')),
     ('refund_number', sa.Integer(), sa.text('0')),
     ('next_action', JSONB(), None),
@@ -35,9 +36,9 @@ def upgrade() -> None:
     for prefix in ('', 'archived_'):
         for name, kind in BOOKING_COLUMNS:
             op.add_column(f'{prefix}bookings', sa.Column(name, kind, nullable=True))
-        for name, kind, default in PAYMENT_COLUMNS:
+        for name, column_type, default in PAYMENT_COLUMNS:
             op.add_column(f'{prefix}payments', sa.Column(
-                name, kind, nullable=default is None, server_default=default,
+                name, column_type, nullable=default is None, server_default=default,
             ))
     # A refund claimed before this revision keeps its idempotency key (it named attempt 1).
     op.execute("UPDATE payments SET refund_number = 1 WHERE step = 'refund' OR amount_refunded > 0")

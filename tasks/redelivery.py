@@ -69,12 +69,16 @@ class Redelivery(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         if isinstance(broker, RedisBroker):
-            threading.Thread(target=self._run, args=(broker,), name="redelivery", daemon=True).start()
+            self._stop = threading.Event()  # one per worker: a broker may outlive a stopped worker
+            threading.Thread(target=self._run, args=(broker, self._stop), name="redelivery", daemon=True).start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # Not before: a worker finishing its messages on the way out is alive, and must not
+        # have them requeued under it if that takes longer than the heartbeat timeout.
         self._stop.set()
 
-    def _run(self, broker: RedisBroker) -> None:
+    @staticmethod
+    def _run(broker: RedisBroker, stop: threading.Event) -> None:
         every = broker.heartbeat_timeout / 1000 / PASSES_PER_TIMEOUT
         while True:
             try:
@@ -82,5 +86,5 @@ class Redelivery(Middleware):
             except Exception:
                 # Redis away: the worker's own commands fail too; try again on the next beat.
                 log.warning("heartbeat and dead-worker pass failed", exc_info=True)
-            if self._stop.wait(every):
+            if stop.wait(every):
                 return

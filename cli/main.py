@@ -90,13 +90,16 @@ def clients_revoke(client_id: uuid.UUID) -> None:
 @click.option("--threads", default=8, show_default=True, help="Threads per process.")
 @click.option("--queues", "-Q", multiple=True, help="Only these queues (default: all).")
 def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
-    """Run Dramatiq workers (`dramatiq tasks.worker`)."""
+    """Run Dramatiq workers (`dramatiq tasks.worker`), restarted at once if one dies."""
+    from config.logging import configure_logging
+    from tasks.supervisor import supervise
+
     _settings()
-    args = [sys.executable, "-m", "dramatiq", "tasks.worker", "--processes", str(processes),
-            "--threads", str(threads)]
+    configure_logging("worker")
+    args = ["tasks.worker", "--processes", str(processes), "--threads", str(threads)]
     if queues:
         args += ["--queues", *queues]
-    os.execv(sys.executable, args)
+    sys.exit(supervise(args))
 
 
 @main.command()

@@ -80,7 +80,9 @@ class Settings:
     # Chance, out of a million broker commands, of running the requeue-dead-workers pass.
     broker_maintenance_chance: int = 10_000
     outbox_relay_after: timedelta = timedelta(seconds=30)
-    payment_step_lease: timedelta = timedelta(seconds=60)
+    # Also how long a booking whose worker died mid-call waits: short enough that it settles
+    # within 30 s of the death; the worker's Stripe timeout is derived from it.
+    payment_step_lease: timedelta = timedelta(seconds=20)
     reconcile_after: timedelta = timedelta(seconds=120)
     expire_every_seconds: int = 60
     relay_every_seconds: int = 5
@@ -134,7 +136,7 @@ class Settings:
             broker_heartbeat_timeout_ms=_int(env, "BROKER_HEARTBEAT_TIMEOUT_MS", 15_000),
             broker_maintenance_chance=_int(env, "BROKER_MAINTENANCE_CHANCE", 10_000),
             outbox_relay_after=timedelta(seconds=_int(env, "OUTBOX_RELAY_AFTER_SECONDS", 30)),
-            payment_step_lease=timedelta(seconds=_int(env, "PAYMENT_STEP_LEASE_SECONDS", 60)),
+            payment_step_lease=timedelta(seconds=_int(env, "PAYMENT_STEP_LEASE_SECONDS", 20)),
             reconcile_after=timedelta(seconds=_int(env, "RECONCILE_AFTER_SECONDS", 120)),
             expire_every_seconds=_int(env, "SCHEDULE_EXPIRE_SECONDS", 60),
             relay_every_seconds=_int(env, "SCHEDULE_RELAY_SECONDS", 5),

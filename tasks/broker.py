@@ -27,6 +27,7 @@ from config.settings import Settings
 from db.engine import transaction
 from services import queues
 from services.outbox import StagedMessage, acknowledge
+from tasks.redelivery import Redelivery, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +163,19 @@ def make_broker(
         # No Callbacks or Pipelines: nothing here uses them, and each is a hook on every message.
         Retries(max_retries=DEFAULT_MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         CurrentMessage(),
+        Redelivery(),
     ]
-    return RedisBroker(
+    broker = RedisBroker(
         url=settings.redis_url,
         namespace=namespace or settings.broker_namespace,
         middleware=middleware,
-        # Defaults (60 s heartbeat, 0.1% maintenance chance) left a killed worker's message
-        # unrecovered for minutes; these bring redelivery down to tens of seconds.
+        # A dead worker's messages come back one heartbeat timeout after it died: Redelivery
+        # runs the requeue pass on a clock (the random chance is only a fallback).
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
         maintenance_chance=settings.broker_maintenance_chance,
     )
+    broker.broker_id = worker_id()
+    return broker
 
 
 def make_dispatcher(broker: dramatiq.Broker) -> Callable[[Sequence[StagedMessage]], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -14,6 +15,20 @@ from services.context import Context
 from tasks.actors import declare_actors
 from tasks.broker import make_broker, make_dispatcher
 from tasks.stripe_gateway import StripeGateway, make_stripe_client
+
+#: One Stripe call and the SDK's two retries (see make_stripe_client), and the SDK's waits
+#: between them (0.5 s, then 1 s, jittered down).
+STRIPE_ATTEMPTS = 3
+STRIPE_RETRY_WAITS_SECONDS = 1.5
+#: Below this an attempt would cut off Stripe's slow but normal answers (a card network's).
+MIN_STRIPE_TIMEOUT_SECONDS = 5.0
+
+
+def stripe_timeout_seconds(lease: timedelta) -> float:
+    """Each attempt's timeout, so that a call with its retries ends before its step's lease
+    does: otherwise another worker could repeat the step while the first still waits."""
+    spread = (lease.total_seconds() - STRIPE_RETRY_WAITS_SECONDS) / STRIPE_ATTEMPTS
+    return max(MIN_STRIPE_TIMEOUT_SECONDS, spread)
 
 
 @dataclass
@@ -32,7 +47,8 @@ def build_worker(settings: Settings, *, namespace: str | None = None) -> WorkerR
     sessions = make_sessions(engine)
     broker = make_broker(settings, sessions=sessions, namespace=namespace)
     gateway = StripeGateway(
-        make_stripe_client(settings.stripe_api_key, settings.stripe_api_base),
+        make_stripe_client(settings.stripe_api_key, settings.stripe_api_base,
+                           timeout_seconds=stripe_timeout_seconds(settings.payment_step_lease)),
         return_url=settings.checkout_return_url,
     )
     context = Context(settings=settings, sessions=sessions, dispatch=make_dispatcher(broker), gateway=gateway)

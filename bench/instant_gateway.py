@@ -15,7 +15,7 @@ from unittest.mock import patch
 
 import tasks.runtime
 from config.settings import Settings
-from domain.payments import CheckoutSession, CheckoutState, IntentState, PaymentStatus
+from domain.payments import CheckoutSession, CheckoutState, DisputeState, IntentState, PaymentStatus
 from domain.ports import PaymentGateway
 from tasks.runtime import WorkerRuntime, build_worker
 
@@ -57,6 +57,9 @@ class InstantGateway:
 
     def retrieve_checkout(self, session_id: str) -> CheckoutState:
         return CheckoutState(session_id, "open", paid=False, intent_id=None)
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeState:
+        raise NotImplementedError("the benchmarks raise no disputes")
 
 
 def compose_worker(settings: Settings, gateway: PaymentGateway | None = None, *,

@@ -10,7 +10,10 @@
    page: tests play the customer by creating the PaymentIntent, completing the session with it
    (`POST /v1/checkout/sessions/{id}/_complete`, ours alone) and sending a signed
    `checkout.session.completed` event themselves.
-4. Listing a type from an index instead of scanning the whole store: upstream's lists (and each
+4. Disputes (localstripe has none): retrieve and close as Stripe's, and two routes of ours that
+   play the bank (`POST /v1/charges/{id}/_dispute` opens one, `POST /v1/disputes/{id}/_resolve`
+   decides it), so tests drive `charge.dispute.*` through the real SDK's retrieve.
+5. Listing a type from an index instead of scanning the whole store: upstream's lists (and each
    charge's refunds, which every PaymentIntent answer includes) scan every object, so creating an
    intent got four times slower after two thousand (82% of its time in that scan, profiled).
 """
@@ -116,6 +119,49 @@ async def complete_session(request: web.Request) -> web.Response:
     return web.json_response(session)
 
 
+_disputes: dict[str, dict[str, Any]] = {}
+
+
+async def open_dispute(request: web.Request) -> web.Response:
+    """Plays the customer's bank (not a Stripe route): a dispute of the charge, needing a response."""
+    charge = resources.Charge._api_retrieve(request.match_info["id"])
+    form = dict(parse_qsl((await request.read()).decode()))
+    dispute_id = "dp_" + secrets.token_hex(12)
+    _disputes[dispute_id] = {
+        "id": dispute_id, "object": "dispute", "charge": charge.id, "payment_intent": charge.payment_intent,
+        "amount": int(form.get("amount") or charge.amount), "currency": charge.currency,
+        "reason": form.get("reason", "fraudulent"), "status": "needs_response",
+        "created": int(time.time()), "livemode": False,
+    }
+    return web.json_response(_disputes[dispute_id])
+
+
+async def retrieve_dispute(request: web.Request) -> web.Response:
+    dispute = _disputes.get(request.match_info["id"])
+    return web.json_response(dispute) if dispute else _error(404, "No such dispute")
+
+
+async def close_dispute(request: web.Request) -> web.Response:
+    """As Stripe's: closing a dispute accepts it, and the dispute is lost."""
+    return _set_dispute_status(request.match_info["id"], "lost")
+
+
+async def resolve_dispute(request: web.Request) -> web.Response:
+    """Plays the bank's decision (not a Stripe route): won, lost, or under review."""
+    form = dict(parse_qsl((await request.read()).decode()))
+    return _set_dispute_status(request.match_info["id"], form.get("status", "won"))
+
+
+def _set_dispute_status(dispute_id: str, status: str) -> web.Response:
+    dispute = _disputes.get(dispute_id)
+    if dispute is None:
+        return _error(404, "No such dispute")
+    if dispute["status"] in ("won", "lost"):
+        return _error(400, f"This dispute is already {dispute['status']}")
+    dispute["status"] = status
+    return web.json_response(dispute)
+
+
 def _decline_names_the_intent() -> None:
     report_failure = resources.PaymentIntent._report_failure
 
@@ -165,3 +211,7 @@ def install(app: web.Application) -> None:
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
     app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)
     app.router.add_post("/v1/checkout/sessions/{id}/_complete", complete_session)
+    app.router.add_post("/v1/charges/{id}/_dispute", open_dispute)
+    app.router.add_get("/v1/disputes/{id}", retrieve_dispute)
+    app.router.add_post("/v1/disputes/{id}/close", close_dispute)
+    app.router.add_post("/v1/disputes/{id}/_resolve", resolve_dispute)

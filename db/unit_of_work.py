@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from db.driver import DriverStatement
 from db.models import Booking, BookingTransition, Payment
 from domain.lifecycle import HOLDS_INVENTORY, BookingStatus, check_transition
-from domain.payment_facts import BookingFacts, Books, Consequence
+from domain.payment_facts import BookingFacts, Books, Consequence, Dispute
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
 
@@ -130,9 +130,10 @@ class LockedBooking:
 
     def books(self) -> Books:
         payment = self.payment
+        dispute = Dispute(**payment.dispute) if payment.dispute else None
         return Books(
             PaymentStatus(payment.status), payment.amount_authorized, payment.amount_captured,
-            payment.amount_refunded, payment.decline_code,
+            payment.amount_refunded, payment.decline_code, dispute,
         )
 
     def apply(self, consequence: Consequence, now: datetime) -> None:
@@ -144,6 +145,7 @@ class LockedBooking:
             payment.amount_refunded, payment.updated_at = books.refunded, now
             if books.status is PaymentStatus.AUTHORIZED and payment.authorized_at is None:
                 payment.authorized_at = now
+            payment.dispute = asdict(books.dispute) if books.dispute else None
         for move in consequence.moves:
             self.move(move.to, now, move.reason)
         if consequence.expires_at is not None and consequence.expires_at != self.booking.expires_at:

@@ -31,6 +31,24 @@ OPEN = frozenset({S.AWAITING_PAYMENT, S.AUTHORIZED})
 
 
 @dataclass(frozen=True)
+class Dispute:
+    """A chargeback on the booking's charge, as the provider reports it."""
+
+    id: str
+    status: str
+    amount: int
+    reason: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED_DISPUTES
+
+
+#: Where a dispute ends: the money stays with us (won, warning_closed) or goes back (lost).
+CLOSED_DISPUTES = frozenset({"won", "lost", "warning_closed"})
+
+
+@dataclass(frozen=True)
 class Books:
     """Our record of one booking's payment."""
 
@@ -39,6 +57,7 @@ class Books:
     captured: int = 0
     refunded: int = 0
     decline_code: str | None = None
+    dispute: Dispute | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,8 @@ class FactKind(enum.StrEnum):
     REFUNDED = "refunded"
     #: The booking's hosted checkout page expired unpaid, or was expired by us.
     CHECKOUT_CLOSED = "checkout_closed"
+    #: The customer's bank disputes the charge (opened, updated, won or lost).
+    DISPUTED = "disputed"
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,7 @@ class PaymentFact:
     decline_code: str | None = None
     #: A decline because the provider does not know the payment method (not the card's answer).
     method_invalid: bool = False
+    dispute: Dispute | None = None
     #: Read back by us after a webhook (not the answer to our own call): such a report never
     #: puts an unpaid payment back into the customer's hands while a new attempt is pending.
     reported: bool = False
@@ -134,6 +156,8 @@ def apply_fact(
         return _checkout_closed(booking, books)
     if fact.kind is FactKind.REFUNDED:
         return _refunded(booking, books, fact)
+    if fact.kind is FactKind.DISPUTED:
+        return _disputed(books, fact)
     return _intent(booking, books, fact, now, retry_hold)
 
 
@@ -225,6 +249,20 @@ def _checkout_closed(booking: BookingFacts, books: Books) -> Consequence:
     if booking.status is S.AWAITING_PAYMENT:
         return Consequence(money, (Move(S.EXPIRED, "checkout_expired"),))
     return Consequence(money)
+
+
+def _disputed(books: Books, fact: PaymentFact) -> Consequence:
+    """A dispute is recorded beside the money, which it does not change: Stripe's captured and
+    refunded amounts stay as they are when a dispute is lost (the money leaves by the dispute)."""
+    dispute = fact.dispute
+    assert dispute is not None
+    if dispute.amount > books.captured:
+        return Consequence(books, ignored=f"a dispute of {dispute.amount} exceeds what was captured", mismatch=True)
+    if books.dispute is not None and books.dispute.id == dispute.id and books.dispute.closed and not dispute.closed:
+        return Consequence(books, ignored=f"the dispute was already {books.dispute.status}")
+    if books.dispute == dispute:
+        return Consequence(books, ignored=f"the dispute is already recorded as {dispute.status}")
+    return Consequence(replace(books, dispute=dispute))
 
 
 def _extended(booking: BookingFacts, now: datetime, retry_hold: RetryHold) -> datetime:

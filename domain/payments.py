@@ -101,6 +101,18 @@ class IntentState:
 
 
 @dataclass(frozen=True)
+class DisputeState:
+    """The provider's view of a dispute (chargeback) on a charge."""
+
+    dispute_id: str
+    intent_id: str | None
+    status: str
+    amount: int
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutState:
     """The provider's view of one hosted checkout session."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from domain.payments import CheckoutSession, CheckoutState, IntentState
+from domain.payments import CheckoutSession, CheckoutState, DisputeState, IntentState
 
 
 class PaymentGateway(Protocol):
@@ -54,3 +54,5 @@ class PaymentGateway(Protocol):
     def retrieve(self, intent_id: str) -> IntentState: ...
 
     def retrieve_checkout(self, session_id: str) -> CheckoutState: ...
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeState: ...

@@ -22,7 +22,10 @@ INTENT_EVENTS = frozenset({
 #: Events about a hosted Checkout Session: look the session (and its intent) up.
 CHECKOUT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.expired"})
 
-HANDLED_TYPES = INTENT_EVENTS | CHECKOUT_EVENTS
+#: Events about a dispute of the booking's charge: look the dispute up.
+DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"})
+
+HANDLED_TYPES = INTENT_EVENTS | CHECKOUT_EVENTS | DISPUTE_EVENTS
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class ProviderEvent:
     intent_id: str | None = None
     checkout_session_id: str | None = None
     booking_id: str | None = None
+    dispute_id: str | None = None
 
     @property
     def handled(self) -> bool:

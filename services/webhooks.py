@@ -29,10 +29,10 @@ from db.engine import transaction
 from db.models import Booking, Payment, WebhookEvent
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain.lifecycle import RetryHold
-from domain.payment_facts import FactKind, PaymentFact, apply_fact, intent_fact
+from domain.payment_facts import Dispute, FactKind, PaymentFact, apply_fact, intent_fact
 from domain.payments import IntentState, PaymentStatus
 from domain.ports import PaymentGateway
-from domain.webhooks import CHECKOUT_EVENTS, ProviderEvent
+from domain.webhooks import CHECKOUT_EVENTS, DISPUTE_EVENTS, ProviderEvent
 from services import queues
 from services.advance import advance_booking
 from services.context import Context
@@ -149,9 +149,13 @@ class Reading:
 
     fact: PaymentFact
     intent: IntentState | None
+    #: Why Stripe's record is not about the booking's payment after all.
+    unrelated: str | None = None
 
 
 def _read_back(gateway: PaymentGateway, match: Match) -> Reading:
+    if match.event.type in DISPUTE_EVENTS:
+        return _dispute_read_back(gateway, match)
     if match.event.type in CHECKOUT_EVENTS:
         assert match.checkout_session_id is not None
         checkout = gateway.retrieve_checkout(match.checkout_session_id)
@@ -164,6 +168,16 @@ def _read_back(gateway: PaymentGateway, match: Match) -> Reading:
     assert intent_id is not None
     state = gateway.retrieve(intent_id)
     return Reading(intent_fact(state, reported=True), state)
+
+
+def _dispute_read_back(gateway: PaymentGateway, match: Match) -> Reading:
+    assert match.event.dispute_id is not None
+    state = gateway.retrieve_dispute(match.event.dispute_id)
+    if state.intent_id != match.intent_id:
+        # The event named the booking's intent; Stripe's dispute is about another charge.
+        return Reading(PaymentFact(FactKind.DISPUTED), None, unrelated=f"the dispute is on {state.intent_id}")
+    dispute = Dispute(state.dispute_id, state.status, state.amount, state.reason)
+    return Reading(PaymentFact(FactKind.DISPUTED, currency=state.currency, dispute=dispute), None)
 
 
 #: An open checkout session nobody has paid on yet.
@@ -192,6 +206,8 @@ def _apply_to(
     locked: LockedBooking, reading: Reading, now: datetime, retry_hold: RetryHold
 ) -> tuple[str, str | None]:
     payment, fact, intent = locked.payment, reading.fact, reading.intent
+    if reading.unrelated is not None:
+        return "unmatched", reading.unrelated
     if intent is not None and payment.intent_id not in (None, intent.intent_id):
         return "ignored", f"the booking's payment is {payment.intent_id}, not {intent.intent_id}"
     consequence = apply_fact(locked.facts(), locked.books(), fact, now=now, retry_hold=retry_hold)

@@ -20,7 +20,7 @@ from domain.errors import (
     PaymentRequestInvalid,
     PaymentRequestRejected,
 )
-from domain.payments import CheckoutSession, CheckoutState, IntentState, PaymentStatus
+from domain.payments import CheckoutSession, CheckoutState, DisputeState, IntentState, PaymentStatus
 from domain.webhooks import ProviderEvent
 
 CHECKOUT_MIN_LIFETIME = timedelta(minutes=31)
@@ -198,6 +198,16 @@ class StripeGateway:
             intent = self._client.v1.payment_intents.retrieve(intent_id, params={"expand": ["latest_charge"]})
         return intent_state(intent)
 
+    def retrieve_dispute(self, dispute_id: str) -> DisputeState:
+        with _classified():
+            dispute = self._client.v1.disputes.retrieve(dispute_id).to_dict()
+        intent = dispute.get("payment_intent")
+        return DisputeState(
+            dispute_id=dispute["id"], intent_id=intent["id"] if isinstance(intent, dict) else intent,
+            status=str(dispute["status"]), amount=int(dispute["amount"]), currency=str(dispute["currency"]),
+            reason=dispute.get("reason"),
+        )
+
     def retrieve_checkout(self, session_id: str) -> CheckoutState:
         with _classified():
             session = self._client.v1.checkout.sessions.retrieve(session_id).to_dict()
@@ -262,6 +272,8 @@ def provider_event(payload: dict[str, Any]) -> ProviderEvent:
         return ProviderEvent(type=kind, intent_id=obj.get("id"), booking_id=booking_id)
     if kind == "charge.refunded":
         return ProviderEvent(type=kind, intent_id=obj.get("payment_intent"), booking_id=booking_id)
+    if kind.startswith("charge.dispute."):
+        return ProviderEvent(type=kind, intent_id=obj.get("payment_intent"), dispute_id=obj.get("id"))
     if kind.startswith("checkout.session."):
         return ProviderEvent(
             type=kind, intent_id=obj.get("payment_intent"), checkout_session_id=obj.get("id"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 
 from tests.support import (
@@ -162,3 +163,42 @@ def test_concurrent_payment_retries_make_one_attempt_and_refuse_the_rest(api, ru
     with runtime.context.sessions() as session:
         attempt = session.execute(text("SELECT attempt FROM payments WHERE booking_id = :b"), {"b": booking["id"]}).scalar()
     assert attempt == 2  # one attempt accepted, counted once
+
+
+def _bank(runtime: Any, path: str, **form: Any) -> dict[str, Any]:
+    """The local server's routes that play the customer's bank."""
+    answer = httpx.post(f"{runtime.context.settings.stripe_api_base}{path}", data=form,
+                        headers={"Authorization": "Bearer sk_test_local"})
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def test_a_dispute_is_recorded_from_stripes_record_and_a_lost_one_keeps_the_books_equal(app, api, runtime, worker):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[26:27], capture="immediate")).json
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"confirmed"})
+    booking = api.get(f"/v1/bookings/{booking['id']}").json
+    stripe = stripe_client(runtime.context.settings.stripe_api_base)
+    intent_id = booking["payment"]["provider_ref"]
+    charge = stripe.v1.payment_intents.retrieve(intent_id).to_dict()["latest_charge"]
+
+    dispute = _bank(runtime, f"/v1/charges/{charge['id']}/_dispute", reason="fraudulent")
+    # The event claims more than Stripe holds: what is recorded is Stripe's dispute.
+    opened = stripe_event("charge.dispute.created", {**dispute, "amount": 1})
+    assert post_webhook(app, opened, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, opened["id"])["outcome"] == "applied"
+    shown = api.get(f"/v1/bookings/{booking['id']}").json["payment"]["dispute"]
+    assert shown == {"status": "needs_response", "amount": booking["total_amount"], "reason": "fraudulent"}
+
+    lost = stripe.v1.disputes.close(dispute["id"]).to_dict()
+    closed = stripe_event("charge.dispute.closed", lost)
+    assert post_webhook(app, closed, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, closed["id"])["outcome"] == "applied"
+    late = stripe_event("charge.dispute.updated", {**dispute, "status": "under_review"}, event_id="evt_late_update")
+    assert post_webhook(app, late, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, late["id"])["outcome"] == "ignored"  # Stripe says lost
+
+    after = api.get(f"/v1/bookings/{booking['id']}").json
+    assert after["payment"]["dispute"]["status"] == "lost"
+    assert after["status"] == "confirmed"
+    assert _money(api, booking["id"]) == _stripe_money(stripe, intent_id)

@@ -13,6 +13,7 @@ from domain.payment_facts import (
     BookingFacts,
     Books,
     Consequence,
+    Dispute,
     FactKind,
     Move,
     PaymentFact,
@@ -131,6 +132,24 @@ def test_a_checkout_that_closed_unpaid_expires_the_booking_and_is_ignored_once_p
     assert apply(booking(), Books(P.AUTHORIZED, TOTAL), closed).ignored
 
 
+def test_a_dispute_is_recorded_beside_the_money_and_a_closed_one_stays_closed():
+    books = Books(P.CAPTURED, TOTAL, TOTAL)
+    opened = apply(booking(S.CONFIRMED), books, PaymentFact(FactKind.DISPUTED, dispute=Dispute("dp_1", "needs_response", TOTAL)))
+    assert opened.books == Books(P.CAPTURED, TOTAL, TOTAL, dispute=Dispute("dp_1", "needs_response", TOTAL))
+    assert opened.moves == ()
+    lost = apply(booking(S.CONFIRMED), opened.books, PaymentFact(FactKind.DISPUTED, dispute=Dispute("dp_1", "lost", TOTAL)))
+    assert lost.books.dispute == Dispute("dp_1", "lost", TOTAL)
+    assert (lost.books.captured, lost.books.refunded) == (TOTAL, 0)  # as Stripe's charge says
+    stale = apply(booking(S.CONFIRMED), lost.books, PaymentFact(FactKind.DISPUTED, dispute=Dispute("dp_1", "under_review", TOTAL)))
+    assert stale.ignored and stale.books == lost.books
+
+
+def test_a_dispute_of_more_than_was_captured_is_a_mismatch():
+    result = apply(booking(S.CONFIRMED), Books(P.CAPTURED, TOTAL, TOTAL),
+                   PaymentFact(FactKind.DISPUTED, dispute=Dispute("dp_1", "needs_response", TOTAL * 2)))
+    assert result.mismatch and result.books.dispute is None
+
+
 books_strategy = st.builds(
     lambda status, authorized, captured, refunded: Books(
         status, max(authorized, captured), captured, min(refunded, captured)
@@ -150,6 +169,10 @@ facts_strategy = st.one_of(
     st.builds(PaymentFact, st.just(FactKind.DECLINED), decline_code=st.just("card_declined")),
     st.builds(PaymentFact, st.just(FactKind.REFUNDED), refunded=st.sampled_from([0, 5000, TOTAL, TOTAL * 3])),
     st.just(PaymentFact(FactKind.CHECKOUT_CLOSED)),
+    st.builds(
+        lambda status, amount: PaymentFact(FactKind.DISPUTED, dispute=Dispute("dp_1", status, amount, "fraudulent")),
+        st.sampled_from(["needs_response", "under_review", "won", "lost"]), st.sampled_from([5000, TOTAL]),
+    ),
 )
 bookings_strategy = st.builds(
     booking, st.sampled_from([s for s in S if s is not S.REQUESTED]),

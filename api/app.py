@@ -23,6 +23,7 @@ from api.resources.bookings import (
     Bookings,
 )
 from api.resources.catalog import Event, Events, EventSeats, Resources
+from api.resources.checkout_return import CheckoutReturnPage, CheckoutReturnStatus
 from api.resources.health import Health, Readiness
 from api.resources.ops import DeadLetterAction, QueuesJson, QueuesPage
 from api.resources.webhooks import StripeWebhook
@@ -73,6 +74,8 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
     app.add_route("/ops/queues", QueuesPage(ctx, inspector))
     app.add_route("/ops/api/queues", QueuesJson(ctx, inspector))
     app.add_route("/ops/queues/{queue}/dead/{redis_id}/{action}", DeadLetterAction(ctx, inspector))
+    app.add_route("/checkout/return", CheckoutReturnPage())
+    app.add_route("/checkout/return/status", CheckoutReturnStatus(ctx))
     app.add_route("/openapi.json", OpenAPIDocument())
     app.add_route("/docs", DocsPage())
     app.add_static_route("/docs/static", str(SWAGGER_UI_ASSETS))

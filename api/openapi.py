@@ -15,6 +15,7 @@ from api import schemas
 ERRORS = {
     "400": "Malformed request (bad JSON, missing Idempotency-Key, bad query)",
     "401": "No or bad API key",
+    "403": "A client key where an operator key is needed",
     "404": "Not found, or another client's",
     "409": "The booking's state does not allow this",
     "413": "Body too large",
@@ -126,10 +127,11 @@ def build_spec() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
         schemas.EventOut, schemas.EventPage, schemas.SeatMap, schemas.ResourcePage,
-        schemas.PaymentRetry,
+        schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund, schemas.BookingStatusOut,
     ]
+    requests = (schemas.BookingCreate, schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund)
     _, defs = models_json_schema(
-        [(m, "validation" if m in (schemas.BookingCreate, schemas.PaymentRetry) else "serialization") for m in models],
+        [(m, "validation" if m in requests else "serialization") for m in models],
         ref_template="#/components/schemas/{model}",
     )
     mutate = ("400", "401", "404", "409", "413", "415", "422")
@@ -141,8 +143,9 @@ def build_spec() -> dict[str, Any]:
                 parameters=[IDEMPOTENCY_KEY],
             ),
             "get": _operation(
-                "List the client's bookings, newest first", ("200", schemas.BookingPage, "A page"),
-                errors=("400", "401", "422"), parameters=_query(schemas.BookingListQuery),
+                "List the client's bookings, newest first (operators: search every client's)",
+                ("200", schemas.BookingPage, "A page"),
+                errors=("400", "401", "403", "422"), parameters=_query(schemas.BookingListQuery),
             ),
         },
         "/v1/bookings/{booking_id}": {"get": _operation(
@@ -153,9 +156,17 @@ def build_spec() -> dict[str, Any]:
             "Confirm an authorized booking (capture is enqueued)", ("202", schemas.BookingOut, "Accepted"),
             errors=mutate, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
         )},
-        "/v1/bookings/{booking_id}/cancel": {"post": _operation(
-            "Cancel a booking (release or refund is enqueued)", ("202", schemas.BookingOut, "Accepted"),
-            errors=mutate, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
+        "/v1/bookings/{booking_id}/cancel": {"post": {
+            **_operation(
+                "Cancel a booking (release or refund is enqueued); an operator may choose the refund",
+                ("202", schemas.BookingOut, "Accepted"), errors=mutate, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
+            ),
+            # A client sends no body; an operator may send {"refund": "full" | "policy" | "none"}.
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(schemas.OperatorCancel)}}},
+        }},
+        "/v1/bookings/{booking_id}/refund": {"post": _operation(
+            "Refund part of a confirmed booking (operators only)", ("202", schemas.BookingOut, "Accepted"),
+            errors=(*mutate, "403"), body=schemas.OperatorRefund, parameters=[BOOKING_ID, IDEMPOTENCY_KEY],
         )},
         "/v1/bookings/{booking_id}/payment": {"post": _operation(
             "Retry the payment with a new payment method while awaiting payment",
@@ -185,6 +196,16 @@ def build_spec() -> dict[str, Any]:
         "/v1/resources": {"get": _operation(
             "Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
             errors=("400", "401"), parameters=_query(schemas.ResourceSearchQuery),
+        )},
+        "/checkout/return": {"get": {
+            "summary": "The page Stripe's hosted checkout sends the customer back to (HTML)", "security": [],
+            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }},
+        "/checkout/return/status": {"get": _operation(
+            "A booking's status alone, for the return page", ("200", schemas.BookingStatusOut, "Its status"),
+            errors=("400", "404"), secured=False, parameters=[
+                {"name": "booking_id", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
+            ],
         )},
         "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
         "/readyz": {"get": {"summary": "Readiness of PostgreSQL and Redis", "security": [], "responses": {

@@ -165,6 +165,10 @@ class BookingListQuery(Strict):
     resource_id: uuid.UUID | None = None
 
 
+class BookingStatusOut(BaseModel):
+    status: str
+
+
 class OperatorCancel(Strict):
     """An operator's cancel: what a confirmed booking gets back (default: everything captured)."""
 

@@ -158,9 +158,9 @@ def webhooks() -> None:
 @click.argument("event_id")
 def webhooks_replay(event_id: str) -> None:
     """Apply a ledger event again (safe: an event already reflected is ignored with a reason)."""
+    from adapters.stripe import provider_event
     from services.webhooks import process_event
     from tasks.runtime import build_worker
-    from tasks.stripe_gateway import provider_event
 
     runtime = build_worker(_settings())
     outcome = process_event(runtime.context, event_id, provider_event, replay=True)

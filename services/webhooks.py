@@ -43,6 +43,20 @@ log = logging.getLogger(__name__)
 EventReader = Callable[[dict[str, Any]], ProviderEvent]
 
 
+def receive(ctx: Context, payload: dict[str, Any]) -> bool:
+    """Record a verified event and hand it to a worker; False when it was a duplicate delivery.
+
+    The message is sent only after the ledger row has committed, so a worker never looks for
+    an event that is not there yet.
+    """
+    with transaction(ctx.sessions) as session:
+        message = record_event(session, payload)
+    if message is None:
+        return False
+    ctx.dispatch([message])
+    return True
+
+
 def record_event(session: Session, payload: dict[str, Any]) -> StagedMessage | None:
     """Append the event to the ledger; None when it was already there (a duplicate delivery)."""
     inserted = session.execute(

@@ -1,4 +1,4 @@
-"""POST /v1/webhooks/stripe: verify, append to the ledger, enqueue, answer. No business work."""
+"""POST /v1/webhooks/stripe: verify the signature, parse, hand the event to the ledger, answer."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import stripe
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import APIError
-from db.engine import transaction
 from services.context import Context
-from services.webhooks import record_event
+from services.webhooks import receive
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +32,12 @@ class StripeWebhook:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         payload = self._verified_event(req)
         try:
-            with transaction(self.ctx.sessions) as session:
-                message = record_event(session, payload)
+            recorded = receive(self.ctx, payload)
         except SQLAlchemyError:
             log.exception("webhook ledger write failed", extra={"event_id": payload["id"]})
             # A 5xx makes Stripe deliver the event again later.
             raise APIError(falcon.HTTP_500, "ledger_unavailable", "the event could not be recorded") from None
-        if message is not None:
-            self.ctx.dispatch([message])
-        resp.media = {"received": True, "duplicate": message is None}
+        resp.media = {"received": True, "duplicate": not recorded}
 
     def _verified_event(self, req: falcon.Request) -> dict[str, Any]:
         if req.content_length is not None and req.content_length > MAX_EVENT_BYTES:

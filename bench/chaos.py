@@ -35,7 +35,6 @@ import psycopg
 import stripe
 
 from bench.environment import LOCAL, print_table
-from bench.faults import FaultProxy, RandomFaults
 from cli.local_services import (
     LocalPostgres,
     LocalRedis,
@@ -48,6 +47,8 @@ from cli.local_services import (
     wait_until_ready,
 )
 from domain import lifecycle
+from testkit.faults import FaultProxy, RandomFaults
+from testkit.stripe_webhooks import sign
 
 WEBHOOK_SECRET = "whsec_chaos_campaign"
 SETTLED = tuple(str(status) for status in lifecycle.SETTLED)
@@ -315,8 +316,6 @@ def _faults(cluster: Cluster, observations: Observations, stop: threading.Event,
 
 def _webhooks(cluster: Cluster, observations: Observations, stop: threading.Event, rng: random.Random) -> None:
     """True events about real intents, each sent twice, some late, in shuffled order."""
-    from tests.support import sign
-
     client = stripe.StripeClient("sk_test_chaos", base_addresses={"api": cluster.stripe.url})
     pending: list[tuple[float, dict[str, Any]]] = []
     with httpx.Client(base_url=cluster.base_url, trust_env=False, timeout=10) as http:

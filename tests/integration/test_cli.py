@@ -5,12 +5,12 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from cli.main import main
+from testkit.stripe_webhooks import stripe_event
 from tests.support import (
     first_event,
     post_webhook,
     seat_request,
     stripe_client,
-    stripe_event,
     wait_for_ledger,
     wait_for_statuses,
 )

@@ -35,7 +35,7 @@ import psycopg
 import stripe
 
 from bench.environment import LOCAL, print_table
-from cli.local_services import (
+from devtools.local_services import (
     LocalPostgres,
     LocalRedis,
     free_port,

@@ -415,7 +415,7 @@ def _check(cluster: Cluster, observations: Observations) -> dict[str, Any]:
         "live authorizations without a held booking": len(live_orphans),
         "bookings whose money differs from Stripe": len(money_mismatch),
         "5xx to valid requests outside the PostgreSQL outage": len(server_errors),
-        # The webhook route answers 500 when its ledger write fails, so that Stripe retries (SPEC §5).
+        # The webhook route answers 500 when its ledger write fails, so that Stripe delivers it again.
         "500 answers to clients": sum(1 for _, w, s in observations.answers if s == 500 and w != "webhook"),
         "500 answers to webhooks (ledger down: Stripe retries)": sum(
             1 for _, w, s in observations.answers if s == 500 and w == "webhook"),

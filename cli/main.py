@@ -1,4 +1,5 @@
-"""`bookings` — the operators' and developers' command line (SPEC §8)."""
+"""`bookings` — the operators' and developers' command line: migrate, seed, run the processes, manage
+API clients, inspect and replay what is stuck."""
 
 from __future__ import annotations
 

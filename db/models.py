@@ -169,7 +169,8 @@ class BookingItem(Base):
             " AND period IS NOT NULL)",
             name="booking_item_is_seat_or_slot",
         ),
-        # The backstops of SPEC §3: the database itself refuses a second active claim.
+        # Backstops for the claim rules: however the code errs, the database itself refuses a second
+        # active claim on a seat or an overlapping one on a slot.
         Index(
             "booking_items_one_claim_per_seat",
             "event_id",

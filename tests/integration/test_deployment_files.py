@@ -1,4 +1,5 @@
-"""Deployment files vs. the code (SPEC §8): Procfile, docker-compose.yml, Dockerfile, .env.example.
+"""Deployment files vs. the code: Procfile, docker-compose.yml, Dockerfile, .env.example run the
+same commands and name only real settings.
 
 Static checks only: no server, no Docker, and no fixture from the conftest files.
 

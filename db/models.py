@@ -275,6 +275,6 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]
     booking_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    #: applied, ignored or unmatched, with the reason in `note`.
+    #: applied, ignored, unmatched or rejected (a shape Stripe never sends), with the reason in `note`.
     outcome: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)

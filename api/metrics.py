@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests by route and status, latency, bookings by status.
+"""Prometheus metrics of the API: requests by route and status, latency, bookings by status,
+Stripe events rejected at the edge.
 
 Under gunicorn with several workers, prometheus-client's multiprocess mode aggregates the
 workers' metrics (PROMETHEUS_MULTIPROC_DIR, set up in api/gunicorn_conf.py).
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from config.logging import bound
 from db.queries.bookings import count_by_status
 from domain.lifecycle import BookingStatus
+from domain.webhooks import HANDLED_TYPES
 from services.context import Context
 
 log = logging.getLogger("api.access")
@@ -36,6 +38,17 @@ LATENCY = Histogram(
     "http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+WEBHOOK_EVENTS_REJECTED = Counter(
+    "stripe_webhook_events_rejected_total",
+    "Signed Stripe events refused because Stripe could not have sent them", ["type"],
+)
+
+
+def count_rejected_event(event_type: str) -> None:
+    # The type comes from the sender: anything outside the handled set is "other", so the
+    # label's values stay few.
+    WEBHOOK_EVENTS_REJECTED.labels(event_type if event_type in HANDLED_TYPES else "other").inc()
 
 
 class Instrumentation:
@@ -84,7 +97,7 @@ class Metrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             MultiProcessCollector(registry)
         else:
-            for collector in (REQUESTS, LATENCY):
+            for collector in (REQUESTS, LATENCY, WEBHOOK_EVENTS_REJECTED):
                 registry.register(collector)
         registry.register(self.bookings)
         resp.content_type = CONTENT_TYPE_LATEST

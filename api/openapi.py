@@ -178,8 +178,8 @@ def build_spec() -> dict[str, Any]:
             "parameters": [{"name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {
-                "200": {"description": "Recorded (or a duplicate delivery)"},
-                "400": _error("400", "Bad or stale signature, or not an event"),
+                "200": {"description": "Recorded (or a duplicate delivery); `rejected` says why an event Stripe could not have sent was not applied"},
+                "400": _error("400", "Bad or stale signature, not an event, or nested too deep"),
                 "413": _error("413"),
                 "429": _error("429", "Too many requests from this address; retry after Retry-After"),
                 "500": _error("500", "The ledger write failed; Stripe retries"),

@@ -36,8 +36,7 @@ import redis
 import stripe
 
 from bench.environment import LOCAL, print_table
-from bench.faults import FaultProxy, RandomFaults
-from cli.local_services import (
+from devtools.local_services import (
     LocalPostgres,
     LocalRedis,
     free_port,
@@ -50,6 +49,8 @@ from cli.local_services import (
 )
 from domain import lifecycle
 from services import queues
+from testkit.faults import FaultProxy, RandomFaults
+from testkit.stripe_webhooks import sign
 
 WEBHOOK_SECRET = "whsec_chaos_campaign"
 SETTLED = tuple(str(status) for status in lifecycle.SETTLED)
@@ -329,8 +330,6 @@ def _faults(cluster: Cluster, observations: Observations, stop: threading.Event,
 
 def _webhooks(cluster: Cluster, observations: Observations, stop: threading.Event, rng: random.Random) -> None:
     """True events about real intents, each sent twice, some late, in shuffled order."""
-    from tests.support import sign
-
     client = stripe.StripeClient("sk_test_chaos", base_addresses={"api": cluster.stripe.url})
     pending: list[tuple[float, dict[str, Any]]] = []
     with httpx.Client(base_url=cluster.base_url, trust_env=False, timeout=10) as http:
@@ -430,7 +429,7 @@ def _check(cluster: Cluster, observations: Observations) -> dict[str, Any]:
         "live authorizations without a held booking": len(live_orphans),
         "bookings whose money differs from Stripe": len(money_mismatch),
         "5xx to valid requests outside the PostgreSQL outage": len(server_errors),
-        # The webhook route answers 500 when its ledger write fails, so that Stripe retries (SPEC §5).
+        # The webhook route answers 500 when its ledger write fails, so that Stripe delivers it again.
         "500 answers to clients": sum(1 for _, w, s in observations.answers if s == 500 and w != "webhook"),
         "500 answers to webhooks (ledger down: Stripe retries)": sum(
             1 for _, w, s in observations.answers if s == 500 and w == "webhook"),

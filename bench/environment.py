@@ -25,8 +25,8 @@ def bench_environment() -> Iterator[BenchEnvironment]:
 
     The database is created for the run, migrated and seeded, and dropped at the end.
     """
-    from cli.local_services import start_localstripe, start_postgres, start_redis
     from db.provision import create_database, drop_database, migrate_and_seed
+    from devtools.local_services import start_localstripe, start_postgres, start_redis
 
     with ExitStack() as stack:
         admin_url = os.environ.get("DATABASE_URL") or stack.enter_context(

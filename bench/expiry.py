@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, text
 
+from adapters.stripe import make_stripe_client
 from bench.environment import bench_environment, print_table
-from bench.held_bookings import make_held_bookings
 from config.settings import Settings
 from services.expiry import expire_due_bookings
 from tasks.runtime import build_worker
-from tasks.stripe_gateway import make_stripe_client
+from testkit.held_bookings import make_held_bookings
 
 BASELINE = [
     "UPDATE booking_items SET holds_inventory = false WHERE booking_id IN"

@@ -143,7 +143,7 @@ def warm_up(stack: Stack, arena: Arena, keys: list[str], *, event_index: int, fi
 
 def stripe_leg(stripe_url: str, *, calls: int, concurrency: int) -> tuple[float, list[float]]:
     """PaymentIntent create+confirm (manual capture) through StripeGateway: (calls/s, latencies)."""
-    from tasks.stripe_gateway import StripeGateway, make_stripe_client
+    from adapters.stripe import StripeGateway, make_stripe_client
 
     gateways = [StripeGateway(make_stripe_client("sk_test_bench", stripe_url), return_url="http://127.0.0.1/")
                 for _ in range(concurrency)]

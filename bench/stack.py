@@ -30,7 +30,7 @@ import psycopg
 import redis
 
 from bench.environment import LOCAL, ROOT, BenchEnvironment
-from cli.local_services import free_port, spawn, terminate, wait_until_ready
+from devtools.local_services import free_port, spawn, terminate, wait_until_ready
 from domain import lifecycle
 
 #: Charts, figures and the generated pgbench scripts (git-ignored).
@@ -141,7 +141,7 @@ class Stack:
         every object it holds: its rate falls with its size (about 400/s empty, 95/s after 2,000
         intents on this machine). Each Stripe-mode run therefore starts from an empty one.
         """
-        from cli.local_services import start_localstripe
+        from devtools.local_services import start_localstripe
 
         if self._stripe is not None:
             self._stripe.stop()
@@ -348,7 +348,7 @@ def component_pids(stack: Stack) -> dict[str, int]:
                 cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"cli.localstripe_server" in cmdline and port.encode() in cmdline:
+            if b"devtools.localstripe_server" in cmdline and port.encode() in cmdline:
                 pids["localstripe"] = int(entry.name)
     return pids
 

@@ -1,11 +1,15 @@
-"""`bookings` — the operators' and developers' command line (SPEC §8)."""
+"""`bookings` — the operators' and developers' command line: migrate, seed, run the processes, manage
+API clients, inspect and replay what is stuck."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -161,9 +165,9 @@ def webhooks() -> None:
 @click.argument("event_id")
 def webhooks_replay(event_id: str) -> None:
     """Apply a ledger event again (safe: an event already reflected is ignored with a reason)."""
+    from adapters.stripe import provider_event
     from services.webhooks import process_event
     from tasks.runtime import build_worker
-    from tasks.stripe_gateway import provider_event
 
     runtime = build_worker(_settings())
     outcome = process_event(runtime.context, event_id, provider_event, replay=True)
@@ -190,9 +194,33 @@ def relay_outbox() -> None:
 @click.option("--workers", default=1, show_default=True, help="Worker processes.")
 def dev(port: int, workers: int) -> None:
     """Everything for a local run in one foreground command; Ctrl-C stops all of it."""
-    from cli.devstack import run_dev
+    _devstack().run_dev(Path.cwd(), port=port, workers=workers)
 
-    run_dev(Path.cwd(), port=port, workers=workers)
+
+def _devstack() -> ModuleType:
+    """`devtools.devstack`, from the repository checkout: the wheel leaves devtools/ out.
+
+    An editable install maps only the shipped packages, so devtools/ is looked for beside cli/,
+    where a checkout has it; an installed wheel has none and gets a clear answer.
+    """
+    try:
+        return importlib.import_module("devtools.devstack")
+    except ModuleNotFoundError as ex:
+        if ex.name != "devtools":
+            raise
+    package = Path(__file__).resolve().parents[1] / "devtools" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "devtools", package, submodule_search_locations=[str(package.parent)]
+    )
+    if not package.is_file() or spec is None or spec.loader is None:
+        raise click.ClickException(
+            "`bookings dev` needs the development tools (devtools/), which only a checkout of the"
+            " repository has: clone it, then `make dev`"
+        )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["devtools"] = module
+    spec.loader.exec_module(module)
+    return importlib.import_module("devtools.devstack")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,8 @@ class BookingItem(Base):
             " AND period IS NOT NULL)",
             name="booking_item_is_seat_or_slot",
         ),
-        # The backstops of SPEC §3: the database itself refuses a second active claim.
+        # Backstops for the claim rules: however the code errs, the database itself refuses a second
+        # active claim on a seat or an overlapping one on a slot.
         Index(
             "booking_items_one_claim_per_seat",
             "event_id",
@@ -300,6 +301,6 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]
     booking_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    #: applied, ignored or unmatched, with the reason in `note`.
+    #: applied, ignored, unmatched or rejected (a shape Stripe never sends), with the reason in `note`.
     outcome: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,4 @@
-"""The booking state machine of SPEC §4.
+"""The booking state machine: the statuses a booking moves through and the moves allowed.
 
     requested -> awaiting_payment -> authorized -> confirmed -> refunded
         |              |                 |

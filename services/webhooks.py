@@ -44,6 +44,23 @@ log = logging.getLogger(__name__)
 EventReader = Callable[[dict[str, Any]], ProviderEvent]
 
 
+def receive(ctx: Context, payload: dict[str, Any], *, rejected_because: str | None = None) -> bool:
+    """Record a verified event and hand it to a worker; False when it was a duplicate delivery.
+
+    The message is sent only after the ledger row has committed, so a worker never looks for
+    an event that is not there yet. An event Stripe could not have sent (`rejected_because`)
+    is kept for operators, already processed, and no worker sees it.
+    """
+    with transaction(ctx.sessions) as session:
+        if rejected_because is not None:
+            return record_rejected_event(session, payload, rejected_because, ctx.clock())
+        message = record_event(session, payload)
+    if message is None:
+        return False
+    ctx.dispatch([message])
+    return True
+
+
 def record_event(session: Session, payload: dict[str, Any]) -> StagedMessage | None:
     """Append the event to the ledger; None when it was already there (a duplicate delivery)."""
     inserted = session.execute(
@@ -55,6 +72,18 @@ def record_event(session: Session, payload: dict[str, Any]) -> StagedMessage | N
     if inserted is None:
         return None
     return stage(session, *queues.APPLY_WEBHOOK_EVENT, str(payload["id"]))
+
+
+def record_rejected_event(session: Session, payload: dict[str, Any], reason: str, now: datetime) -> bool:
+    """Append the event as `rejected` with its reason; False when its id was already there."""
+    inserted = session.execute(
+        insert(WebhookEvent)
+        .values(id=str(payload["id"]), type=str(payload["type"])[:100], payload=payload,
+                processed_at=now, outcome="rejected", note=reason)
+        .on_conflict_do_nothing()
+        .returning(WebhookEvent.id)
+    ).first()
+    return inserted is not None
 
 
 def process_event(ctx: Context, event_id: str, read: EventReader, *, replay: bool = False) -> str | None:

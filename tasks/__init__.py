@@ -1,1 +1,1 @@
-"""Dramatiq broker setup, the actors (thin, idempotent), the scheduler and the Stripe adapter."""
+"""Dramatiq broker setup, the actors (thin, idempotent) and the scheduler."""

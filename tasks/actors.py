@@ -18,6 +18,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from adapters.stripe import provider_event
 from domain.errors import PaymentRequestRejected
 from services import expiry, maintenance, outbox, queues, webhooks
 from services.advance import advance_booking
@@ -25,7 +26,6 @@ from services.context import Context
 from services.payment_steps import StepInProgress
 from services.queues import Route
 from tasks.queue_inspection import QueueInspector
-from tasks.stripe_gateway import provider_event
 
 
 def _retry_later(fn: Callable[[str], None]) -> Callable[[str], None]:

@@ -9,12 +9,12 @@ from typing import Any
 import dramatiq
 from sqlalchemy import Engine
 
+from adapters.stripe import StripeGateway, make_stripe_client
 from config.settings import Settings
 from db.engine import make_engine, make_sessions
 from services.context import Context
 from tasks.actors import declare_actors
 from tasks.broker import make_broker, make_dispatcher
-from tasks.stripe_gateway import StripeGateway, make_stripe_client
 
 #: One Stripe call and the SDK's two retries (see make_stripe_client), and the SDK's waits
 #: between them (0.5 s, then 1 s, jittered down).

@@ -38,7 +38,7 @@ class Servers:
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
-    from cli.local_services import start_localstripe, start_postgres, start_redis
+    from devtools.local_services import start_localstripe, start_postgres, start_redis
 
     started = []
     # Each run its own server directory: two test runs at once (a developer's and a helper's)

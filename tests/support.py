@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import transaction
 from db.models import Booking, Event, Resource, Seat
 from db.queries.clients import create_client
+from testkit.stripe_webhooks import sign
 
 
 def new_key() -> str:
@@ -136,25 +137,6 @@ def double_claims(sessions: sessionmaker[Session]) -> list[Any]:
             "AND a.id < b.id AND a.period && b.period WHERE a.holds_inventory AND b.holds_inventory"
         )).all()
         return [*seats, *slots]
-
-
-def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
-    """An event in Stripe's envelope around a real object read from the local Stripe server."""
-    return {
-        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "type": event_type,
-        "api_version": "2025-01-27", "created": int(time.time()), "livemode": False,
-        "data": {"object": obj},
-    }
-
-
-def sign(body: bytes, secret: str, *, timestamp: int | None = None) -> str:
-    """A Stripe-Signature header, computed the way Stripe does (the SDK has no signing helper)."""
-    import hashlib
-    import hmac
-
-    ts = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={digest}"
 
 
 def post_webhook(app: falcon.testing.TestClient, event: dict[str, Any], secret: str, **sign_options: Any) -> falcon.testing.Result:

@@ -1,4 +1,4 @@
-"""POST /v1/webhooks/stripe: verify, append to the ledger, enqueue, answer. No business work."""
+"""POST /v1/webhooks/stripe: verify the signature, parse, hand the event to the ledger, answer."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import stripe
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import APIError
-from db.engine import transaction
+from api.metrics import count_rejected_event
+from api.stripe_events import MAX_NESTING, nests_deeper_than, shape_problem
 from services.context import Context
-from services.webhooks import record_event
+from services.webhooks import receive
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,19 @@ class StripeWebhook:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         payload = self._verified_event(req)
+        problem = shape_problem(payload)
         try:
-            with transaction(self.ctx.sessions) as session:
-                message = record_event(session, payload)
+            recorded = receive(self.ctx, payload, rejected_because=problem)
         except SQLAlchemyError:
             log.exception("webhook ledger write failed", extra={"event_id": payload["id"]})
             # A 5xx makes Stripe deliver the event again later.
             raise APIError(falcon.HTTP_500, "ledger_unavailable", "the event could not be recorded") from None
-        if message is not None:
-            self.ctx.dispatch([message])
-        resp.media = {"received": True, "duplicate": message is None}
+        resp.media = {"received": True, "duplicate": not recorded}
+        if problem is not None:
+            # 200 all the same: Stripe would retry an error for days, and the event would not change.
+            log.warning("webhook %s rejected: %s", payload["id"], problem)
+            count_rejected_event(str(payload["type"]))
+            resp.media["rejected"] = problem
 
     def _verified_event(self, req: falcon.Request) -> dict[str, Any]:
         if req.content_length is not None and req.content_length > MAX_EVENT_BYTES:
@@ -66,6 +70,9 @@ class StripeWebhook:
             isinstance(payload.get("id"), str) and EVENT_ID.match(payload["id"])
         ):
             raise APIError(falcon.HTTP_400, "invalid_event", "the event needs an evt_ id and a type")
+        if nests_deeper_than(raw, MAX_NESTING):
+            # The ledger's JSON writer (orjson) refuses some 255 levels: a bound well short of it.
+            raise APIError(falcon.HTTP_400, "invalid_payload", f"the event nests deeper than {MAX_NESTING} levels")
         if b"\\u0000" in raw:
             # PostgreSQL's jsonb cannot store NUL; refuse it here rather than fail the ledger (a 500
             # that Stripe would retry for days).

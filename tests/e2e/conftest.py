@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.local_services import free_port, spawn, terminate, wait_until_ready
+from devtools.local_services import free_port, spawn, terminate, wait_until_ready
 from tests.conftest import LOCAL
 
 

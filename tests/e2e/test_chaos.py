@@ -1,4 +1,8 @@
-"""The fault campaign's short form (the long form: `python -m bench.chaos`, 10,000 requests)."""
+"""The fault campaign's short form (the long form: `python -m bench.chaos`, 10,000 requests).
+
+The one test that imports bench/: it runs the campaign through its public entry point (`run`,
+`failures`), on purpose. Everything else tests and benchmarks share lives in testkit/.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fuzzing the HTTP API from its own OpenAPI document with Schemathesis (SPEC §6).
+"""Fuzzing the HTTP API from its own OpenAPI document with Schemathesis.
 
 Every operation in /openapi.json gets the requests Schemathesis derives from the document: its
 examples, the coverage phase's boundary values and missing parameters, then Hypothesis-generated

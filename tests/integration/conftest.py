@@ -11,7 +11,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from bench.faults import FaultProxy
+from testkit.faults import FaultProxy
 from tests.support import ApiClient
 
 BOOKING_TABLES = (

@@ -1,4 +1,4 @@
-"""The HTTP contract of SPEC §6: authentication, idempotency, errors, ownership, catalog."""
+"""The HTTP contract: authentication, idempotency, errors, ownership, catalog."""
 
 from __future__ import annotations
 

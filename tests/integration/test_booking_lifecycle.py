@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.stripe import captured_amount
 from domain import lifecycle
-from tasks.stripe_gateway import captured_amount
 from tests.support import (
     ApiClient,
     a_resource,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from cli.main import main
+from testkit.stripe_webhooks import stripe_event
 from tests.support import (
     first_event,
     post_webhook,
     seat_request,
     stripe_client,
-    stripe_event,
     wait_for_ledger,
     wait_for_statuses,
 )
@@ -56,3 +56,15 @@ def test_reconcile_drives_a_booking_whose_message_was_lost(api, runtime, setting
     result = CliRunner().invoke(main, ["reconcile", booking["id"]], env=_env(settings))
     assert result.exit_code == 0, result.output
     assert "authorized" in result.output
+
+
+def test_bookings_dev_finds_the_development_tools_of_an_editable_checkout(tmp_path):
+    # An editable install maps only the shipped packages: run from elsewhere, with no repository
+    # root on sys.path, `bookings dev` still finds devtools/ beside cli/.
+    import subprocess
+    import sys
+
+    probe = "from cli.main import _devstack; print(_devstack().__file__)"
+    found = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip().endswith("devtools/devstack.py")

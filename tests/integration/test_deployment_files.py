@@ -1,4 +1,5 @@
-"""Deployment files vs. the code (SPEC §8): Procfile, docker-compose.yml, Dockerfile, .env.example.
+"""Deployment files vs. the code: Procfile, docker-compose.yml, Dockerfile, .env.example run the
+same commands and name only real settings.
 
 Static checks only: no server, no Docker, and no fixture from the conftest files.
 
@@ -16,11 +17,13 @@ Static checks only: no server, no Docker, and no fixture from the conftest files
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib
 import importlib.util
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -276,7 +279,7 @@ def test_compose_services_are_the_documented_stack() -> None:
     }
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert compose_commands(services["stripe"]) == [
-        ["python", "-m", "cli.localstripe_server", "--host", "0.0.0.0", "--port", "8420"]
+        ["python", "-m", "devtools.localstripe_server", "--host", "0.0.0.0", "--port", "8420"]
     ]
 
 
@@ -429,4 +432,13 @@ def test_dockerfile_builds_a_lean_non_root_image() -> None:
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "the image must not run as root"
     # Compose runs real PostgreSQL and Redis: the [local] extra (embedded servers) stays out.
     assert "[local]" not in text and "[test]" not in text
-    assert "localstripe" in text, "the compose stripe service runs localstripe from this image"
+    production = text.rsplit("\nFROM ", 1)[1]
+    assert "localstripe" not in production and "devtools" not in production
+
+
+def test_development_tools_stay_out_of_the_wheel_and_the_image() -> None:
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for package in ("devtools", "testkit", "tests", "bench"):
+        assert not any(fnmatch.fnmatch(package, pattern) for pattern in shipped["include"]), package
+    assert compose()["services"]["stripe"]["build"] == {"context": ".", "target": "localstripe"}
+    assert re.search(r"^FROM\s+\S+\s+AS\s+localstripe$", DOCKERFILE.read_text(), re.MULTILINE)

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, text
 
-from bench.held_bookings import make_held_bookings
 from db.engine import transaction
 from services import expiry, maintenance
+from testkit.held_bookings import make_held_bookings
 from tests.support import (
     first_event,
     intents_for,

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from adapters.stripe import provider_event
 from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
 from domain.refunds import RefundPolicy
@@ -25,7 +26,7 @@ from domain.workflow import Step
 from services import requests, webhooks
 from services.advance import _release_claim, _settle, advance_booking, call_with_recovery
 from services.payment_steps import StepInProgress
-from tasks.stripe_gateway import provider_event
+from testkit.stripe_webhooks import stripe_event
 from tests.support import (
     ApiClient,
     first_event,
@@ -34,7 +35,6 @@ from tests.support import (
     post_webhook,
     seat_request,
     stripe_client,
-    stripe_event,
     wait_for,
     wait_for_ledger,
     wait_for_statuses,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bench.faults import DropResponses
+from testkit.faults import DropResponses
 from tests.support import (
     first_event,
     intents_for,

@@ -11,16 +11,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
+from testkit.stripe_webhooks import sign, stripe_event
 from tests.support import (
     first_event,
+    ledger,
     new_key,
     post_webhook,
     seat_request,
-    sign,
     stripe_client,
-    stripe_event,
     wait_for_ledger,
     wait_for_statuses,
 )
@@ -174,3 +175,88 @@ def test_signed_events_with_contents_the_ledger_cannot_hold_are_400_not_500(app,
     ):
         result = post_webhook(app, event, SECRET)
         assert result.status_code == 400 and result.json["error"]["code"] == "invalid_event"
+
+
+# --- Events Stripe could not have sent -------------------------------------------------------------
+
+POISON = {
+    "data is not an object": ("payment_intent.succeeded", ["pi_3Poison", 12000]),
+    "a string amount": ("payment_intent.succeeded", {"id": "pi_3Poison", "amount": 12000,
+                                                     "amount_received": "12000", "currency": "eur"}),
+    "an amount of 2^40": ("payment_intent.amount_capturable_updated", {
+        "id": "pi_3Poison", "amount": 12000, "amount_capturable": 2**40, "currency": "eur",
+        "status": "requires_capture"}),
+    "a negative refund": ("charge.refunded", {"id": "ch_3Poison", "payment_intent": "pi_3Poison",
+                                              "amount": 12000, "amount_refunded": -500, "currency": "eur"}),
+    "a status Stripe never has": ("payment_intent.canceled", {"id": "pi_3Poison", "status": "refunded_twice"}),
+    "an object where an id belongs": ("checkout.session.completed", {"id": {"$ne": None}}),
+}
+
+
+def _rejected_count(app, event_type: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(app.simulate_get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "stripe_webhook_events_rejected_total" and sample.labels == {"type": event_type}:
+                return sample.value
+    return 0.0
+
+
+def _webhook_queue_depth(runtime) -> int:
+    from tasks.queue_inspection import QueueInspector
+
+    depths = QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()
+    return sum(q.ready + q.delayed for q in depths if q.name == "webhooks")
+
+
+@pytest.mark.parametrize("event_type, obj", POISON.values(), ids=POISON.keys())
+def test_a_signed_event_stripe_could_not_have_sent_is_rejected_and_never_reaches_a_worker(app, runtime, event_type, obj):
+    event = stripe_event(event_type, obj)
+    before = _rejected_count(app, event_type)
+
+    result = post_webhook(app, event, SECRET)
+
+    # 200, so Stripe stops delivering it; kept in the ledger with the reason, for operators.
+    assert result.status_code == 200, result.text
+    assert result.json["rejected"].startswith("data.object")
+    row = ledger(runtime.context.sessions, event["id"])
+    assert row["outcome"] == "rejected" and row["note"] == result.json["rejected"]
+    assert row["processed_at"] is not None
+    assert _webhook_queue_depth(runtime) == 0
+    assert _rejected_count(app, event_type) == before + 1
+    # A redelivery is a duplicate, as for any event.
+    assert post_webhook(app, event, SECRET).json["duplicate"] is True
+
+
+def test_an_event_without_data_is_rejected(app, runtime):
+    event = {**stripe_event("payment_intent.succeeded", {"id": "pi_3Poison"}), "data": "nothing"}
+    result = post_webhook(app, event, SECRET)
+    assert result.status_code == 200 and result.json["rejected"].startswith("data:")
+    assert ledger(runtime.context.sessions, event["id"])["outcome"] == "rejected"
+    assert _webhook_queue_depth(runtime) == 0
+
+
+def test_a_signed_event_nested_255_levels_deep_is_a_400_not_a_500(app, runtime):
+    deep: Any = []
+    for _ in range(255):
+        deep = [deep]
+    event = stripe_event("payment_intent.succeeded", {"id": "pi_3Deep", "metadata": {}, "extra": deep})
+    result = post_webhook(app, event, SECRET)
+    assert result.status_code == 400 and result.json["error"]["code"] == "invalid_payload"
+    assert ledger(runtime.context.sessions, event["id"]) is None
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(app, runtime, worker):
+    event = stripe_event("payment_intent.succeeded", {
+        "id": "pi_3Brackets", "amount": 100, "currency": "eur", "metadata": {"note": "[" * 100 + '\\"{' * 50},
+    })
+    assert post_webhook(app, event, SECRET).status_code == 200
+    assert wait_for_ledger(runtime.context.sessions, event["id"])["outcome"] == "unmatched"
+
+
+def test_an_unknown_event_type_is_recorded_and_ignored_whatever_its_object(app, runtime, worker):
+    event = stripe_event("invoice.paid", {"id": "in_1", "amount_paid": "not a number", "lines": [[[]]]})
+    result = post_webhook(app, event, SECRET)
+    assert result.status_code == 200 and "rejected" not in result.json
+    assert wait_for_ledger(runtime.context.sessions, event["id"])["outcome"] == "ignored"

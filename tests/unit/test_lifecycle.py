@@ -1,4 +1,4 @@
-"""The booking state machine of SPEC §4: its transitions, and the guards on client actions."""
+"""The booking state machine: its transitions, and the guards on client actions."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ S = BookingStatus
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
 
-# Written out from SPEC §4 rather than read from the module, so a change to the table shows up here.
+# Written out from the documented lifecycle rather than read from the module, so a change to the table shows up here.
 EXPECTED_TRANSITIONS = {
     S.REQUESTED: {S.AWAITING_PAYMENT, S.REJECTED, S.CANCELLED},
     # confirmed at once: an immediate capture; rejected: the first payment attempt was declined

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import stripe
 
+from adapters.stripe import _classified
 from domain.errors import (
     PaymentDeclined,
     PaymentProviderUnavailable,
     PaymentRequestInvalid,
     PaymentRequestRejected,
 )
-from tasks.stripe_gateway import _classified
 
 
 @pytest.mark.parametrize(("error", "expected"), [

@@ -1,4 +1,4 @@
-"""`next_step`: the one thing a booking needs next, for each situation of SPEC §4."""
+"""`next_step`: the one thing a booking needs next, for each situation a booking can be in."""
 
 from __future__ import annotations
 

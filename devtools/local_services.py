@@ -354,7 +354,7 @@ def _redis_server_binary() -> Path:
 
 
 class LocalStripe(_Stoppable):
-    """`python -m cli.localstripe_server` on 127.0.0.1: localstripe in memory, with Idempotency-Key."""
+    """`python -m devtools.localstripe_server` on 127.0.0.1: localstripe in memory, with Idempotency-Key."""
 
     def __init__(self, port: int, log: Path) -> None:
         self.port = port
@@ -364,7 +364,7 @@ class LocalStripe(_Stoppable):
         cmd = [
             sys.executable,
             "-m",
-            "cli.localstripe_server",
+            "devtools.localstripe_server",
             "--host",
             "127.0.0.1",
             "--port",

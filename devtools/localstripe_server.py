@@ -1,6 +1,6 @@
 """Run `localstripe` (a Stripe-compatible server for development and tests) with three fixes.
 
-    python -m cli.localstripe_server --port 8420 [--host 127.0.0.1]
+    python -m devtools.localstripe_server --port 8420 [--host 127.0.0.1]
 
 1. State lives in memory only. Upstream pickles its whole store to /tmp/localstripe.pickle after every
    write: O(store size) per request, and every instance on the machine shares (and clobbers) that file.
@@ -8,7 +8,7 @@
    "create PaymentIntent" would create a second one here while Stripe would not: the very bug our
    idempotency keys exist to prevent would stay invisible in tests.
 3. Confirming an intent with a new payment method, and a minimal Checkout Session resource
-   (`cli/localstripe_additions.py`); upstream has neither.
+   (`devtools/localstripe_additions.py`); upstream has neither.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 from aiohttp import hdrs, web
 from localstripe import resources, server
 
-from cli import localstripe_additions
+from devtools import localstripe_additions
 
 # Stripe keeps an idempotent result for 24 hours.
 REPLAY_SECONDS = 24 * 3600

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import click
 
-from cli.local_services import spawn, start_localstripe, start_postgres, start_redis
+from devtools.local_services import spawn, start_localstripe, start_postgres, start_redis
 
 STOP_TIMEOUT = 10.0
 # A child that dies this soon after its first start has a problem a restart will not fix.

@@ -74,6 +74,19 @@ class CheckoutSession(_StripeObject):
     metadata: Metadata | None = None
 
 
+class Dispute(_StripeObject):
+    id: Annotated[str, Field(pattern=r"^(dp|du)_[A-Za-z0-9_]+$", max_length=255)]
+    charge: Annotated[str, Field(pattern=r"^(ch|py)_[A-Za-z0-9_]+$", max_length=255)] | None = None
+    payment_intent: IntentId | None = None
+    amount: Amount | None = None
+    currency: Currency | None = None
+    status: Literal[
+        "warning_needs_response", "warning_under_review", "warning_closed", "needs_response",
+        "under_review", "won", "lost", "prevented",
+    ] | None = None
+    reason: Annotated[str, Field(max_length=100)] | None = None
+
+
 class EventData(_StripeObject):
     object: dict[str, Any]
 
@@ -94,6 +107,8 @@ def object_model(event_type: str) -> type[_StripeObject] | None:
         return Charge
     if event_type.startswith("checkout.session."):
         return CheckoutSession
+    if event_type.startswith("charge.dispute."):
+        return Dispute
     return None  # not read: an unknown type is recorded and ignored, whatever its object
 
 

@@ -130,17 +130,20 @@ def _look_up(ctx: Context, event_id: str, read: EventReader, *, replay: bool) ->
         row = session.get(WebhookEvent, event_id)
         if row is None:
             return None
-        if row.processed_at is not None and not replay:
+        if row.processed_at is not None and (not replay or row.outcome == "rejected"):
+            # A rejected event (one Stripe could not have sent) is never applied, not even replayed.
             return Done(row.outcome, row.booking_id)
         event = read(row.payload)
         match = _match(session, event_id, event) if event.handled else None
         if match is not None:
             return match
-        outcome, note = ("ignored", f"{event.type} is not an event this service acts on") if not event.handled \
-            else ("unmatched", _unmatched_note(session, event))
+        if event.handled:
+            outcome, note = "unmatched", _unmatched_note(session, event)
+        else:
+            outcome, note = "ignored", f"{event.type} is not an event this service acts on"
         row.processed_at, row.outcome, row.note = ctx.clock(), outcome, note
-    log.log(logging.WARNING if outcome == "unmatched" else logging.INFO,
-            "webhook %s %s: %s (%s)", event_id, event.type, outcome, note)
+    level = logging.WARNING if outcome == "unmatched" else logging.INFO
+    log.log(level, "webhook %s %s: %s (%s)", event_id, event.type, outcome, note)
     return Done(outcome)
 
 

@@ -99,6 +99,10 @@ class Settings:
     checkout_return_url: str = DEFAULT_CHECKOUT_RETURN_URL
     #: Origins allowed to call the API from a browser; none unless configured.
     cors_allowed_origins: tuple[str, ...] = ()
+    #: A client must send a request's line and headers within this long, and its body within the
+    #: next deadline, or the connection is cut (api.gunicorn_worker): slow clients hold nothing.
+    request_header_timeout_seconds: float = 10.0
+    request_body_timeout_seconds: float = 30.0
 
     @property
     def retry_hold(self) -> RetryHold:
@@ -153,6 +157,8 @@ class Settings:
             cors_allowed_origins=tuple(
                 origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()
             ),
+            request_header_timeout_seconds=_float(env, "REQUEST_HEADER_TIMEOUT_SECONDS", 10.0),
+            request_body_timeout_seconds=_float(env, "REQUEST_BODY_TIMEOUT_SECONDS", 30.0),
         )
         settings.check()
         return settings

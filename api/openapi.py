@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from api import schemas
 
 ERRORS = {
-    "400": "Malformed request (bad JSON, missing Idempotency-Key, bad query)",
+    "400": "Malformed request (bad JSON, missing Idempotency-Key, unknown or bad query parameter, bad cursor)",
     "401": "No or bad API key",
     "403": "A client key where an operator key is needed",
     "404": "Not found, or another client's",
@@ -145,12 +145,12 @@ def build_spec() -> dict[str, Any]:
             "get": _operation(
                 "List the client's bookings, newest first (operators: search every client's)",
                 ("200", schemas.BookingPage, "A page"),
-                errors=("400", "401", "403", "422"), parameters=_query(schemas.BookingListQuery),
+                errors=("400", "401", "403"), parameters=_query(schemas.BookingListQuery),
             ),
         },
         "/v1/bookings/{booking_id}": {"get": _operation(
             "Read a booking (poll until settled; Retry-After while not)",
-            ("200", schemas.BookingOut, "The booking"), errors=("401", "404"), parameters=[BOOKING_ID],
+            ("200", schemas.BookingOut, "The booking"), errors=("400", "401", "404"), parameters=[BOOKING_ID],
         )},
         "/v1/bookings/{booking_id}/confirm": {"post": _operation(
             "Confirm an authorized booking (capture is enqueued)", ("202", schemas.BookingOut, "Accepted"),
@@ -185,13 +185,14 @@ def build_spec() -> dict[str, Any]:
                 "500": _error("500", "The ledger write failed; Stripe retries"),
             },
         }},
-        "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"))},
+        "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"), errors=("400", "401"))},
         "/v1/events/{event_id}": {"get": _operation(
-            "Read an event", ("200", schemas.EventOut, "The event"), errors=("401", "404"), parameters=[EVENT_ID],
+            "Read an event", ("200", schemas.EventOut, "The event"), errors=("400", "401", "404"),
+            parameters=[EVENT_ID],
         )},
         "/v1/events/{event_id}/seats": {"get": _operation(
             "Seat map of an event", ("200", schemas.SeatMap, "Seats with status and counts"),
-            errors=("401", "404"), parameters=[EVENT_ID],
+            errors=("400", "401", "404"), parameters=[EVENT_ID],
         )},
         "/v1/resources": {"get": _operation(
             "Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),

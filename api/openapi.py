@@ -14,7 +14,7 @@ from api import schemas
 
 ERRORS = {
     "400": "Malformed request (bad JSON, missing Idempotency-Key, unknown or bad query parameter, bad cursor)",
-    "401": "No or bad API key",
+    "401": "No or bad API key (a bad key also spends its address's budget: 429 after a few)",
     "403": "A client key where an operator key is needed",
     "404": "Not found, or another client's",
     "409": "The booking's state does not allow this",
@@ -123,6 +123,10 @@ def _with_examples(components: dict[str, Any]) -> dict[str, Any]:
     return components
 
 
+#: Routes without a key are limited per client address (api.protection).
+ADDRESS_LIMITED = _error("429", "Too many requests from this address; retry after Retry-After")
+
+
 def build_spec() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
@@ -200,7 +204,8 @@ def build_spec() -> dict[str, Any]:
         )},
         "/checkout/return": {"get": {
             "summary": "The page Stripe's hosted checkout sends the customer back to (HTML)", "security": [],
-            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          "429": ADDRESS_LIMITED},
         }},
         "/checkout/return/status": {"get": _operation(
             "A booking's status alone, for the return page", ("200", schemas.BookingStatusOut, "Its status"),
@@ -208,13 +213,16 @@ def build_spec() -> dict[str, Any]:
                 {"name": "booking_id", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
             ],
         )},
-        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
+        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {
+            "200": {"description": "Alive"}, "429": ADDRESS_LIMITED,
+        }}},
         "/readyz": {"get": {"summary": "Readiness of PostgreSQL and Redis", "security": [], "responses": {
-            "200": {"description": "Ready"}, "503": {"description": "A dependency is down"},
+            "200": {"description": "Ready"}, "503": {"description": "A dependency is down"}, "429": ADDRESS_LIMITED,
         }}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics (text exposition format)", "security": [],
-            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "429": ADDRESS_LIMITED},
         }},
         **_ops_paths(),
     }

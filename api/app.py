@@ -37,12 +37,16 @@ if TYPE_CHECKING:
 
 def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.Request, falcon.Response]:
     settings = ctx.settings
+    limiting = RateLimiting(
+        settings.redis_url, RateLimits.parse_spec(settings.rate_limits), settings.broker_namespace,
+        address_header=settings.trusted_proxy_header,
+    )
     middleware: list[SyncMiddleware[falcon.Request, falcon.Response]] = [
         Instrumentation(),
         SecurityHeaders(hsts=settings.is_production),
         RequestId(),
-        Authentication(ctx.sessions),
-        RateLimiting(settings.redis_url, RateLimits.parse_spec(settings.rate_limits), settings.broker_namespace),
+        Authentication(ctx.sessions, budget=limiting),
+        limiting,
     ]
     if settings.cors_allowed_origins:
         middleware.insert(0, falcon.CORSMiddleware(

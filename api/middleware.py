@@ -7,7 +7,7 @@ import hashlib
 import re
 import threading
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import falcon
 from cachetools import TTLCache
@@ -35,16 +35,30 @@ class RequestId:
             pop(token)
 
 
+class AddressBudget(Protocol):
+    """What a client address may spend on requests no known key vouches for (api.protection)."""
+
+    def admit_anonymous(self, req: falcon.Request) -> None: ...
+
+    def charge_failed_authentication(self, req: falcon.Request) -> None: ...
+
+
 class Authentication:
     """API keys on every route whose resource does not set `auth = None`.
 
     Keys come as a Bearer token, or as the password of HTTP Basic so a browser can open the
     operators' pages. Resources set `auth = "operator"` to require an operator key (a client
     key there is a 403) and `challenge = "Basic"` to make a browser ask for it.
+
+    A key not in the cache is looked up only within its address's budget, and a failed lookup
+    costs the address more: a flood of bad keys is refused before it reaches the database.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], *, cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, budget: AddressBudget | None = None, cache_seconds: float = 5.0,
+    ) -> None:
         self.sessions = sessions
+        self.budget = budget
         # Known keys skip the database for a few seconds: one round trip less on every request,
         # at the price of a revoked key working for up to `cache_seconds` more.
         self._known: TTLCache[bytes, Principal] = TTLCache(maxsize=10_000, ttl=cache_seconds)
@@ -55,8 +69,14 @@ class Authentication:
         if required is None or resource is None:
             return
         key = presented_key(req)
-        principal = self._principal(key) if key else None
+        principal = self._cached(key) if key else None
         if principal is None:
+            if self.budget is not None:
+                self.budget.admit_anonymous(req)
+            principal = self._look_up(key) if key else None
+        if principal is None:
+            if self.budget is not None and key:
+                self.budget.charge_failed_authentication(req)
             scheme = getattr(resource, "challenge", "Bearer")
             raise APIError(
                 falcon.HTTP_401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)",
@@ -68,17 +88,16 @@ class Authentication:
         # A per-key secret for forms (CSRF tokens); the key itself is not kept.
         req.context.key_digest = hashlib.sha256(key.encode()).digest()
 
-    def _principal(self, key: str) -> Principal | None:
-        digest = hashlib.sha256(key.encode()).digest()
+    def _cached(self, key: str) -> Principal | None:
         with self._lock:
-            known = self._known.get(digest)
-        if known is not None:
-            return known
+            return self._known.get(hashlib.sha256(key.encode()).digest())
+
+    def _look_up(self, key: str) -> Principal | None:
         with self.sessions() as session:
             principal = authenticate(session, key)
         if principal is not None:
             with self._lock:
-                self._known[digest] = principal
+                self._known[hashlib.sha256(key.encode()).digest()] = principal
         return principal
 
 

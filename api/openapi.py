@@ -13,8 +13,8 @@ from pydantic.json_schema import models_json_schema
 from api import schemas
 
 ERRORS = {
-    "400": "Malformed request (bad JSON, missing Idempotency-Key, bad query)",
-    "401": "No or bad API key",
+    "400": "Malformed request (bad JSON, missing Idempotency-Key, unknown or bad query parameter, bad cursor)",
+    "401": "No or bad API key (a bad key also spends its address's budget: 429 after a few)",
     "403": "A client key where an operator key is needed",
     "404": "Not found, or another client's",
     "409": "The booking's state does not allow this",
@@ -123,6 +123,10 @@ def _with_examples(components: dict[str, Any]) -> dict[str, Any]:
     return components
 
 
+#: Routes without a key are limited per client address (api.protection).
+ADDRESS_LIMITED = _error("429", "Too many requests from this address; retry after Retry-After")
+
+
 def build_spec() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
@@ -145,12 +149,12 @@ def build_spec() -> dict[str, Any]:
             "get": _operation(
                 "List the client's bookings, newest first (operators: search every client's)",
                 ("200", schemas.BookingPage, "A page"),
-                errors=("400", "401", "403", "422"), parameters=_query(schemas.BookingListQuery),
+                errors=("400", "401", "403"), parameters=_query(schemas.BookingListQuery),
             ),
         },
         "/v1/bookings/{booking_id}": {"get": _operation(
             "Read a booking (poll until settled; Retry-After while not)",
-            ("200", schemas.BookingOut, "The booking"), errors=("401", "404"), parameters=[BOOKING_ID],
+            ("200", schemas.BookingOut, "The booking"), errors=("400", "401", "404"), parameters=[BOOKING_ID],
         )},
         "/v1/bookings/{booking_id}/confirm": {"post": _operation(
             "Confirm an authorized booking (capture is enqueued)", ("202", schemas.BookingOut, "Accepted"),
@@ -185,13 +189,14 @@ def build_spec() -> dict[str, Any]:
                 "500": _error("500", "The ledger write failed; Stripe retries"),
             },
         }},
-        "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"))},
+        "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"), errors=("400", "401"))},
         "/v1/events/{event_id}": {"get": _operation(
-            "Read an event", ("200", schemas.EventOut, "The event"), errors=("401", "404"), parameters=[EVENT_ID],
+            "Read an event", ("200", schemas.EventOut, "The event"), errors=("400", "401", "404"),
+            parameters=[EVENT_ID],
         )},
         "/v1/events/{event_id}/seats": {"get": _operation(
             "Seat map of an event", ("200", schemas.SeatMap, "Seats with status and counts"),
-            errors=("401", "404"), parameters=[EVENT_ID],
+            errors=("400", "401", "404"), parameters=[EVENT_ID],
         )},
         "/v1/resources": {"get": _operation(
             "Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
@@ -199,7 +204,8 @@ def build_spec() -> dict[str, Any]:
         )},
         "/checkout/return": {"get": {
             "summary": "The page Stripe's hosted checkout sends the customer back to (HTML)", "security": [],
-            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          "429": ADDRESS_LIMITED},
         }},
         "/checkout/return/status": {"get": _operation(
             "A booking's status alone, for the return page", ("200", schemas.BookingStatusOut, "Its status"),
@@ -207,13 +213,16 @@ def build_spec() -> dict[str, Any]:
                 {"name": "booking_id", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
             ],
         )},
-        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
+        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {
+            "200": {"description": "Alive"}, "429": ADDRESS_LIMITED,
+        }}},
         "/readyz": {"get": {"summary": "Readiness of PostgreSQL and Redis", "security": [], "responses": {
-            "200": {"description": "Ready"}, "503": {"description": "A dependency is down"},
+            "200": {"description": "Ready"}, "503": {"description": "A dependency is down"}, "429": ADDRESS_LIMITED,
         }}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics (text exposition format)", "security": [],
-            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "429": ADDRESS_LIMITED},
         }},
         **_ops_paths(),
     }

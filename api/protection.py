@@ -3,11 +3,19 @@
 Rate limits use the `limits` library on Redis (a sliding window counter), so every gunicorn
 worker and every web process share one count. Clients are limited per key and route; the
 webhook, which has no key, per source address, so a flood of forged events cannot take the
-capacity real bookings need. A Redis outage fails open: bookings matter more than limits.
+capacity real bookings need. Everything no known key vouches for (no key, a key not yet looked
+up, /readyz, /metrics and the other open routes) is limited per address too, and a failed
+authentication costs that address several requests: a flood of bad keys is refused before it
+reaches the database, while clients with good keys (cached by api.middleware) are not slowed.
+A Redis outage fails open: bookings matter more than limits.
+
+The address is the peer's, unless TRUSTED_PROXY_HEADER names a header the proxy in front of
+the API sets (such as X-Forwarded-For): then the last address in it, the one that proxy saw.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -24,19 +32,25 @@ from api.errors import APIError
 log = logging.getLogger(__name__)
 
 
+#: A failed authentication costs its address this many requests of its `anonymous` budget.
+FAILED_AUTHENTICATION_COST = 10
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """Per-client limits for writes and reads, and per-address limits for the webhook."""
+    """Per-client limits for writes and reads, per-address limits for the webhook and for
+    requests no known key vouches for."""
 
     writes: str = "50/second"
     reads: str = "200/second"
     webhooks: str = "500/second"
+    anonymous: str = "20/second"
 
     @classmethod
     def parse_spec(cls, spec: str) -> RateLimits:
-        """`writes=50/second;reads=200/second;webhooks=500/second` (any subset)."""
+        """`writes=50/second;reads=200/second;webhooks=500/second;anonymous=20/second` (any subset)."""
         fields = dict(part.split("=", 1) for part in filter(None, (p.strip() for p in spec.split(";"))))
-        unknown = set(fields) - {"writes", "reads", "webhooks"}
+        unknown = set(fields) - {"writes", "reads", "webhooks", "anonymous"}
         if unknown:
             raise ValueError(f"unknown rate limit names: {sorted(unknown)}")
         for value in fields.values():
@@ -44,10 +58,25 @@ class RateLimits:
         return cls(**fields)
 
 
+def client_address(req: falcon.Request, trusted_header: str = "") -> str:
+    """The peer's address, or the last valid address in the trusted proxy's header."""
+    if trusted_header:
+        entries = (req.get_header(trusted_header) or "").split(",")
+        for entry in reversed(entries):
+            try:
+                return str(ipaddress.ip_address(entry.strip()))
+            except ValueError:
+                continue
+    return req.remote_addr
+
+
 class RateLimiting:
-    def __init__(self, redis_url: str, limits: RateLimits, namespace: str) -> None:
+    def __init__(self, redis_url: str, limits: RateLimits, namespace: str, *, address_header: str = "") -> None:
         self.limiter = SlidingWindowCounterRateLimiter(RedisStorage(redis_url, key_prefix=f"{namespace}-ratelimit"))
-        self.writes, self.reads, self.webhooks = (parse(r) for r in (limits.writes, limits.reads, limits.webhooks))
+        self.writes, self.reads, self.webhooks, self.anonymous = (
+            parse(r) for r in (limits.writes, limits.reads, limits.webhooks, limits.anonymous)
+        )
+        self.address_header = address_header
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         if resource is None or getattr(resource, "rate_limited", True) is False:
@@ -56,12 +85,25 @@ class RateLimiting:
         principal = getattr(req.context, "principal", None)
         if principal is not None:
             item = self.writes if req.method in ("POST", "PUT", "PATCH", "DELETE") else self.reads
-            identity = f"client:{principal.client_id}"
+            self._check(item, f"client:{principal.client_id}", req.method, route)
         elif route.startswith("/v1/webhooks/"):
-            item, identity = self.webhooks, f"address:{req.remote_addr}"
-        else:
-            return
-        self._check(item, identity, req.method, route)
+            self._check(self.webhooks, self._address(req), req.method, route)
+        elif getattr(resource, "auth", "client") is None:
+            self.admit_anonymous(req)
+
+    def admit_anonymous(self, req: falcon.Request) -> None:
+        """One request of the address's budget for what no known key vouches for; 429 past it."""
+        self._check(self.anonymous, self._address(req), "anonymous")
+
+    def charge_failed_authentication(self, req: falcon.Request) -> None:
+        """The rest of a failed authentication's cost (`admit_anonymous` took one)."""
+        try:
+            self.limiter.hit(self.anonymous, self._address(req), "anonymous", cost=FAILED_AUTHENTICATION_COST - 1)
+        except Exception:  # Redis down: serve rather than refuse
+            log.warning("rate limiter unavailable; not limiting", exc_info=True)
+
+    def _address(self, req: falcon.Request) -> str:
+        return f"address:{client_address(req, self.address_header)}"
 
     def _check(self, item: RateLimitItem, *identity: str) -> None:
         try:

@@ -8,10 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import falcon
+
+from api.errors import APIError
 from db.models import BookingItem, Payment
 from db.queries.bookings import BookingView
 from db.queries.catalog import EventView, SeatState
-from domain.errors import InvalidRequest
 
 
 def iso(value: datetime | None) -> str | None:
@@ -112,9 +114,19 @@ def encode_cursor(created_at: datetime, booking_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{booking_id}".encode()).decode()
 
 
+#: Longer than any cursor `encode_cursor` makes.
+MAX_CURSOR_LENGTH = 200
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor names; 400 `invalid_cursor` for anything `encode_cursor` did not make."""
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
         created_at, booking_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(created_at), uuid.UUID(booking_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("the cursor is not valid", details=[{"field": "cursor", "code": "invalid"}]) from None
+        raise APIError(
+            falcon.HTTP_400, "invalid_cursor", "the cursor is not one this API gave: use next_cursor as it is",
+            details=[{"field": "cursor", "code": "invalid_cursor"}],
+        ) from None

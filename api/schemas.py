@@ -155,7 +155,8 @@ class BookingListQuery(Strict):
         "rejected", "expired", "cancelled", "refunded",
     ] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+    # Checked by api.representations.decode_cursor, which answers 400 `invalid_cursor`.
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page, as given")
     #: Operators search every client's bookings; a client's list is always its own.
     client_id: uuid.UUID | None = Field(default=None, description="Operators only: one client's bookings")
     email: Annotated[str, StringConstraints(max_length=320, pattern=NO_NUL)] | None = Field(
@@ -167,6 +168,10 @@ class BookingListQuery(Strict):
 
 class BookingStatusOut(BaseModel):
     status: str
+
+
+class NoQuery(Strict):
+    """Routes that take no query parameters refuse any (400 `invalid_query`), as the others do."""
 
 
 class OperatorCancel(Strict):

@@ -93,12 +93,19 @@ class Settings:
     authorization_guard_after: timedelta = timedelta(days=6.5)
     authorization_guard_action: str = "cancel"
     archive_at_hour: int = 3
-    #: `writes=50/second;reads=200/second;webhooks=500/second`; see api.protection.
+    #: `writes=50/second;reads=200/second;webhooks=500/second;anonymous=20/second`; see api.protection.
     rate_limits: str = ""
+    #: A header the proxy in front of the API sets to the client's address (X-Forwarded-For):
+    #: per-address limits then use its last address. Empty: the peer's address, trusting no header.
+    trusted_proxy_header: str = ""
     #: The front end's page that Stripe Checkout sends the customer back to.
     checkout_return_url: str = DEFAULT_CHECKOUT_RETURN_URL
     #: Origins allowed to call the API from a browser; none unless configured.
     cors_allowed_origins: tuple[str, ...] = ()
+    #: A client must send a request's line and headers within this long, and its body within the
+    #: next deadline, or the connection is cut (api.gunicorn_worker): slow clients hold nothing.
+    request_header_timeout_seconds: float = 10.0
+    request_body_timeout_seconds: float = 30.0
 
     @property
     def retry_hold(self) -> RetryHold:
@@ -149,10 +156,13 @@ class Settings:
             authorization_guard_action=_choice(env, "AUTHORIZATION_GUARD_ACTION", ("cancel", "capture")),
             archive_at_hour=_int(env, "SCHEDULE_ARCHIVE_HOUR", 3),
             rate_limits=env.get("RATE_LIMITS", "").strip(),
+            trusted_proxy_header=env.get("TRUSTED_PROXY_HEADER", "").strip(),
             checkout_return_url=env.get("CHECKOUT_RETURN_URL", "").strip() or DEFAULT_CHECKOUT_RETURN_URL,
             cors_allowed_origins=tuple(
                 origin.strip() for origin in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()
             ),
+            request_header_timeout_seconds=_float(env, "REQUEST_HEADER_TIMEOUT_SECONDS", 10.0),
+            request_body_timeout_seconds=_float(env, "REQUEST_BODY_TIMEOUT_SECONDS", 30.0),
         )
         settings.check()
         return settings

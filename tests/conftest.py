@@ -91,5 +91,5 @@ def settings(servers: Servers, database_url: str):  # type: ignore[no-untyped-de
         payment_step_lease=timedelta(seconds=3),
         db_pool_size=20,
         # The races fire hundreds of requests from one client at once; test_protection tests limits.
-        rate_limits="writes=100000/second;reads=100000/second;webhooks=100000/second",
+        rate_limits="writes=100000/second;reads=100000/second;webhooks=100000/second;anonymous=100000/second",
     )

@@ -14,6 +14,7 @@ from api.representations import booking_body, decode_cursor, encode_cursor
 from api.schemas import (
     BookingCreate,
     BookingListQuery,
+    NoQuery,
     OperatorCancel,
     OperatorRefund,
     PaymentRetry,
@@ -127,6 +128,7 @@ class Booking:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, booking_id: uuid.UUID) -> None:
+        parse_query(NoQuery, req)
         client_id = readable_by(req)
         with self.ctx.sessions() as session:
             view = view_booking(session, booking_id, client_id) or archived_view(session, booking_id, client_id)

@@ -10,7 +10,7 @@ import falcon
 
 from api.media import parse_query
 from api.representations import event_body, iso, seat_map_body
-from api.schemas import ResourceSearchQuery
+from api.schemas import NoQuery, ResourceSearchQuery
 from db.models import Resource
 from db.queries import catalog
 from domain.availability import Interval, distance_km, free_windows
@@ -26,6 +26,7 @@ class Events:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        parse_query(NoQuery, req)
         with self.ctx.sessions() as session:
             events = catalog.list_events(session)
         resp.media = {"items": [event_body(view) for view in events], "next_cursor": None}
@@ -36,6 +37,7 @@ class Event:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
+        parse_query(NoQuery, req)
         with self.ctx.sessions() as session:
             view = catalog.get_event(session, event_id)
         if view is None:
@@ -48,6 +50,7 @@ class EventSeats:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
+        parse_query(NoQuery, req)
         with self.ctx.sessions() as session:
             view = catalog.get_event(session, event_id)
             if view is None:

@@ -69,6 +69,9 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         "PAYMENT_STEP_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
         "RATE_LIMITS": settings.rate_limits,
+        "TRUSTED_PROXY_HEADER": settings.trusted_proxy_header,
+        "REQUEST_HEADER_TIMEOUT_SECONDS": str(settings.request_header_timeout_seconds),
+        "REQUEST_BODY_TIMEOUT_SECONDS": str(settings.request_body_timeout_seconds),
         # Each stack its own metrics files and worker exposition port.
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-web"),
         "dramatiq_prom_db": str(tmp_path / "prom-worker"),

@@ -414,6 +414,19 @@ def test_gunicorn_lines_name_an_application_and_valid_flags() -> None:
     assert callable(getattr(importlib.import_module(module_name), factory[1], None))
 
 
+def test_the_web_line_serves_with_the_slow_client_safe_worker_class() -> None:
+    """The worker class comes from api.gunicorn_conf; a `-k` on the line would override it."""
+    from gunicorn.config import Config
+
+    from api import gunicorn_conf
+
+    web = substitute(shlex.split(procfile()["web"]), {"PORT": "8000"}, defaults=True)
+    parsed = Config(prog="gunicorn").parser().parse_args(web[1:])
+    assert parsed.config == "python:api.gunicorn_conf" and parsed.worker_class is None
+    assert gunicorn_conf.worker_class == "api.gunicorn_worker.Worker"
+    importlib.import_module("api.gunicorn_worker")
+
+
 def test_python_modules_run_by_compose_exist() -> None:
     for name, service in compose()["services"].items():
         if not service.get("command"):

@@ -15,7 +15,7 @@ from tests.support import first_event, seat_request
 @pytest.fixture
 def settings(settings):
     return dataclasses.replace(
-        settings, rate_limits="writes=5/second;reads=1000/second;webhooks=3/second",
+        settings, rate_limits="writes=5/second;reads=1000/second;webhooks=3/second;anonymous=20/second",
         cors_allowed_origins=("https://shop.example",),
     )
 
@@ -93,3 +93,44 @@ def test_api_keys_are_stored_only_as_hashes(api, runtime):
 
         stored = session.execute(text("SELECT key_hash, key_prefix FROM clients")).all()
     assert all(api.key not in (key_hash, prefix) and len(key_hash) == 64 for key_hash, prefix in stored)
+
+
+def test_readyz_and_metrics_are_limited_per_address(app):
+    for number, path in enumerate(("/readyz", "/metrics")):
+        answers = [app.simulate_get(path, remote_addr=f"192.0.2.{number}").status_code for _ in range(22)]
+        assert answers[:20] == [200] * 20 and answers[-1] == 429, path
+        assert app.simulate_get(path, remote_addr="192.0.2.99").status_code == 200
+
+
+def test_a_bad_key_costs_its_address_more_than_a_missing_one(app, api):
+    assert api.get("/v1/events").status_code == 200  # a key in use: known to the API for a few seconds
+    bad = {"Authorization": "Bearer not-a-key"}
+    # anonymous=20/second: two failed authentications (10 each) spend the budget.
+    answers = [app.simulate_get("/v1/events", headers=bad, remote_addr="192.0.2.20").status_code for _ in range(3)]
+    assert answers == [401, 401, 429]
+    missing = [app.simulate_get("/v1/events", remote_addr="192.0.2.21").status_code for _ in range(20)]
+    assert missing == [401] * 20
+    # A key in use is still served from the refused address: it costs the address nothing.
+    assert app.simulate_get("/v1/events", headers=api.auth(), remote_addr="192.0.2.20").status_code == 200
+
+
+def test_the_client_address_comes_from_the_trusted_proxy_header_only_when_configured(runtime, settings):
+    from api.app import create_app
+
+    def client(header: str) -> falcon.testing.TestClient:
+        ctx = dataclasses.replace(runtime.context, settings=dataclasses.replace(settings, trusted_proxy_header=header))
+        return falcon.testing.TestClient(create_app(ctx, redis_client=redis.Redis.from_url(settings.redis_url)))
+
+    def statuses(app: falcon.testing.TestClient, forwarded_for: str) -> list[int]:
+        headers = {"Authorization": "Bearer bad", "X-Forwarded-For": forwarded_for}
+        return [app.simulate_get("/v1/events", headers=headers, remote_addr="10.0.0.1").status_code
+                for _ in range(3)]
+
+    behind_proxy = client("X-Forwarded-For")
+    assert statuses(behind_proxy, "198.51.100.1, 203.0.113.1") == [401, 401, 429]
+    # The last address is the one the proxy saw: what the client wrote before it is not trusted.
+    assert statuses(behind_proxy, "198.51.100.1, 203.0.113.2") == [401, 401, 429]
+    # Without the setting, the header is ignored: whatever it says, every request is the peer's.
+    direct = client("")
+    assert statuses(direct, "203.0.113.3") == [401, 401, 429]
+    assert statuses(direct, "203.0.113.4") == [429, 429, 429]

@@ -12,6 +12,7 @@ import redis
 from sqlalchemy import text
 
 from testkit.faults import FaultProxy
+from tests.integration.message_outcomes import MessageOutcomes
 from tests.support import ApiClient
 
 BOOKING_TABLES = (
@@ -49,7 +50,16 @@ def proxy(servers: Any) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def worker(runtime: Any) -> Iterator[dramatiq.Worker]:
+def outcomes(runtime: Any) -> MessageOutcomes:
+    """Every exception this test's actors raised: each one a retry (or a dead letter) that the
+    final states alone would not show. Installed before the worker starts."""
+    recorder = MessageOutcomes()
+    runtime.broker.add_middleware(recorder)
+    return recorder
+
+
+@pytest.fixture
+def worker(runtime: Any, outcomes: MessageOutcomes) -> Iterator[dramatiq.Worker]:
     """Real Dramatiq worker threads consuming this test's queues."""
     worker = dramatiq.Worker(runtime.broker, worker_threads=8, worker_timeout=100)
     worker.start()

@@ -257,26 +257,6 @@ def test_openapi_document_describes_the_routes(app):
     assert app.simulate_get("/docs/static/swagger-ui-bundle.js").status_code == 200
 
 
-def test_readiness_reports_dependencies(app):
-    ready = app.simulate_get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json["checks"] == {"postgresql": "ok", "redis": "ok"}
-
-
-def test_readiness_names_the_dependency_that_is_down(runtime, settings):
-    import falcon.testing
-    import redis as redis_lib
-
-    from api.app import create_app
-
-    unreachable = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    client = falcon.testing.TestClient(create_app(runtime.context, redis_client=unreachable))
-    ready = client.simulate_get("/readyz")
-    assert ready.status_code == 503 and ready.headers["Retry-After"]
-    assert ready.json["checks"] == {"postgresql": "ok", "redis": "down"}
-    assert client.simulate_get("/healthz").status_code == 200
-
-
 def test_an_idempotency_key_with_control_characters_is_a_400(app, api, runtime):
     event_id, seats = first_event(runtime.context.sessions)
     result = app.simulate_post("/v1/bookings", json=seat_request(event_id, seats[:1]),

@@ -85,6 +85,7 @@ def test_missing_idempotency_key_is_a_400(api, runtime):
     assert _count(runtime, Booking) == 0
 
 
+@pytest.mark.commits  # threads at once
 def test_concurrent_requests_with_one_key_create_one_booking(api, runtime):
     event_id, seats = first_event(runtime.context.sessions)
     body, key = seat_request(event_id, seats[:1]), new_key()
@@ -110,6 +111,7 @@ def test_a_retried_cancel_replays_its_answer_after_the_booking_has_moved_on(api,
     assert retried.json == first.json
 
 
+@pytest.mark.commits  # a second connection holds the lock
 def test_a_retry_replays_without_waiting_for_a_lock_on_the_booking(api, runtime):
     event_id, seats = first_event(runtime.context.sessions)
     booking_id = api.book(seat_request(event_id, seats[:1])).json["id"]

@@ -14,6 +14,9 @@ from db.engine import make_engine, make_sessions
 from db.models import BookingItem, Resource, Seat
 from tests.support import first_event, new_key, seat_request, wait_for
 
+# Engines of their own and killed backends: nothing here can share one rolled-back connection.
+pytestmark = pytest.mark.commits
+
 
 def _kill_backends(database_url: str, application_name: str) -> int:
     """Terminate the backends of `application_name`, and return once they are gone

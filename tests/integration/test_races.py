@@ -161,6 +161,7 @@ def test_database_refuses_overlapping_slot_claims_even_without_locks(api, runtim
             session.execute(claim, {"b": second})
 
 
+@pytest.mark.commits  # the lock holder is another connection
 def test_a_worker_waits_for_a_held_lock_only_as_long_as_the_lock_timeout(api, runtime):
     """A stuck lock holder turns into a retryable error, not a pile of waiting workers."""
     event_id, seats = first_event(runtime.context.sessions)
@@ -179,6 +180,7 @@ def test_a_worker_waits_for_a_held_lock_only_as_long_as_the_lock_timeout(api, ru
     assert api.get(f"/v1/bookings/{booking_id}").json["status"] == "authorized"
 
 
+@pytest.mark.commits  # the lock holder is another connection
 def test_a_request_for_a_seat_already_held_is_refused_without_waiting_for_the_seats_lock(api, runtime):
     """Most requests of a sold-out seat meet a committed claim: they are refused at once, not queued
     on the seat's row lock behind every other placement of that seat."""

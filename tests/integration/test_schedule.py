@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
+import pytest
 import redis
 from sqlalchemy import text
 
@@ -87,6 +88,7 @@ def test_expiry_racing_confirm_ends_in_one_state_with_consistent_money(api, runt
             assert booking["payment"]["amount_captured"] == 0
 
 
+@pytest.mark.commits  # a worker of its own
 def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api, runtime, settings):
     event_id, seats = first_event(runtime.context.sessions)
     booking_id = api.book(seat_request(event_id, seats[60:61])).json["id"]
@@ -125,6 +127,7 @@ class StandbyPolls(threading.Event):
         return super().wait(timeout)
 
 
+@pytest.mark.commits  # schedulers in threads, with connections of their own
 def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, runtime):
     def leader_pids() -> list[int]:
         with runtime.context.sessions() as session:

@@ -73,7 +73,7 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
     app.add_route("/v1/resources", Resources(ctx))
     app.add_route("/v1/webhooks/stripe", StripeWebhook(ctx))
     app.add_route("/healthz", Health())
-    app.add_route("/readyz", Readiness(ctx, redis_client))
+    app.add_route("/readyz", Readiness(settings))
     app.add_route("/metrics", Metrics(ctx))
     app.add_route("/ops/queues", QueuesPage(ctx, inspector))
     app.add_route("/ops/api/queues", QueuesJson(ctx, inspector))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from cli.main import main
@@ -14,6 +15,9 @@ from tests.support import (
     wait_for_ledger,
     wait_for_statuses,
 )
+
+# The commands build their own engine from the environment: they see only committed rows.
+pytestmark = pytest.mark.commits
 
 
 def _env(settings) -> dict[str, str]:

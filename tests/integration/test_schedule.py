@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import dramatiq
 import pytest
 import redis
 from sqlalchemy import text
 
 from services import expiry
+from services.context import Context
 from services.outbox import relay
+from tasks.queue_inspection import QueueInspector
 from tasks.scheduler import LEADER_LOCK, run_scheduler
 from tests.support import (
     first_event,
@@ -31,9 +33,11 @@ def _scalar(runtime, sql: str, **params):
         return session.execute(text(sql), params).scalar()
 
 
-@pytest.fixture
-def settings(settings):
-    return dataclasses.replace(settings, hold_ttl=timedelta(seconds=2))
+def _past_the_holds(ctx: Context) -> Context:
+    """The same process a moment after every hold made until now has run out: time is moved by
+    the clock the services read, so a slow machine cannot make a hold run out early or late."""
+    ahead = ctx.settings.hold_ttl + timedelta(seconds=1)
+    return dataclasses.replace(ctx, clock=lambda: datetime.now(UTC) + ahead)
 
 
 def test_a_hold_past_its_expiry_is_expired_the_seat_freed_and_the_authorization_voided(api, runtime, worker):
@@ -42,8 +46,7 @@ def test_a_hold_past_its_expiry_is_expired_the_seat_freed_and_the_authorization_
     wait_for_statuses(runtime.context.sessions, [booking_id], {"authorized"})
 
     assert expiry.expire_due_bookings(runtime.context).expired == 0
-    time.sleep(2.1)
-    assert expiry.expire_due_bookings(runtime.context).expired == 1
+    assert expiry.expire_due_bookings(_past_the_holds(runtime.context)).expired == 1
 
     booking = api.get(f"/v1/bookings/{booking_id}").json
     assert booking["status"] == "expired" and booking["reason"] == "hold_expired"
@@ -59,16 +62,17 @@ def test_expiry_racing_confirm_ends_in_one_state_with_consistent_money(api, runt
     event_id, seats = first_event(runtime.context.sessions)
     ids = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[30:50]]
     wait_for_statuses(runtime.context.sessions, ids, {"authorized"})
-    time.sleep(1.9)  # just before the 2 s holds run out
+    # The clients confirm while their holds still run (the API's clock); the sweeps run as if the
+    # holds had just run out: every booking is contested, however fast or slow the machine.
+    sweeping = _past_the_holds(runtime.context)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         confirms = pool.map(lambda b: api.post(f"/v1/bookings/{b}/confirm", key=new_key()).status_code, ids)
-        sweeps = [pool.submit(expiry.expire_due_bookings, runtime.context) for _ in range(4)]
+        sweeps = [pool.submit(expiry.expire_due_bookings, sweeping) for _ in range(4)]
         answers = list(confirms)
         for sweep in sweeps:
             sweep.result()
-    time.sleep(0.3)
-    expiry.expire_due_bookings(runtime.context)
+    expiry.expire_due_bookings(sweeping)
     final = wait_for_statuses(runtime.context.sessions, ids, {"confirmed", "expired"})
 
     client = stripe_client(runtime.context.settings.stripe_api_base)
@@ -84,6 +88,7 @@ def test_expiry_racing_confirm_ends_in_one_state_with_consistent_money(api, runt
             assert booking["payment"]["amount_captured"] == 0
 
 
+@pytest.mark.commits  # a worker of its own
 def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api, runtime, settings):
     event_id, seats = first_event(runtime.context.sessions)
     booking_id = api.book(seat_request(event_id, seats[60:61])).json["id"]
@@ -92,12 +97,12 @@ def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api
     assert lost, "the API should have enqueued the placement"
     client.delete(*lost)  # Redis restarted without persistence after the commit
 
-    import dramatiq
-
     worker = dramatiq.Worker(runtime.broker, worker_threads=2)
     worker.start()
     try:
-        time.sleep(0.5)
+        # Nothing left in Redis for the worker to run: only the relay can move the booking.
+        depths = QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()
+        assert not [q.name for q in depths if q.ready or q.delayed or q.in_flight]
         assert _scalar(runtime, "SELECT status FROM bookings WHERE id = :b", b=booking_id) == "requested"
         sent = relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0),
                      now=runtime.context.clock())
@@ -109,6 +114,20 @@ def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api
         worker.stop()
 
 
+class StandbyPolls(threading.Event):
+    """A scheduler's stop event that counts its waits: a standby waits once after each attempt
+    that found the leader's lock taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+@pytest.mark.commits  # schedulers in threads, with connections of their own
 def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, runtime):
     def leader_pids() -> list[int]:
         with runtime.context.sessions() as session:
@@ -119,14 +138,15 @@ def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, ru
     def leaders() -> int:
         return len(leader_pids())
 
-    first_stop, second_stop = threading.Event(), threading.Event()
+    first_stop, second_stop = threading.Event(), StandbyPolls()
     first = threading.Thread(target=run_scheduler, args=(settings, first_stop), daemon=True)
     first.start()
     wait_for(lambda: leaders() == 1, what="a leader")
+    (first_leader,) = leader_pids()
     second = threading.Thread(target=run_scheduler, args=(settings, second_stop), daemon=True)
     second.start()
-    time.sleep(1.5)
-    (first_leader,) = leader_pids()
+    wait_for(lambda: second_stop.waits >= 2, what="the second scheduler to find the lock taken twice")
+    assert leader_pids() == [first_leader]
 
     first_stop.set()
     first.join(timeout=10)
@@ -139,8 +159,6 @@ def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, ru
 
 def test_the_relay_leaves_a_busy_queue_alone_until_its_messages_are_stale(api, runtime):
     """No worker runs: the placement waits in Redis, so re-sending it would only double the backlog."""
-    from tasks.queue_inspection import QueueInspector
-
     event_id, seats = first_event(runtime.context.sessions)
     api.book(seat_request(event_id, seats[61:62]))
     depths = {q.name: q for q in QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()}

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from testkit.stripe_webhooks import stripe_event
@@ -142,6 +143,7 @@ def test_a_payment_at_stripe_that_is_not_the_bookings_amount_is_a_mismatch_for_a
     assert (after["status"], after["payment"]["amount_captured"]) == ("authorized", 0)
 
 
+@pytest.mark.commits  # threads at once
 def test_concurrent_payment_retries_make_one_attempt_and_refuse_the_rest(api, runtime):
     # No worker runs: the accepted attempt stays accepted-and-not-made while the others arrive.
     event_id, seats = first_event(runtime.context.sessions)

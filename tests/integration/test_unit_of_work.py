@@ -12,6 +12,10 @@ from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
 from tests.support import first_event, seat_request
 
+# What reaches the database at commit is the subject here, read back on connections of their own,
+# with a second unit of work holding a lock.
+pytestmark = pytest.mark.commits
+
 
 def _row(runtime, sql: str, **params):  # type: ignore[no-untyped-def]
     with runtime.engine.connect() as conn:

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 
 from services.expiry import expire_due_bookings
+from testkit.stripe_webhooks import stripe_event
 from tests.support import (
     first_event,
     new_key,
     post_webhook,
     seat_request,
     stripe_client,
-    stripe_event,
     wait_for,
     wait_for_ledger,
     wait_for_statuses,

@@ -250,6 +250,8 @@ class Payment(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     step: Mapped[str | None] = mapped_column(String(20))
     step_started_at: Mapped[datetime | None]
+    #: The amount of the claimed call: a lapsed claim's retry sends the same request under its key.
+    step_amount: Mapped[int | None] = mapped_column(Integer)
     decline_code: Mapped[str | None] = mapped_column(String(60))
     authorized_at: Mapped[datetime | None]
     #: The refund total operators asked for without cancelling (partial refunds).

@@ -126,6 +126,7 @@ class LockedBooking:
             cancel_requested=booking.cancel_requested_at is not None, attempt=self.payment.attempt,
             expires_at=booking.expires_at, created_at=booking.created_at,
             cancel_reason=booking.cancel_reason or "cancelled_by_client",
+            refund_requested=self.payment.refund_requested,
         )
 
     def books(self) -> Books:

@@ -74,6 +74,8 @@ class BookingFacts:
     created_at: datetime | None = None
     #: Why the cancel ends the booking: cancelled_by_client or cancelled_by_operator.
     cancel_reason: str = "cancelled_by_client"
+    #: The refund total asked for: a cancel's (fixed when accepted) or operators' partial refunds.
+    refund_requested: int = 0
 
 
 class FactKind(enum.StrEnum):
@@ -201,14 +203,26 @@ def _moves(booking: BookingFacts, money: Books) -> tuple[Move, ...]:
         status = S.CONFIRMED
     else:
         moves = []
-    if status is S.CONFIRMED and money.refunded >= money.captured > 0:
-        moves.append(Move(S.REFUNDED, "refunded_at_provider"))
+    if status is S.CONFIRMED:
+        ended = _refund_ends(booking, money, refunded_by="refunded_at_provider")
+        if ended is not None:
+            moves.append(ended)
     elif money.status is P.AUTHORIZED and status is S.AWAITING_PAYMENT:
         moves.append(Move(S.AUTHORIZED))
     elif money.status is P.CANCELED and money.captured == 0 and status in OPEN:
         # The authorization is gone at the provider (voided there, or lapsed): so is the hold.
         moves.append(Move(S.CANCELLED, "payment_canceled"))
     return tuple(moves)
+
+
+def _refund_ends(booking: BookingFacts, money: Books, *, refunded_by: str) -> Move | None:
+    """A confirmed booking ends refunded when a cancel's refund total is reached (for the cancel's
+    reason), or when everything captured has gone back (for `refunded_by`)."""
+    if booking.cancel_requested and money.refunded >= booking.refund_requested:
+        return Move(S.REFUNDED, booking.cancel_reason)
+    if money.refunded >= money.captured > 0:
+        return Move(S.REFUNDED, refunded_by)
+    return None
 
 
 def _declined(
@@ -233,12 +247,8 @@ def _refunded(booking: BookingFacts, books: Books, fact: PaymentFact) -> Consequ
     money = replace(books, status=later_status(books.status, P.REFUNDED), refunded=refunded)
     if booking.status is not S.CONFIRMED:
         return Consequence(money)
-    if booking.cancel_requested:
-        # The refund the cancel asked for (per policy, in full, or none) is done: so is the booking.
-        return Consequence(money, (Move(S.REFUNDED, booking.cancel_reason),))
-    if refunded >= books.captured > 0:
-        return Consequence(money, (Move(S.REFUNDED, "refunded_by_operator"),))
-    return Consequence(money)  # a partial refund: the booking stays confirmed
+    ended = _refund_ends(booking, money, refunded_by="refunded_by_operator")
+    return Consequence(money, (ended,) if ended else ())  # a partial refund: it stays confirmed
 
 
 def _checkout_closed(booking: BookingFacts, books: Books) -> Consequence:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from domain.payments import RefundChoice
+
 
 @dataclass(frozen=True)
 class RefundTier:
@@ -49,3 +51,15 @@ class RefundPolicy:
     def refund_amount(self, captured: int, starts_at: datetime, now: datetime) -> int:
         """Rounded down to the minor unit, so a refund never exceeds the policy."""
         return captured * self.percent_at(starts_at, now) // 100
+
+
+def cancel_refund_total(
+    choice: RefundChoice, captured: int, policy: RefundPolicy, starts_at: datetime, requested_at: datetime
+) -> int:
+    """What a cancel of a confirmed booking gives back in total: by the policy (counted from when
+    the cancel was asked for, not when it runs), everything captured, or nothing."""
+    if choice is RefundChoice.FULL:
+        return captured
+    if choice is RefundChoice.NONE:
+        return 0
+    return policy.refund_amount(captured, starts_at, requested_at)

@@ -12,10 +12,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from config.logging import bound
-from db.queries.bookings import starts_at_of
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain.errors import (
     PaymentDeclined,
@@ -63,6 +60,8 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
             ), method_invalid=rejected.details == "resource_missing")
         if call.step is Step.REFUND and call.intent_id is not None:
             return _refund_read_back(ctx, call, rejected)
+        if call.expire_session:
+            return _session_read_back(ctx, call, rejected)
         if call.intent_id is None:
             # Nothing to read back (no intent yet): the message goes to the dead-letter queue
             # for an operator.
@@ -85,6 +84,20 @@ def _refund_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequest
     state = ctx.payments().retrieve(call.intent_id)
     if state.amount_refunded >= call.refunded_before + call.amount:
         return ProviderResult(refunded=state.amount_refunded - call.refunded_before)
+    _release_claim(ctx, call)
+    raise rejected
+
+
+def _session_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequestRejected) -> ProviderResult:
+    """A refused expiry of a Checkout Session: the session is closed already, either expired by
+    Stripe (the void is done) or completed by the customer (its intent is the booking's payment
+    now, to be read and then voided or refunded like any other)."""
+    assert call.checkout_session_id is not None
+    checkout = ctx.payments().retrieve_checkout(call.checkout_session_id)
+    if checkout.intent_id is not None:
+        return ProviderResult(state=ctx.payments().retrieve(checkout.intent_id))
+    if checkout.status == "expired":
+        return ProviderResult()  # recorded as the session closed
     _release_claim(ctx, call)
     raise rejected
 
@@ -120,7 +133,7 @@ def _perform_local_steps(ctx: Context, uow: UnitOfWork, locked: LockedBooking, n
         if step is None:
             return None
         if step in PROVIDER_STEPS:
-            return claim_step(ctx, uow.session, locked, step)
+            return claim_step(ctx, locked, step)
         if step is Step.HOLD:
             hold_inventory(uow.session, locked, now=now, hold_ttl=ctx.settings.hold_ttl)
         elif step is Step.CANCEL:
@@ -132,9 +145,5 @@ def _perform_local_steps(ctx: Context, uow: UnitOfWork, locked: LockedBooking, n
     raise RuntimeError(f"booking {locked.id} looped in local steps")
 
 
-def claim_step(ctx: Context, session: Session, locked: LockedBooking, step: Step) -> ProviderCall:
-    starts_at = starts_at_of(session, locked.booking) if step is Step.REFUND else None
-    return payment_steps.claim(
-        locked, step, now=ctx.clock(), lease=ctx.settings.payment_step_lease,
-        refund_policy=ctx.settings.refund_policy, inventory_starts_at=starts_at,
-    )
+def claim_step(ctx: Context, locked: LockedBooking, step: Step) -> ProviderCall:
+    return payment_steps.claim(locked, step, now=ctx.clock(), lease=ctx.settings.payment_step_lease)

@@ -71,7 +71,7 @@ def _expire_batch(
         for locked in due:
             locked.move(BookingStatus.EXPIRED, now, reason="hold_expired")
             if next_step(locked.snapshot(), now) is Step.VOID:
-                voids.append(claim_step(ctx, uow.session, locked, Step.VOID))
+                voids.append(claim_step(ctx, locked, Step.VOID))
         uow.commit()
     last = taken[-1].id if len(taken) == batch_size else None
     return last, len(due), voids

@@ -28,7 +28,6 @@ from domain.payments import (
     later_status,
 )
 from domain.ports import PaymentGateway
-from domain.refunds import RefundPolicy
 from domain.workflow import Step, lease_remaining
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,9 @@ class ProviderCall:
     @property
     def idempotency_key(self) -> str:
         number = self.refund_number if self.step is Step.REFUND else self.attempt
-        return idempotency_key(str(self.booking_id), PaymentStep(self.step.value), number)
+        key = idempotency_key(str(self.booking_id), PaymentStep(self.step.value), number)
+        # Stripe keys span endpoints: expiring the session and cancelling the intent must differ.
+        return f"{key}-session" if self.expire_session else key
 
 
 @dataclass(frozen=True)
@@ -83,21 +84,22 @@ class ProviderResult:
     method_invalid: bool = False
 
 
-def claim(
-    locked: LockedBooking, step: Step, *, now: datetime, lease: timedelta,
-    refund_policy: RefundPolicy, inventory_starts_at: datetime | None,
-) -> ProviderCall:
+def claim(locked: LockedBooking, step: Step, *, now: datetime, lease: timedelta) -> ProviderCall:
+    """Claim `step` for the booking; a lapsed claim of the same step is taken over with its amount
+    and its idempotency key, so the retried call is the same request to the provider."""
     booking, payment = locked.booking, locked.payment
     if payment.step == step.value:
         remaining = lease_remaining(payment.step_started_at, lease, now)
         if remaining > timedelta(0):
             raise StepInProgress(remaining)
-    elif step is Step.REFUND:
-        payment.refund_number += 1  # a new refund; a lapsed claim's retry keeps its number (and key)
+    else:
+        if step is Step.REFUND:
+            payment.refund_number += 1  # a new refund, with its own key
+        payment.step_amount = _amount(step, booking, payment)
     payment.step, payment.step_started_at, payment.updated_at = step.value, now, now
     return ProviderCall(
         step=step, booking_id=booking.id,
-        amount=_amount(step, booking, payment, refund_policy, inventory_starts_at),
+        amount=payment.step_amount if payment.step_amount is not None else _amount(step, booking, payment),
         currency=booking.currency, payment_method=booking.payment_method,
         intent_id=payment.intent_id, attempt=payment.attempt,
         capture_immediately=booking.capture_mode == "immediate",
@@ -110,31 +112,16 @@ def claim(
     )
 
 
-def _amount(
-    step: Step, booking: Booking, payment: Payment, policy: RefundPolicy, starts_at: datetime | None
-) -> int:
+def _amount(step: Step, booking: Booking, payment: Payment) -> int:
     if step is not Step.REFUND:
         return booking.total_amount
     left = payment.amount_captured - payment.amount_refunded
     if booking.status != BookingStatus.CONFIRMED:
         # Captured for a booking that was never delivered (paid after it expired): all of it.
         return left
-    if booking.cancel_requested_at is None:
-        # An operator's partial refund: up to the total asked for.
-        return max(0, min(left, payment.refund_requested - payment.amount_refunded))
-    # What was refunded already (from Stripe's dashboard, say) counts towards what the cancel grants.
-    return max(0, min(left, refund_due(booking, payment, policy, starts_at) - payment.amount_refunded))
-
-
-def refund_due(booking: Booking, payment: Payment, policy: RefundPolicy, starts_at: datetime | None) -> int:
-    """The refund total a cancel of a confirmed booking grants: by policy, in full, or none."""
-    choice = booking.cancel_refund or "policy"
-    if choice == "full":
-        return payment.amount_captured
-    if choice == "none":
-        return 0
-    assert booking.cancel_requested_at is not None and starts_at is not None
-    return policy.refund_amount(payment.amount_captured, starts_at, booking.cancel_requested_at)
+    # Up to the total asked for (a cancel's, fixed when it was accepted, or operators' partial
+    # refunds); what was refunded already, from Stripe's dashboard say, counts towards it.
+    return max(0, min(left, payment.refund_requested - payment.amount_refunded))
 
 
 def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
@@ -153,9 +140,10 @@ def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult
         return ProviderResult(state=gateway.capture(call.intent_id, amount=call.amount, idempotency_key=key))
     if call.amount == 0:
         return ProviderResult(refunded=0)
-    return ProviderResult(
-        refunded=gateway.refund(call.intent_id, amount=call.amount, idempotency_key=key)
-    )
+    refunded = gateway.refund(call.intent_id, amount=call.amount, idempotency_key=key)
+    # Stripe's running total, read after the refund: a refund made elsewhere meanwhile (the
+    # dashboard) is in it, where refunded_before + this refund would miss it.
+    return ProviderResult(refunded=refunded, state=gateway.retrieve(call.intent_id))
 
 
 def _start_payment(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:
@@ -193,14 +181,16 @@ def record(
 ) -> None:
     """Write what the provider answered and move the booking on; a stale answer is dropped."""
     payment = locked.payment
-    if (payment.step, payment.attempt) != (call.step.value, call.attempt):
+    if (payment.step, payment.attempt) != (call.step.value, call.attempt) or (
+        call.step is Step.REFUND and payment.refund_number != call.refund_number
+    ):
         # Recorded already by a later claim of the step (this call outlived its lease), or moved
         # past it: a late answer must not overwrite what came after it. While the step is still
         # pending, any claim's answer is recorded: under one idempotency key they are the same.
         log.warning("dropped a late answer to %s: the step was recorded already", call.step,
                     extra={"booking_id": str(call.booking_id)})
         return
-    payment.step, payment.step_started_at, payment.updated_at = None, None, now
+    payment.step, payment.step_started_at, payment.step_amount, payment.updated_at = None, None, None, now
     if result.checkout is not None:
         payment.checkout_session_id = result.checkout.session_id
         payment.checkout_url = result.checkout.url
@@ -225,7 +215,10 @@ def _fact_of(locked: LockedBooking, call: ProviderCall, result: ProviderResult) 
     if call.step is Step.REFUND:
         # A total, not an increment: Stripe's charge.refunded (a running total) may have been
         # applied first, and a retried refund answers again with the same refund.
-        return PaymentFact(FactKind.REFUNDED, refunded=call.refunded_before + result.refunded)
+        total = call.refunded_before + result.refunded
+        if result.state is not None:
+            total = max(total, result.state.amount_refunded)
+        return PaymentFact(FactKind.REFUNDED, refunded=total)
     if result.state is None:
         return PaymentFact(FactKind.CHECKOUT_CLOSED)  # the void expired the checkout session
     record_intent_details(payment, result.state)

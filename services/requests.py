@@ -11,7 +11,13 @@ from sqlalchemy import Connection
 
 from db.models import Booking, BookingItem, BookingTransition, Payment
 from db.queries import catalog
-from db.queries.bookings import BookingView, NewBookingRows, insert_booking_request, view_of
+from db.queries.bookings import (
+    BookingView,
+    NewBookingRows,
+    insert_booking_request,
+    starts_at_of,
+    view_of,
+)
 from db.queries.catalog import SeatLabel
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain import lifecycle, pricing
@@ -24,6 +30,7 @@ from domain.payments import (
     RefundChoice,
     ensure_new_attempt_allowed,
 )
+from domain.refunds import RefundPolicy, cancel_refund_total
 from services import queues
 from services.context import Context
 from services.idempotency import IdempotentRequest, KeyTaken, Outcome, Reply, answer_once
@@ -157,20 +164,28 @@ def request_confirm(
 
 def request_cancel(
     uow: UnitOfWork, client_id: uuid.UUID | None, booking_id: uuid.UUID, *, now: datetime,
-    request_id: str | None, refund: RefundChoice | None = None,
+    request_id: str | None, refund_policy: RefundPolicy, refund: RefundChoice | None = None,
 ) -> tuple[BookingView, list[StagedMessage]]:
     """A client's cancel (`client_id`: refund per policy) or an operator's (None: the refund they
-    choose, in full by default). The first accepted cancel decides; a repeat is answered."""
+    choose, in full by default). The first accepted cancel decides; a repeat is answered.
+
+    A confirmed booking's refund total is fixed here, when the cancel is asked for: the workers
+    refund up to it, and the booking ends once Stripe has refunded that much."""
     locked = _own_booking(uow, client_id, booking_id)
     lifecycle.ensure_cancellable(locked.status)
-    booking = locked.booking
+    booking, payment = locked.booking, locked.payment
     if booking.cancel_requested_at is None:
-        booking.cancel_requested_at = now
         by_operator = client_id is None
-        booking.cancel_refund = (refund or (RefundChoice.FULL if by_operator else RefundChoice.POLICY)).value
+        choice = refund or (RefundChoice.FULL if by_operator else RefundChoice.POLICY)
+        booking.cancel_requested_at, booking.cancel_refund = now, choice.value
         booking.cancel_reason = "cancelled_by_operator" if by_operator else "cancelled_by_client"
+        if locked.status is BookingStatus.CONFIRMED:
+            due = cancel_refund_total(
+                choice, payment.amount_captured, refund_policy, starts_at_of(uow.session, booking), now
+            )
+            payment.refund_requested, payment.updated_at = max(payment.refund_requested, due), now
     message = stage(uow.session, *queues.CANCEL_BOOKING, str(booking_id), request_id=request_id)
-    return view_of(uow.session, booking, locked.payment), [message]
+    return view_of(uow.session, booking, payment), [message]
 
 
 def request_refund(

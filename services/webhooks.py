@@ -225,8 +225,12 @@ def _apply(ctx: Context, match: Match, reading: Reading, *, replay: bool) -> str
         if row.processed_at is not None and not replay:
             return row.outcome  # applied by a redelivery while we looked
         locked = uow.lock(match.booking_id)
-        assert locked is not None
-        outcome, note = _apply_to(locked, reading, now, ctx.settings.retry_hold)
+        outcome: str
+        note: str | None
+        if locked is None:  # archived while Stripe was asked: nothing left to change
+            outcome, note = "unmatched", f"booking {match.booking_id} was archived"
+        else:
+            outcome, note = _apply_to(locked, reading, now, ctx.settings.retry_hold)
         row.processed_at, row.booking_id, row.outcome, row.note = now, match.booking_id, outcome, note
         uow.commit()
     level = logging.ERROR if outcome == "mismatch" else logging.INFO

@@ -162,7 +162,8 @@ class BookingCancellation:
             refund = RefundChoice(parse_body(OperatorCancel, body).refund)
         client_id, now = readable_by(req), self.ctx.clock()
         respond(resp, run_once(self.ctx, req, body, lambda uow: requests.request_cancel(
-            uow, client_id, booking_id, now=now, request_id=req.context.request_id, refund=refund,
+            uow, client_id, booking_id, now=now, request_id=req.context.request_id,
+            refund_policy=self.ctx.settings.refund_policy, refund=refund,
         )))
 
 

@@ -190,7 +190,7 @@ def _claim_refund(ctx: Any, booking_id: str) -> Any:
     """Accept the client's cancel and claim the refund it leads to, as a worker would; no message is sent."""
     with UnitOfWork(ctx.sessions) as uow:
         requests.request_cancel(uow, _client_of(uow.session, booking_id), uuid.UUID(booking_id),
-                                now=ctx.clock(), request_id=None)
+                                now=ctx.clock(), request_id=None, refund_policy=ctx.settings.refund_policy)
         uow.commit()
     call, _ = _settle(ctx, uuid.UUID(booking_id), None, None)
     assert call is not None and call.step is Step.REFUND
@@ -279,7 +279,8 @@ def test_money_taken_after_the_client_cancelled_does_not_confirm_the_booking(app
         session_id = uow.session.execute(text("SELECT checkout_session_id FROM payments WHERE booking_id = :b"),
                                          {"b": booking["id"]}).scalar()
         requests.request_cancel(uow, _client_of(uow.session, booking["id"]), uuid.UUID(booking["id"]),
-                                now=datetime.now(UTC), request_id=None)  # accepted, its message not sent yet
+                                now=datetime.now(UTC), request_id=None,
+                                refund_policy=runtime.context.settings.refund_policy)  # accepted, its message not sent yet
         uow.commit()
     intent = stripe.v1.payment_intents.create(params={
         "amount": booking["total_amount"], "currency": "eur", "payment_method": "pm_card_visa",
@@ -362,7 +363,8 @@ def test_an_intent_is_closed_when_the_booking_ends_before_its_accepted_retry_run
     with UnitOfWork(ctx.sessions) as uow:
         client_id = _client_of(uow.session, str(booking_id))
         requests.request_payment_retry(uow, client_id, booking_id, "pm_card_visa", now=ctx.clock(), request_id=None)
-        requests.request_cancel(uow, client_id, booking_id, now=ctx.clock(), request_id=None)
+        requests.request_cancel(uow, client_id, booking_id, now=ctx.clock(), request_id=None,
+                                refund_policy=ctx.settings.refund_policy)
         uow.commit()
 
     assert advance_booking(ctx, booking_id) == BookingStatus.CANCELLED

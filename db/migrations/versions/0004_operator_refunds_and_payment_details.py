@@ -2,7 +2,8 @@
 
 A cancel records who asked and which refund they chose; a payment records the refund total asked
 for (never above what was captured: the database checks it too), the number of refunds made (each
-has its own idempotency key), what the customer must do next, and the dispute, if any.
+has its own idempotency key), the amount of the claimed call (a retry repeats it exactly), what the
+customer must do next, and the dispute, if any.
 
 Revision ID: 0004_operator
 Revises: 0003
@@ -27,6 +28,7 @@ BOOKING_COLUMNS: tuple[tuple[str, Any], ...] = (
 PAYMENT_COLUMNS: tuple[tuple[str, Any, Any], ...] = (
     ('refund_requested', sa.Integer(), sa.text('0')),
     ('refund_number', sa.Integer(), sa.text('0')),
+    ('step_amount', sa.Integer(), None),
     ('next_action', JSONB(), None),
     ('dispute', JSONB(), None),
 )

@@ -81,6 +81,9 @@ FUZZ = hypothesis_settings(
 # that pytest gets one test per operation. (`schemathesis.pytest.from_fixture`, which would load it
 # from the running app, fails under pytest 9.2: it sets `request.node._nodeid`, which is gone.)
 schema = schemathesis.openapi.from_dict(build_spec())
+
+# A worker thread places the bookings the fuzzer aims at: their writes must be committed.
+pytestmark = pytest.mark.commits
 schema.config.generation.update(
     # Every request carries the real client key (`_send`); `ignored_auth` still tries each one
     # without it and with a wrong one. Generated keys could only ever be refused.

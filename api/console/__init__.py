@@ -11,7 +11,15 @@ from pathlib import Path
 
 import falcon
 
+from api.console.bookings import (
+    BookingAction,
+    BookingLookup,
+    BookingLookupJson,
+    BookingStory,
+    BookingStoryJson,
+)
 from api.console.dead_letters import DeadLetters, DeadLettersJson
+from api.console.events import EventsJson, EventsPage
 from api.console.overview import Overview, OverviewJson
 from api.console.queues import DelayedJson, Queues, QueuesJson, Workers, WorkersJson
 from services.context import Context
@@ -35,4 +43,11 @@ def add_console_routes(
     app.add_route("/ops/api/workers", WorkersJson(*collaborators))
     app.add_route("/ops/dead", DeadLetters(*collaborators))
     app.add_route("/ops/api/dead", DeadLettersJson(*collaborators))
+    app.add_route("/ops/bookings", BookingLookup(*collaborators))
+    app.add_route("/ops/api/bookings", BookingLookupJson(*collaborators))
+    app.add_route("/ops/bookings/{booking_id:uuid}", BookingStory(*collaborators))
+    app.add_route("/ops/api/bookings/{booking_id:uuid}", BookingStoryJson(*collaborators))
+    app.add_route("/ops/bookings/{booking_id:uuid}/{action}", BookingAction(*collaborators))
+    app.add_route("/ops/events", EventsPage(*collaborators))
+    app.add_route("/ops/api/events", EventsJson(*collaborators))
     app.add_static_route("/ops/static", str(STATIC))

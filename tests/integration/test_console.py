@@ -12,7 +12,7 @@ import dramatiq
 import redis
 
 from db.engine import transaction
-from db.models import WebhookEvent
+from db.models import Booking, Payment, WebhookEvent
 from services import queues
 from tasks.queue_inspection import QueueInspector
 from tasks.worker_activity import WorkerActivity, WorkerRegistry, worker_key
@@ -158,3 +158,67 @@ def test_dead_letters_delete_a_selection(app, runtime, worker):
     picked = "&".join(f"letter={d['queue']}/{d['redis_id']}" for d in letters[:2])
     assert _post_form(app, key, f"do=delete&{picked}").status_code == 303
     assert [d["redis_id"] for d in _dead_letters(app, key)["letters"]] == [letters[2]["redis_id"]]
+
+
+def _authorized_booking(api, runtime):
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[:1])).json
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
+    with runtime.context.sessions() as session:
+        intent = session.get(Payment, uuid.UUID(booking["id"])).intent_id
+    return booking, intent
+
+
+def test_a_booking_is_found_by_email_intent_or_id_and_its_timeline_tells_its_story(app, api, runtime, worker):
+    key = _operator_key(runtime)
+    booking, intent = _authorized_booking(api, runtime)
+    with transaction(runtime.context.sessions) as session:
+        session.add(WebhookEvent(id="evt_late", type="payment_intent.succeeded", payload={},
+                                 booking_id=uuid.UUID(booking["id"]), outcome="mismatch", note="amount differs"))
+    email = seat_request(uuid.uuid4(), [])["customer"]["email"]
+
+    found = app.simulate_get("/ops/api/bookings", params={"q": email.upper()}, headers=_basic(key)).json["items"]
+    assert [b["id"] for b in found] == [booking["id"]]
+    by_intent = app.simulate_get("/ops/bookings", params={"q": intent}, headers=_basic(key))
+    assert by_intent.status_code == 303 and by_intent.headers["Location"] == f"/ops/bookings/{booking['id']}"
+
+    story = app.simulate_get(f"/ops/api/bookings/{booking['id']}", headers=_basic(key)).json
+    titles = [e["title"] for e in story["entries"]]
+    assert "new → requested" in titles and any(t.endswith("→ authorized") for t in titles)
+    assert "payment_intent.succeeded · mismatch" in titles
+    assert any(e["key"] == f"booking-{booking['id']}-authorize-1" for e in story["entries"])
+    assert "client_secret" not in story["payment"]
+    page = app.simulate_get(f"/ops/bookings/{booking['id']}", headers=_basic(key)).text
+    assert intent in page and "amount differs" in page and "Cancel booking" in page
+    assert app.simulate_get(f"/ops/bookings/{uuid.uuid4()}", headers=_basic(key)).status_code == 404
+
+
+def test_an_operator_cancels_from_the_booking_page_once_however_often_the_form_is_sent(app, api, runtime, worker):
+    key = _operator_key(runtime)
+    booking, _ = _authorized_booking(api, runtime)
+    page = app.simulate_get(f"/ops/bookings/{booking['id']}", headers=_basic(key)).text
+    token = re.search(r'name="token" value="(\w+)"', page).group(1)
+    form_key = re.search(r'name="key" value="([\w-]+-cancel)"', page).group(1)
+    headers = {**_basic(key), "Content-Type": "application/x-www-form-urlencoded"}
+    for _ in range(2):
+        sent = app.simulate_post(f"/ops/bookings/{booking['id']}/cancel",
+                                 body=f"token={token}&key={form_key}&refund=none", headers=headers)
+        assert sent.status_code == 303 and sent.headers["Location"].endswith("?done=cancel")
+    wait_for_statuses(runtime.context.sessions, [booking["id"]], {"cancelled"})
+    with runtime.context.sessions() as session:
+        assert session.get(Booking, uuid.UUID(booking["id"])).cancel_reason == "cancelled_by_operator"
+    refused = app.simulate_post(f"/ops/bookings/{booking['id']}/refund",
+                                body=f"token={token}&key=k2&amount=100", headers=headers)
+    assert refused.status_code == 303 and "failed=" in refused.headers["Location"]
+
+
+def test_event_sales_count_held_seats_per_event(app, api, runtime, worker):
+    key = _operator_key(runtime)
+    event_id, _ = first_event(runtime.context.sessions)
+    booking, _ = _authorized_booking(api, runtime)
+    events = app.simulate_get("/ops/api/events", headers=_basic(key)).json["events"]
+    mine = next(e for e in events if e["id"] == str(event_id))
+    assert mine["held"] == 1 and mine["sold"] == 0 and mine["capacity"] > 1 and mine["revenue"] == 0
+    assert sum(e["held"] for e in events) == 1
+    page = app.simulate_get("/ops/events", headers=_basic(key)).text
+    assert f"<td>{mine['name']}</td>" in page

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 import redis
 
 from services import queues
@@ -127,7 +128,7 @@ class QueueInspector:
             list[bytes | None],
             self.client.hmget(f"{self.ns}:{queue}.XQ.msgs", [redis_id for redis_id, _ in ids]),
         )
-        messages = [json.loads(body) if body else None for body in bodies]
+        messages = [orjson.loads(body) if body else None for body in bodies]  # thousands at a time: the fast parser
         reasons = cast(list[bytes | None], self.client.hmget(
             dead_letter_reasons_key(self.ns), [m.get("message_id", "") if m else "" for m in messages]
         ))

@@ -43,10 +43,18 @@ class DeadLetterFilter:
             not self.error or self.error.lower() in f"{letter.error}\n{letter.traceback}".lower()
         )
 
-    def letters(self, inspector: QueueInspector) -> list[DeadLetter]:
+    def letters(self, inspector: QueueInspector, *, limit: int | None = None) -> list[DeadLetter]:
+        """Matching letters, newest first; without actor or error, only the newest `limit` are read."""
+        filtered = bool(self.actor or self.error)
         found = [letter for name in ([self.queue] if self.queue else QUEUES)
-                 for letter in inspector.dead_letters(name, limit=None) if self.matches(letter)]
-        return sorted(found, key=lambda letter: letter.died_at, reverse=True)
+                 for letter in inspector.dead_letters(name, limit=None if filtered else limit)
+                 if self.matches(letter)]
+        return sorted(found, key=lambda letter: letter.died_at, reverse=True)[:limit]
+
+    def count(self, inspector: QueueInspector, depths: dict[str, int]) -> int:
+        if self.actor or self.error:
+            return len(self.letters(inspector))
+        return sum(n for name, n in depths.items() if not self.queue or name == self.queue)
 
     def query(self) -> str:
         return urlencode({k: v for k, v in vars(self).items() if v})
@@ -63,9 +71,10 @@ def booking_id_of(letter: DeadLetter) -> str | None:
 class DeadLetters(ConsolePage):
     def data(self, req: falcon.Request) -> dict[str, Any]:
         chosen = DeadLetterFilter.from_params(req.params)
-        letters = chosen.letters(self.inspector)
-        return {"filter": chosen, "total": sum(d.dead for d in self.inspector.depths()),
-                "matching": len(letters), "letters": letters[:SHOWN]}
+        depths = {d.name: d.dead for d in self.inspector.depths()}
+        letters = chosen.letters(self.inspector, limit=None if chosen.actor or chosen.error else SHOWN)
+        matching = len(letters) if chosen.actor or chosen.error else chosen.count(self.inspector, depths)
+        return {"filter": chosen, "total": sum(depths.values()), "matching": matching, "letters": letters[:SHOWN]}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = self.data(req)

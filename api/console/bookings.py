@@ -83,7 +83,8 @@ class BookingAction(ConsolePage):
             refund = _refund_choice(form.get("refund"))
 
             def run(uow: UnitOfWork) -> tuple[BookingView, list[StagedMessage]]:
-                return requests.request_cancel(uow, None, booking_id, now=now, request_id=request_id, refund=refund)
+                return requests.request_cancel(uow, None, booking_id, now=now, request_id=request_id,
+                                               refund_policy=self.ctx.settings.refund_policy, refund=refund)
         elif action == "refund":
             amount = _cents(form.get("amount"))
 

@@ -10,6 +10,7 @@ import orjson
 import redis
 
 from api import errors
+from api.console import add_console_routes
 from api.metrics import Instrumentation, Metrics
 from api.middleware import Authentication, RequestId
 from api.openapi import SWAGGER_UI_ASSETS, DocsPage, OpenAPIDocument
@@ -25,10 +26,10 @@ from api.resources.bookings import (
 from api.resources.catalog import Event, Events, EventSeats, Resources
 from api.resources.checkout_return import CheckoutReturnPage, CheckoutReturnStatus
 from api.resources.health import Health, Readiness
-from api.resources.ops import DeadLetterAction, QueuesJson, QueuesPage
 from api.resources.webhooks import StripeWebhook
 from services.context import Context
 from tasks.queue_inspection import QueueInspector
+from tasks.worker_activity import WorkerRegistry
 
 if TYPE_CHECKING:
     # Falcon 4 types App(middleware=...) with this alias without exporting it from a public module.
@@ -75,9 +76,7 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(settings))
     app.add_route("/metrics", Metrics(ctx))
-    app.add_route("/ops/queues", QueuesPage(ctx, inspector))
-    app.add_route("/ops/api/queues", QueuesJson(ctx, inspector))
-    app.add_route("/ops/queues/{queue}/dead/{redis_id}/{action}", DeadLetterAction(ctx, inspector))
+    add_console_routes(app, ctx, inspector, WorkerRegistry(redis_client, settings.broker_namespace))
     app.add_route("/checkout/return", CheckoutReturnPage())
     app.add_route("/checkout/return/status", CheckoutReturnStatus(ctx))
     app.add_route("/openapi.json", OpenAPIDocument())

@@ -91,29 +91,76 @@ def _ops_paths() -> dict[str, Any]:
         "403": _json(schemas.ErrorOut, "A client key, not an operator key"),
     }
     html = {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}
-    return {
-        "/ops/queues": {"get": {"summary": "Queue dashboard (HTML)", "security": operator,
-                                "responses": html | denied}},
-        "/ops/api/queues": {"get": {"summary": "Queue depths, dead letters and booking flow (JSON)",
-                                    "security": operator, "responses": {
-                                        "200": {"description": "The figures",
-                                                "content": {"application/json": {"schema": {"type": "object"}}}},
-                                    } | denied}},
-        "/ops/queues/{queue}/dead/{redis_id}/{action}": {"post": {
-            "summary": "Retry or delete one dead-lettered message (form with its CSRF token)",
-            "security": operator,
-            "parameters": [
-                {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "redis_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "action", "in": "path", "required": True, "schema": {"enum": ["retry", "delete"]}},
-            ],
-            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]},
-            }}},
-            "responses": {"303": {"description": "Done; back to the dashboard"},
-                          "404": _json(schemas.ErrorOut, "No such queue, action or dead letter")} | denied,
-        }},
+    pages = {
+        "/ops/": "Overview: message rates, queues, booking flow and backlogs (HTML)",
+        "/ops/queues": "Queues: depth, latency, delayed and retrying messages (HTML)",
+        "/ops/workers": "Live worker processes and the message each thread runs (HTML)",
+        "/ops/dead": "Dead letters, filtered by queue, actor and error (HTML)",
+        "/ops/bookings": "Find a booking by id, email, PaymentIntent or Checkout Session id (HTML)",
+        "/ops/bookings/{booking_id}": "One booking's timeline and operator actions (HTML)",
+        "/ops/events": "Per event capacity, held, sold and revenue (HTML)",
     }
+    feeds = {
+        "/ops/api/overview": "The overview's figures", "/ops/api/queues": "Queue depths and live workers",
+        "/ops/api/delayed": "Delayed and retrying messages", "/ops/api/workers": "Live worker processes",
+        "/ops/api/dead": "Dead letters matching queue, actor, error",
+        "/ops/api/bookings": "Bookings matching q", "/ops/api/bookings/{booking_id}": "One booking's timeline",
+        "/ops/api/events": "Event sales",
+    }
+    paths: dict[str, Any] = {
+        path: {"get": {"summary": summary, "security": operator, "responses": html | denied}}
+        for path, summary in pages.items()
+    } | {
+        path: {"get": {"summary": f"{summary} (JSON)", "security": operator, "responses": {
+            "200": {"description": "The figures", "content": {"application/json": {"schema": {"type": "object"}}}},
+        } | denied}}
+        for path, summary in feeds.items()
+    }
+    paths["/ops/api/queues"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = _QUEUES_SCHEMA
+    for path in ("/ops/bookings/{booking_id}", "/ops/api/bookings/{booking_id}"):
+        paths[path]["get"]["parameters"] = [
+            {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
+        paths[path]["get"]["responses"]["404"] = _json(schemas.ErrorOut, "No such booking")
+    for path in ("/ops/bookings", "/ops/api/bookings"):
+        paths[path]["get"]["parameters"] = [{"name": "q", "in": "query", "required": False, "schema": {"type": "string"}}]
+    for path in ("/ops/dead", "/ops/api/dead"):
+        paths[path]["get"]["parameters"] = [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("queue", "actor", "error")]
+    paths["/ops/dead"]["post"] = {
+        "summary": "Retry or delete dead letters: a selection, one, or all a filter matches (form with its CSRF token)",
+        "security": operator,
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["token", "do"], "properties": {
+                "token": {"type": "string"},
+                "do": {"type": "string", "description": "retry or delete; with -matching for every letter the "
+                       "filter matches, or :<queue>/<redis id> for one"},
+                "letter": {"type": "array", "items": {"type": "string"}, "description": "<queue>/<redis id>"},
+                "queue": {"type": "string"}, "actor": {"type": "string"}, "error": {"type": "string"},
+            }}}}},
+        "responses": {"303": {"description": "Done; back to the list"},
+                      "422": _json(schemas.ErrorOut, "Unknown action")} | denied,
+    }
+    return paths
+
+
+_QUEUES_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["queues", "workers"], "additionalProperties": False,
+    "properties": {
+        "queues": {"type": "array", "items": {"type": "object", "required": [
+            "name", "ready", "delayed", "in_flight", "dead", "latency_seconds"], "properties": {
+            "name": {"type": "string"}, "ready": {"type": "integer"}, "delayed": {"type": "integer"},
+            "in_flight": {"type": "integer"}, "dead": {"type": "integer"}, "latency_seconds": {"type": "number"},
+        }}},
+        "workers": {"type": "array", "items": {"type": "object", "required": [
+            "host", "pid", "queues", "threads", "busy", "heartbeat_at", "current"], "properties": {
+            "host": {"type": "string"}, "pid": {"type": "integer"},
+            "queues": {"type": "array", "items": {"type": "string"}}, "threads": {"type": "integer"},
+            "busy": {"type": "integer"}, "heartbeat_at": {"type": "string", "format": "date-time"},
+            "current": {"type": "array", "items": {"type": "object"}},
+        }}},
+    },
+}
 
 
 def _with_examples(components: dict[str, Any]) -> dict[str, Any]:

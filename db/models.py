@@ -217,6 +217,7 @@ class BookingItem(Base):
 
 class BookingTransition(Base):
     __tablename__ = "booking_transitions"
+    __table_args__ = (Index("booking_transitions_by_time", "at"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), index=True)
@@ -296,6 +297,13 @@ class WebhookEvent(Base):
     """The ledger of Stripe events: each delivery once (unique on Stripe's event id), kept whole."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index("webhook_events_unapplied", "received_at", postgresql_where=text("processed_at IS NULL")),
+        Index(
+            "webhook_events_needing_attention", "outcome", "received_at",
+            postgresql_where=text("outcome IN ('unmatched', 'mismatch', 'rejected')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))

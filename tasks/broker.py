@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from db.engine import transaction
 from services import queues
 from services.outbox import StagedMessage, acknowledge
 from tasks.redelivery import Redelivery, worker_id
+from tasks.worker_activity import WorkerActivity
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class TaskContext(Middleware):
         log.log(level, "message %s", outcome, extra={"outcome": outcome})
         if message.failed and isinstance(broker, RedisBroker):
             key = dead_letter_reasons_key(broker.namespace)
-            reason = f"{type(exception).__name__}: {exception}"[:500] if exception else "skipped"
+            reason = dead_letter_reason(exception)
             with broker.client.pipeline() as pipe:
                 pipe.hset(key, message.message_id, reason)
                 pipe.expire(key, 7 * 86400)
@@ -137,6 +139,19 @@ class TaskContext(Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self.after_process_message(broker, message, exception=RuntimeError("skipped"))
+
+
+def dead_letter_reason(exception: BaseException | None) -> str:
+    """The error on its first line (what went wrong), then the traceback (where), bounded."""
+    if exception is None:
+        return "skipped"
+    error = f"{type(exception).__name__}: {exception}"[:500]
+    stack = "".join(traceback.format_exception(exception))[-MAX_TRACEBACK_CHARS:]
+    return f"{error}\n{stack}"
+
+
+#: The end of a traceback is where the error was raised: keep that end of a long one.
+MAX_TRACEBACK_CHARS = 8000
 
 
 def dead_letter_reasons_key(namespace: str) -> str:
@@ -152,11 +167,14 @@ def make_broker(
     settings: Settings, *, sessions: sessionmaker[Session] | None = None, namespace: str | None = None
 ) -> RedisBroker:
     """A broker for one process. Workers pass `sessions` so finished messages leave the outbox."""
+    namespace = namespace or settings.broker_namespace
+    broker_id = worker_id()
     middleware: list[Middleware] = []
     if sessions is not None:
         middleware.append(OutboxAcknowledgement(sessions))
     middleware += [
         TaskContext(),
+        WorkerActivity(settings.redis_url, namespace, broker_id),
         AgeLimit(),
         TimeLimit(time_limit=120_000),
         ShutdownNotifications(),
@@ -167,14 +185,14 @@ def make_broker(
     ]
     broker = RedisBroker(
         url=settings.redis_url,
-        namespace=namespace or settings.broker_namespace,
+        namespace=namespace,
         middleware=middleware,
         # A dead worker's messages come back one heartbeat timeout after it died: Redelivery
         # runs the requeue pass on a clock (the random chance is only a fallback).
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
         maintenance_chance=settings.broker_maintenance_chance,
     )
-    broker.broker_id = worker_id()
+    broker.broker_id = broker_id
     return broker
 
 

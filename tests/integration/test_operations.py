@@ -41,30 +41,31 @@ def test_ops_pages_need_an_operator_key(app, api, runtime):
     assert app.simulate_get("/ops/queues", headers=_basic("bk_wrong")).status_code == 401
 
 
-def test_dashboard_shows_queues_dead_letters_and_retries_one(app, runtime, worker):
+def _form(key: str) -> dict[str, str]:
+    return {**_basic(key), "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_dead_letters_show_their_error_and_delete_one_only_with_the_form_token(app, runtime, worker):
     key = _operator_key(runtime)
     message_id = _force_dead_letter(runtime)
 
     def dead():
-        data = app.simulate_get("/ops/api/queues", headers=_basic(key)).json
-        return [d for d in data["dead_letters"][queues.BOOKINGS] if d["message_id"] == message_id]
+        data = app.simulate_get("/ops/api/dead", params={"queue": queues.BOOKINGS}, headers=_basic(key)).json
+        return [d for d in data["letters"] if d["message_id"] == message_id]
 
     (letter,) = wait_for(dead, what="the message to be dead-lettered")
     assert letter["actor"] == "place_booking" and "ValueError" in letter["error"]
-    page = app.simulate_get("/ops/queues", headers=_basic(key)).text
-    for name in (queues.BOOKINGS, queues.PAYMENTS, queues.WEBHOOKS, queues.MAINTENANCE):
-        assert f"<td>{name}</td>" in page
-    assert "not-a-booking-id" in page
-    token = re.search(rf"/dead/{letter['redis_id']}/delete'><input type='hidden' name='token' value='(\w+)'", page)
+    assert "Traceback" in letter["traceback"]
+    page = app.simulate_get("/ops/dead", headers=_basic(key)).text
+    assert "not-a-booking-id" in page and "ValueError" in page
+    token = re.search(r'name="token" value="(\w+)"', page)
     assert token is not None
+    one = f"do=delete:bookings/{letter['redis_id']}"
 
-    forged = app.simulate_post(f"/ops/queues/bookings/dead/{letter['redis_id']}/delete",
-                               body="token=forged", headers={**_basic(key), "Content-Type": "application/x-www-form-urlencoded"})
+    forged = app.simulate_post("/ops/dead", body=f"token=forged&{one}", headers=_form(key))
     assert forged.status_code == 403
-    deleted = app.simulate_post(f"/ops/queues/bookings/dead/{letter['redis_id']}/delete",
-                                body=f"token={token.group(1)}",
-                                headers={**_basic(key), "Content-Type": "application/x-www-form-urlencoded"})
-    assert deleted.status_code == 303
+    deleted = app.simulate_post("/ops/dead", body=f"token={token.group(1)}&{one}", headers=_form(key))
+    assert deleted.status_code == 303 and deleted.headers["Location"].endswith("done=delete+1")
     assert dead() == []
 
 

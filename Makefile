@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# exec: the recipe's shell steps aside for `bookings dev`. Make passes no signal on: run in the background,
+# stop it with `kill -INT PID`, PID as printed in its banner and in .local/dev/README.txt.
 dev: $(STAMP)
-	$(BIN)/bookings dev
+	exec $(BIN)/bookings dev
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -11,7 +11,7 @@ import redis
 
 from api import errors
 from api.console import add_console_routes
-from api.metrics import Instrumentation, Metrics
+from api.metrics import Instrumentation, Metrics, PipelineState
 from api.middleware import Authentication, RequestId
 from api.openapi import SWAGGER_UI_ASSETS, DocsPage, OpenAPIDocument
 from api.protection import RateLimiting, RateLimits, SecurityHeaders
@@ -42,8 +42,9 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
         settings.redis_url, RateLimits.parse_spec(settings.rate_limits), settings.broker_namespace,
         address_header=settings.trusted_proxy_header,
     )
+    instrumentation = Instrumentation()
     middleware: list[SyncMiddleware[falcon.Request, falcon.Response]] = [
-        Instrumentation(),
+        instrumentation,
         SecurityHeaders(hsts=settings.is_production),
         RequestId(),
         Authentication(ctx.sessions, budget=limiting),
@@ -75,11 +76,14 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
     app.add_route("/v1/webhooks/stripe", StripeWebhook(ctx))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(settings))
-    app.add_route("/metrics", Metrics(ctx))
+    if settings.metrics_bind is None:
+        # Otherwise gunicorn's master serves them on METRICS_BIND (api.metrics.serve_metrics).
+        app.add_route("/metrics", Metrics(PipelineState(ctx.sessions, inspector, settings)))
     add_console_routes(app, ctx, inspector, WorkerRegistry(redis_client, settings.broker_namespace))
     app.add_route("/checkout/return", CheckoutReturnPage())
     app.add_route("/checkout/return/status", CheckoutReturnStatus(ctx))
     app.add_route("/openapi.json", OpenAPIDocument())
     app.add_route("/docs", DocsPage())
     app.add_static_route("/docs/static", str(SWAGGER_UI_ASSETS))
+    instrumentation.count_static_routes(app)
     return app

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -38,6 +40,21 @@ def on_starting(server: Any) -> None:
     # Counters from a previous run of the server must not leak into this one.
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
+
+
+def when_ready(server: Any) -> None:
+    if os.environ.get("METRICS_BIND", "").strip():
+        # /metrics is then served there, by a process of its own (api/metrics_listener.py).
+        server.metrics_listener = subprocess.Popen(
+            [sys.executable, "-m", "api.metrics_listener"], stdin=subprocess.PIPE
+        )
+
+
+def on_exit(server: Any) -> None:
+    listener = getattr(server, "metrics_listener", None)
+    if listener is not None:
+        listener.terminate()
+        listener.wait(5)
 
 
 def child_exit(server: Any, worker: Any) -> None:

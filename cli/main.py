@@ -16,9 +16,10 @@ import click
 from config.settings import ConfigurationError, Settings
 
 
-def _settings() -> Settings:
+def _settings(*, require_redis: bool = True) -> Settings:
+    """The settings, or a clear error; commands that never touch Redis pass require_redis=False."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(require_redis=require_redis)
     except ConfigurationError as ex:
         raise click.ClickException(str(ex)) from None
 
@@ -39,18 +40,23 @@ def migrate() -> None:
     """Apply database migrations (Alembic) up to the latest revision."""
     from db.migrate import upgrade
 
-    upgrade(_settings().database_url)
+    upgrade(_settings(require_redis=False).database_url)
     click.echo("migrations applied")
 
 
 @main.command()
-@click.option("--demo", is_flag=True, required=True, help="Seed the demo catalog.")
+@click.option("--demo", is_flag=True, help="Seed the demo catalog.")
 def seed(demo: bool) -> None:
-    """Seed the demo catalog (idempotent)."""
+    """Seed the demo catalog (idempotent): `bookings seed --demo`."""
     from db.engine import transaction
     from db.seed import seed_demo
 
-    with transaction(_sessions(_settings())) as session:
+    if not demo:
+        raise click.UsageError(
+            "the demo catalog is the only one to seed: `bookings seed --demo` adds a venue, two events"
+            " and a dozen bookable resources (running it again changes nothing)"
+        )
+    with transaction(_sessions(_settings(require_redis=False))) as session:
         seed_demo(session)
     click.echo("demo catalog seeded")
 
@@ -68,7 +74,9 @@ def clients_create(name: str, operator: bool) -> None:
     from db.engine import transaction
     from db.queries.clients import create_client
 
-    with transaction(_sessions(_settings())) as session:
+    if not name.strip():
+        raise click.BadParameter("a client needs a name that says who holds the key", param_hint="NAME")
+    with transaction(_sessions(_settings(require_redis=False))) as session:
         client, api_key = create_client(session, name, operator=operator)
     click.echo(f"client {client.id} ({client.role}) created; its API key follows")
     click.echo(api_key)
@@ -82,7 +90,7 @@ def clients_revoke(client_id: uuid.UUID) -> None:
     from db.queries.clients import revoke_client
     from services.context import utc_now
 
-    with transaction(_sessions(_settings())) as session:
+    with transaction(_sessions(_settings(require_redis=False))) as session:
         revoked = revoke_client(session, client_id, utc_now())
     if not revoked:
         raise click.ClickException("no such active client")
@@ -98,12 +106,39 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     from config.logging import configure_logging
     from tasks.supervisor import supervise
 
-    _settings()
+    settings = _settings()
     configure_logging("worker")
+    _require_redis(settings)
     args = ["tasks.worker", "--processes", str(processes), "--threads", str(threads)]
     if queues:
         args += ["--queues", *queues]
-    sys.exit(supervise(args))
+    sys.exit(supervise(args, metrics_at=settings.worker_metrics_bind))
+
+
+def _require_redis(settings: Settings) -> None:
+    """Fail at start, naming the setting, when Redis cannot be reached: Dramatiq alone would
+    log a CRITICAL line every few seconds forever. Once running, outages are retried."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as ex:
+        raise click.ClickException(
+            f"cannot reach Redis at REDIS_URL={_without_password(settings.redis_url)} ({ex});"
+            " start Redis or point REDIS_URL at it"
+        ) from None
+    finally:
+        client.close()
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 @main.command()
@@ -126,13 +161,17 @@ def scheduler() -> None:
 @click.argument("booking_id", type=click.UUID)
 def reconcile(booking_id: uuid.UUID) -> None:
     """Drive one booking forward now: finish an unrecorded Stripe step, capture, release."""
+    from db.models import Booking
     from services.advance import advance_booking
     from tasks.runtime import build_worker
 
     runtime = build_worker(_settings())
-    status = advance_booking(runtime.context, booking_id)
+    with runtime.context.sessions() as session:
+        known = session.get(Booking, booking_id) is not None
+    # Asked first, so an unknown id is said once, not also by the service's log line.
+    status = advance_booking(runtime.context, booking_id) if known else None
     if status is None:
-        raise click.ClickException("no such booking")
+        raise click.ClickException(f"no booking {booking_id}")
     click.echo(f"booking {booking_id} is {status}")
 
 

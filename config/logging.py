@@ -60,8 +60,31 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ReadableFormatter(logging.Formatter):
+    """`12:00:01 worker   INFO  message  booking_id=…` for a person at a terminal (LOG_FORMAT=text):
+    the level coloured when stderr is a terminal and NO_COLOR is unset, the context fields last."""
+
+    COLOURS = {logging.DEBUG: "2", logging.INFO: "32", logging.WARNING: "33", logging.ERROR: "31", logging.CRITICAL: "1;31"}
+
+    def __init__(self, service: str, *, colour: bool) -> None:
+        super().__init__(datefmt="%H:%M:%S")
+        self.service, self.colour = service, colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = f"{record.levelname:<5}"
+        if self.colour:
+            level = f"\033[{self.COLOURS.get(record.levelno, '0')}m{level}\033[0m"
+        fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELDS if getattr(record, name, None))
+        line = f"{self.formatTime(record, self.datefmt)} {self.service:<9} {level} {record.getMessage()}"
+        if fields:
+            line += f"  {fields}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 def configure_logging(service: str, *, level: str | None = None, json_lines: bool | None = None) -> None:
-    """Root logging for a process: JSON lines on stderr unless LOG_FORMAT=text."""
+    """Root logging for a process: JSON lines on stderr unless LOG_FORMAT=text (`bookings dev`)."""
     level = level or os.environ.get("LOG_LEVEL", "INFO")
     json_lines = os.environ.get("LOG_FORMAT", "json") != "text" if json_lines is None else json_lines
     handler = logging.StreamHandler(sys.stderr)
@@ -73,7 +96,8 @@ def configure_logging(service: str, *, level: str | None = None, json_lines: boo
             static_fields={"service": service},
         ))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        colour = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+        handler.setFormatter(ReadableFormatter(service, colour=colour))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

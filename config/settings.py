@@ -45,6 +45,17 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _address(env: Mapping[str, str], name: str) -> tuple[str, int] | None:
+    """`host:port` (an IPv6 host in brackets), or None when the variable is empty."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{name} must be host:port (e.g. 0.0.0.0:9100), got {raw!r}")
+    return host.strip("[]"), int(port)
+
+
 def sqlalchemy_url(database_url: str) -> str:
     """Map the usual `postgresql://` / `postgres://` forms onto the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -106,19 +117,25 @@ class Settings:
     #: next deadline, or the connection is cut (api.gunicorn_worker): slow clients hold nothing.
     request_header_timeout_seconds: float = 10.0
     request_body_timeout_seconds: float = 30.0
+    #: Where the web process serves /metrics without a key, on a listener of its own; unset,
+    #: /metrics is on the API's port and needs an operator key.
+    metrics_bind: tuple[str, int] | None = None
+    #: Where each `bookings worker` serves Dramatiq's metrics; unset, it serves none.
+    worker_metrics_bind: tuple[str, int] | None = None
 
     @property
     def retry_hold(self) -> RetryHold:
         return RetryHold(self.payment_retry_window, self.max_hold)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_redis: bool = True) -> Settings:
+        """`require_redis=False` for commands that never touch Redis (migrate, seed, clients)."""
         env = os.environ if env is None else env
         database_url = env.get("DATABASE_URL", "").strip()
         redis_url = env.get("REDIS_URL", "").strip()
         if not database_url:
             raise ConfigurationError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/db)")
-        if not redis_url:
+        if not redis_url and require_redis:
             raise ConfigurationError("REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
         policy_spec = env.get("REFUND_POLICY", "").strip()
         settings = cls(
@@ -163,6 +180,8 @@ class Settings:
             ),
             request_header_timeout_seconds=_float(env, "REQUEST_HEADER_TIMEOUT_SECONDS", 10.0),
             request_body_timeout_seconds=_float(env, "REQUEST_BODY_TIMEOUT_SECONDS", 30.0),
+            metrics_bind=_address(env, "METRICS_BIND"),
+            worker_metrics_bind=_address(env, "WORKER_METRICS_BIND"),
         )
         settings.check()
         return settings

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
+import json
 import os
 import select
 import signal
@@ -96,7 +98,7 @@ def run_dev(root: Path, *, port: int = 8000, workers: int = 1) -> None:
                 say(f"starting {child.name}: {' '.join(child.cmd[2:])}")
                 child.start(env, root)
             if _wait_for_api(port, children[0]):
-                _print_summary(port, api_key, operator_key, env)
+                _show_banner(root, port, api_key, operator_key, env)
             _supervise(children, env, root)
         except _Stop:
             say("stopping …")
@@ -125,6 +127,9 @@ def _stop_on_signals() -> Iterator[None]:
 
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As gunicorn binds: the last run's connections linger in TIME_WAIT for a minute after
+        # Ctrl-C, and only a listener, not they, may keep the port from us.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as e:
@@ -135,6 +140,8 @@ def _check_port_free(port: int) -> None:
 
 def _environment(root: Path, port: int, servers: contextlib.ExitStack) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", PORT=str(port))
+    # Lines for a person at a terminal; production keeps JSON (the default).
+    env.setdefault("LOG_FORMAT", "text")
     data = root / ".local" / "dev"
     if env.get("DATABASE_URL"):
         say("using PostgreSQL from DATABASE_URL")
@@ -174,8 +181,40 @@ def _prepare(root: Path, env: dict[str, str]) -> tuple[str | None, str | None]:
     _bookings(root, env, "migrate")
     say("seeding the demo catalog …")
     _bookings(root, env, "seed", "--demo")
+    return _dev_keys(root, env)
+
+
+def _dev_keys(root: Path, env: dict[str, str]) -> tuple[str | None, str | None]:
+    """The demo and operator keys of the last run on this database, or new ones (saved for the next).
+
+    Kept in .local/dev/keys.json per DATABASE_URL, so a restart keeps the keys that see the
+    bookings already made; a key the database no longer knows is replaced.
+    """
+    saved_in = root / ".local" / "dev" / "keys.json"
+    saved = json.loads(saved_in.read_text()) if saved_in.exists() else {}
+    keys = saved.get(env["DATABASE_URL"], {})
+    if keys and _known_keys(env, [keys.get("demo"), keys.get("operator")]):
+        say("reusing the demo API keys of the last run (.local/dev/keys.json)")
+        return keys["demo"], keys["operator"]
     say("creating demo API clients …")
-    return _new_key(root, env, "demo"), _new_key(root, env, "demo-operator", "--operator")
+    keys = {"demo": _new_key(root, env, "demo"), "operator": _new_key(root, env, "demo-operator", "--operator")}
+    if all(keys.values()):
+        saved_in.parent.mkdir(parents=True, exist_ok=True)
+        saved_in.write_text(json.dumps({**saved, env["DATABASE_URL"]: keys}, indent=2) + "\n")
+        saved_in.chmod(0o600)
+    return keys["demo"], keys["operator"]
+
+
+def _known_keys(env: dict[str, str], keys: list[str | None]) -> bool:
+    from db.engine import make_engine, make_sessions
+    from db.queries.clients import authenticate
+
+    engine = make_engine(env["DATABASE_URL"], pool_size=1, application_name="bookings-dev")
+    try:
+        with make_sessions(engine)() as session:
+            return all(key and authenticate(session, key) for key in keys)
+    finally:
+        engine.dispose()
 
 
 def _bookings(root: Path, env: dict[str, str], *args: str) -> None:
@@ -248,6 +287,27 @@ def _print_summary(
 """,
         flush=True,
     )
+
+
+def _show_banner(
+    root: Path, port: int, api_key: str | None, operator_key: str | None, env: dict[str, str]
+) -> None:
+    """The summary on the terminal and in .local/dev/README.txt, where it stays once logs scroll it away."""
+    banner = io.StringIO()
+    with contextlib.redirect_stdout(banner):
+        _print_summary(port, api_key, operator_key, env)
+    text = banner.getvalue().rstrip("\n") + "\n" + LOCALSTRIPE_NOTE.format(pid=os.getpid())
+    print(text, flush=True)
+    readme = root / ".local" / "dev" / "README.txt"
+    readme.parent.mkdir(parents=True, exist_ok=True)
+    readme.write_text(f"`bookings dev` started {time.strftime('%Y-%m-%d %H:%M:%S')}\n{text}")
+
+
+LOCALSTRIPE_NOTE = """  Note: localstripe keeps its payments in memory, so a restart forgets them. Bookings made in
+  an earlier run stay in the database (the keys above still see them), but their payments are
+  gone: they cannot be confirmed, cancelled with a refund, or refunded. Make new ones.
+  Run in the background (make passes no Ctrl-C on), it stops with: kill -INT {pid}
+"""
 
 
 def _supervise(children: list[_Child], env: dict[str, str], root: Path) -> None:

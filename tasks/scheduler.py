@@ -84,4 +84,5 @@ def _enqueue(broker: dramatiq.Broker, route: Route) -> None:
     broker.enqueue(dramatiq.Message(
         queue_name=route.queue_name, actor_name=route.actor_name, args=(), kwargs={}, options={},
     ))
-    log.info("enqueued %s", route.actor_name)
+    # Every few seconds, for ever: news only when looked for.
+    log.debug("enqueued %s", route.actor_name)

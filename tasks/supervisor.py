@@ -32,13 +32,18 @@ QUICK_RESTARTS = 3
 MAX_BACKOFF_SECONDS = 30.0
 
 
-def supervise(dramatiq_args: Sequence[str]) -> int:
+def supervise(dramatiq_args: Sequence[str], *, metrics_at: tuple[str, int] | None = None) -> int:
     """Run `dramatiq <dramatiq_args>` until SIGTERM or SIGINT; returns its last exit code.
+
+    `metrics_at` is where Dramatiq's exposition server listens (tasks.worker adds the
+    middleware only then): Dramatiq reads the address once, when its module is first imported.
 
     SIGHUP restarts the workers gracefully. SIGTERM is passed on; SIGINT is not, because
     Ctrl-C at a terminal reaches Dramatiq's processes directly and a second signal would make
     its workers quit without finishing their messages.
     """
+    if metrics_at is not None:
+        os.environ["dramatiq_prom_host"], os.environ["dramatiq_prom_port"] = metrics_at[0], str(metrics_at[1])
     for module in PRELOAD:
         importlib.import_module(module)
     # Plain variables: a signal handler must not take the locks a threading.Event would.

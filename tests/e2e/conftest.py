@@ -72,11 +72,11 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         "TRUSTED_PROXY_HEADER": settings.trusted_proxy_header,
         "REQUEST_HEADER_TIMEOUT_SECONDS": str(settings.request_header_timeout_seconds),
         "REQUEST_BODY_TIMEOUT_SECONDS": str(settings.request_body_timeout_seconds),
-        # Each stack its own metrics files and worker exposition port.
+        # Each stack its own metrics files and listeners: the API's without a key, the workers'.
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-web"),
         "dramatiq_prom_db": str(tmp_path / "prom-worker"),
-        "dramatiq_prom_host": "127.0.0.1",
-        "dramatiq_prom_port": str(free_port()),
+        "METRICS_BIND": f"127.0.0.1:{free_port()}",
+        "WORKER_METRICS_BIND": f"127.0.0.1:{free_port()}",
     }
     logs = LOCAL / "e2e" / uuid.uuid4().hex[:8]
     stack = Stack(env=env, base_url=f"http://127.0.0.1:{port}", logs=logs)

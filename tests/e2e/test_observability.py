@@ -22,11 +22,14 @@ def test_a_booking_shows_in_api_and_worker_metrics(stack, settings):
         booking = http.post("/v1/bookings", json=seat_request(event_id, seats[:1]),
                             headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}).json()
         wait_for_statuses(sessions, [booking["id"]], {"authorized"})
-        api_metrics = http.get("/metrics").text
+        # With METRICS_BIND set, the API's port has no /metrics at all: only the listener serves them.
+        assert http.get("/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 404
+    api_metrics = httpx.get(f"http://{stack.env['METRICS_BIND']}/metrics", trust_env=False, timeout=10).text
     assert re.search(r'http_requests_total\{method="POST",route="/v1/bookings",status="202"\} 1\.0', api_metrics)
     assert 'bookings{status="authorized"} 1.0' in api_metrics
 
-    worker_url = f"http://127.0.0.1:{stack.env['dramatiq_prom_port']}/metrics"
+    assert "bookings_scheduler_leaders 0.0" in api_metrics and "bookings_queue_latency_seconds{" in api_metrics
+    worker_url = f"http://{stack.env['WORKER_METRICS_BIND']}/metrics"
 
     def worker_metrics() -> str | None:
         try:

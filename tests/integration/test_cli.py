@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -72,3 +74,46 @@ def test_bookings_dev_finds_the_development_tools_of_an_editable_checkout(tmp_pa
     found = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip().endswith("devtools/devstack.py")
+
+
+def test_migrate_seed_and_clients_need_no_redis(runtime, settings):
+    env = {**_env(settings), "REDIS_URL": ""}
+    for args in (["migrate"], ["seed", "--demo"], ["clients", "create", "no-redis"]):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
+
+
+def test_a_client_without_a_name_is_refused(runtime, settings):
+    for name in ("", "   "):
+        result = CliRunner().invoke(main, ["clients", "create", name], env=_env(settings))
+        assert result.exit_code == 2 and "a client needs a name" in result.output
+
+
+def test_seed_without_demo_says_what_it_would_seed(runtime, settings):
+    result = CliRunner().invoke(main, ["seed"], env=_env(settings))
+    assert result.exit_code == 2 and "bookings seed --demo" in result.output
+
+
+def test_reconciling_an_unknown_booking_says_so_once(runtime, settings):
+    import subprocess
+    import sys
+
+    unknown = "00000000-0000-0000-0000-000000000001"
+    result = subprocess.run([sys.executable, "-m", "cli.main", "reconcile", unknown], env={**os.environ, **_env(settings)},
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    said = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert said == [f"Error: no booking {unknown}"]
+
+
+def test_a_worker_that_cannot_reach_redis_stops_at_once_naming_redis_url(settings):
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, **_env(settings), "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "cli.main", "worker"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1 and time.monotonic() - started < 10
+    assert "REDIS_URL=redis://:***@127.0.0.1:1/0" in result.stderr and "hunter2" not in result.stderr

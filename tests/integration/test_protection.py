@@ -95,11 +95,10 @@ def test_api_keys_are_stored_only_as_hashes(api, runtime):
     assert all(api.key not in (key_hash, prefix) and len(key_hash) == 64 for key_hash, prefix in stored)
 
 
-def test_readyz_and_metrics_are_limited_per_address(app):
-    for number, path in enumerate(("/readyz", "/metrics")):
-        answers = [app.simulate_get(path, remote_addr=f"192.0.2.{number}").status_code for _ in range(22)]
-        assert answers[:20] == [200] * 20 and answers[-1] == 429, path
-        assert app.simulate_get(path, remote_addr="192.0.2.99").status_code == 200
+def test_readyz_is_limited_per_address(app):
+    answers = [app.simulate_get("/readyz", remote_addr="192.0.2.0").status_code for _ in range(22)]
+    assert answers[:20] == [200] * 20 and answers[-1] == 429
+    assert app.simulate_get("/readyz", remote_addr="192.0.2.99").status_code == 200
 
 
 def test_a_bad_key_costs_its_address_more_than_a_missing_one(app, api):

@@ -196,7 +196,12 @@ POISON = {
 def _rejected_count(app, event_type: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
-    for family in text_string_to_metric_families(app.simulate_get("/metrics").text):
+    from api.metrics import WEBHOOK_EVENTS_REJECTED, generate_latest
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(WEBHOOK_EVENTS_REJECTED)
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:
             if sample.name == "stripe_webhook_events_rejected_total" and sample.labels == {"type": event_type}:
                 return sample.value

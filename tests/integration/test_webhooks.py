@@ -194,10 +194,10 @@ POISON = {
 
 
 def _rejected_count(app, event_type: str) -> float:
+    from prometheus_client import CollectorRegistry
     from prometheus_client.parser import text_string_to_metric_families
 
     from api.metrics import WEBHOOK_EVENTS_REJECTED, generate_latest
-    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
     registry.register(WEBHOOK_EVENTS_REJECTED)

@@ -611,7 +611,8 @@ class Postman:
         with httpx.Client(base_url=self.base_url, trust_env=False, timeout=10) as http:
             while not stop.wait(0.25):
                 self._deliver(http, self._due(time.monotonic()))
-            self._deliver(http, self._due(float("inf")))
+            for _ in range(5):  # what is left, late; failed deliveries a few more times
+                self._deliver(http, self._due(float("inf")))
 
     def _due(self, now: float) -> list[bytes]:
         with self.lock:
@@ -622,7 +623,12 @@ class Postman:
 
     def _deliver(self, http: httpx.Client, bodies: list[bytes]) -> None:
         for body in bodies:
-            self.observations.answer("webhook", self.deliver(http, body))
+            status = self.deliver(http, body)
+            self.observations.answer("webhook", status)
+            if status == 0 or status >= 500:
+                # Stripe delivers again after a failure (for days): so does the campaign.
+                with self.lock:
+                    self.pending.append((time.monotonic() + 2.0, body))
 
     def deliver(self, http: httpx.Client, body: bytes) -> int:
         """Post one signed body now; its status (0: no answer)."""

@@ -7,12 +7,14 @@ between "called Stripe" and "recorded the result"), answer 500 without forwardin
 from __future__ import annotations
 
 import http.client
+import json
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -128,6 +130,60 @@ class FaultProxy:
     def drop(self, rule: DropResponses) -> DropResponses:
         self.rules.append(rule)
         return rule
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookRelay:
+    """Stands between the local Stripe server's own webhook deliveries and the service, and
+    withholds those about the intents in `withheld`: the caller delivers (or loses) them itself."""
+
+    def __init__(self, target: str) -> None:
+        self.withheld: set[str] = set()
+        self.relayed = 0
+        relay = self
+        destination = urlsplit(target)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 200 if relay._is_withheld(body) else relay._forward(destination, self.path, body, self.headers)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _is_withheld(self, body: bytes) -> bool:
+        try:
+            obj = json.loads(body)["data"]["object"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        return isinstance(obj, dict) and (obj.get("id") in self.withheld or obj.get("payment_intent") in self.withheld)
+
+    def _forward(self, destination: Any, path: str, body: bytes, headers: Any) -> int:
+        conn = http.client.HTTPConnection(destination.hostname, destination.port, timeout=30)
+        try:
+            conn.request("POST", destination.path or path, body=body, headers={
+                "Content-Type": headers.get("Content-Type", "application/json"),
+                "Stripe-Signature": headers.get("Stripe-Signature", "")})
+            status = conn.getresponse().status
+            self.relayed += 1
+            return status
+        except OSError:
+            return 502
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -98,6 +98,7 @@ class Settings:
     expire_every_seconds: int = 60
     relay_every_seconds: int = 5
     reconcile_every_seconds: int = 180
+    audit_every_seconds: int = 300
     purge_every_seconds: int = 3600
     guard_every_seconds: int = 3600
     #: Stripe voids a card authorization after 7 days; act on ours well before.
@@ -165,6 +166,7 @@ class Settings:
             expire_every_seconds=_int(env, "SCHEDULE_EXPIRE_SECONDS", 60),
             relay_every_seconds=_int(env, "SCHEDULE_RELAY_SECONDS", 5),
             reconcile_every_seconds=_int(env, "SCHEDULE_RECONCILE_SECONDS", 180),
+            audit_every_seconds=_int(env, "SCHEDULE_AUDIT_SECONDS", 300),
             purge_every_seconds=_int(env, "SCHEDULE_PURGE_SECONDS", 3600),
             guard_every_seconds=_int(env, "SCHEDULE_AUTHORIZATION_GUARD_SECONDS", 3600),
             authorization_guard_after=timedelta(

@@ -236,6 +236,11 @@ class Payment(Base):
         CheckConstraint("amount_refunded <= amount_captured", name="refunded_within_captured"),
         CheckConstraint("refund_requested <= amount_captured", name="refund_requested_within_captured"),
         Index("payments_authorized_since", "authorized_at", postgresql_where=text("status = 'authorized'")),
+        # The payment audit's order: least recently checked first, among payments whose money can move.
+        Index(
+            "payments_to_audit", text("audited_at NULLS FIRST"), "booking_id",
+            postgresql_where=text("intent_id IS NOT NULL AND status IN ('authorized', 'captured', 'refunded')"),
+        ),
     )
 
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
@@ -263,6 +268,8 @@ class Payment(Base):
     next_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     #: The dispute on the charge, if any: {"id", "status", "amount", "reason"}.
     dispute: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: When the payment audit last compared these books with Stripe's record.
+    audited_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _now()
 
 

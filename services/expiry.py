@@ -9,6 +9,7 @@ per live authorization. The rules are the same `next_step` decisions a single bo
 
 from __future__ import annotations
 
+import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from domain.errors import DomainError
 from domain.lifecycle import EXPIRABLE, BookingStatus
 from domain.workflow import Step, next_step
 from services import payment_steps
-from services.advance import call_with_recovery, claim_step
+from services.advance import advance_booking, call_with_recovery, claim_step
 from services.context import Context
-from services.payment_steps import ProviderCall, ProviderResult
+from services.payment_steps import ProviderCall, ProviderResult, StepInProgress
+
+log = logging.getLogger(__name__)
 
 #: Voids sent to Stripe at once: enough to hide latency, few enough to respect rate limits.
 VOID_CONCURRENCY = 8
@@ -84,13 +87,27 @@ def _void(ctx: Context, calls: list[ProviderCall]) -> int:
         results = list(pool.map(lambda call: _void_one(ctx, call), calls))
     answered = [(call, result) for call, result in zip(calls, results, strict=True) if result is not None]
     now = ctx.clock()
+    unfinished = []
     with UnitOfWork(ctx.sessions) as uow:
         for call, result in sorted(answered, key=lambda pair: pair[0].booking_id):
             locked = uow.lock(call.booking_id)
             if locked is not None:
                 payment_steps.record(locked, call, result, now=now, retry_hold=ctx.settings.retry_hold)
+                if next_step(locked.snapshot(), now) is not None:
+                    unfinished.append(locked.id)
         uow.commit()
+    for booking_id in unfinished:
+        # A void refused because the money was taken meanwhile (captured in Stripe's dashboard):
+        # the read-back recorded it, and the booking that released its seat gives it back now.
+        _advance_quietly(ctx, booking_id)
     return len(answered)
+
+
+def _advance_quietly(ctx: Context, booking_id: uuid.UUID) -> None:
+    try:
+        advance_booking(ctx, booking_id)
+    except (DomainError, StepInProgress):
+        log.warning("booking %s left to reconciliation after its void", booking_id, exc_info=True)
 
 
 def _void_one(ctx: Context, call: ProviderCall) -> ProviderResult | None:

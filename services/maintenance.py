@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size: int = 500) -> int:
     """Finish bookings whose message was lost or whose worker died mid-step.
 
-    Candidates: a provider step claimed longer ago than `older_than`, or a request (placement,
-    confirm, cancel, an operator's refund) recorded that long ago and not yet carried out.
+    Candidates: a provider step claimed longer ago than `older_than`, a request (placement,
+    confirm, cancel, an operator's refund) recorded that long ago and not yet carried out, or a
+    booking that ended unsold and still holds the customer's money.
     """
     cutoff = ctx.clock() - older_than
     waiting = [BookingStatus.REQUESTED.value]
@@ -49,6 +50,10 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
                 (Booking.confirm_requested_at.is_not(None)) & (Booking.status == BookingStatus.AUTHORIZED.value),
                 (Booking.cancel_requested_at.is_not(None)) & Booking.status.not_in([s.value for s in FINAL]),
                 (Payment.refund_requested > Payment.amount_refunded) & (Booking.status == BookingStatus.CONFIRMED.value),
+                # Ended unsold with the customer's money still taken (paid late, captured in the
+                # dashboard): it goes back in full.
+                (Payment.amount_captured > Payment.amount_refunded)
+                & Booking.status.in_([s.value for s in FINAL if s is not BookingStatus.REFUNDED]),
             ))
             # Least recently tried first: every attempt touches the payment (a claim, or its
             # release after a failure), so bookings that keep failing cannot hold the batch.

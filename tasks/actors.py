@@ -20,7 +20,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from adapters.stripe import provider_event
 from domain.errors import PaymentRequestRejected
-from services import expiry, maintenance, outbox, queues, webhooks
+from services import audit, expiry, maintenance, outbox, queues, webhooks
 from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
@@ -94,6 +94,10 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """Finish bookings whose worker died or whose message was lost (scheduled)."""
         maintenance.reconcile_stuck_bookings(ctx, older_than=ctx.settings.reconcile_after)
 
+    def audit_payments() -> None:
+        """Compare the books with Stripe's record, least recently checked first (scheduled)."""
+        audit.audit_payments(ctx)
+
     def purge_idempotency_keys() -> None:
         """Forget idempotency keys older than their TTL (hourly)."""
         maintenance.purge_idempotency_keys(ctx)
@@ -107,6 +111,7 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         (queues.EXPIRE_BOOKINGS, expire_due_bookings),
         (queues.RELAY_OUTBOX, relay_outbox),
         (queues.RECONCILE_BOOKINGS, reconcile_stuck_bookings),
+        (queues.AUDIT_PAYMENTS, audit_payments),
         (queues.PURGE_IDEMPOTENCY_KEYS, purge_idempotency_keys),
         (queues.GUARD_AUTHORIZATIONS, guard_old_authorizations),
         (queues.ARCHIVE_BOOKINGS, archive_terminal_bookings),

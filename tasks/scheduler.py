@@ -36,6 +36,7 @@ def schedule(settings: Settings) -> list[tuple[Route, IntervalTrigger | CronTrig
         (queues.EXPIRE_BOOKINGS, IntervalTrigger(seconds=settings.expire_every_seconds)),
         (queues.RELAY_OUTBOX, IntervalTrigger(seconds=settings.relay_every_seconds)),
         (queues.RECONCILE_BOOKINGS, IntervalTrigger(seconds=settings.reconcile_every_seconds)),
+        (queues.AUDIT_PAYMENTS, IntervalTrigger(seconds=settings.audit_every_seconds)),
         (queues.PURGE_IDEMPOTENCY_KEYS, IntervalTrigger(seconds=settings.purge_every_seconds)),
         (queues.GUARD_AUTHORIZATIONS, IntervalTrigger(seconds=settings.guard_every_seconds)),
         (queues.ARCHIVE_BOOKINGS, CronTrigger(hour=settings.archive_at_hour, minute=0, timezone=UTC)),

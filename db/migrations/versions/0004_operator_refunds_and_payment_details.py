@@ -3,7 +3,7 @@
 A cancel records who asked and which refund they chose; a payment records the refund total asked
 for (never above what was captured: the database checks it too), the number of refunds made (each
 has its own idempotency key), the amount of the claimed call (a retry repeats it exactly), what the
-customer must do next, and the dispute, if any.
+customer must do next, the dispute, if any, and when the payment audit last compared it with Stripe.
 
 Revision ID: 0004_operator
 Revises: 0003
@@ -31,6 +31,7 @@ PAYMENT_COLUMNS: tuple[tuple[str, Any, Any], ...] = (
     ('step_amount', sa.Integer(), None),
     ('next_action', JSONB(), None),
     ('dispute', JSONB(), None),
+    ('audited_at', sa.DateTime(timezone=True), None),
 )
 
 
@@ -53,9 +54,14 @@ def upgrade() -> None:
     op.create_index('bookings_by_resource', 'bookings', ['resource_id', sa.text('created_at DESC')],
                     postgresql_where=sa.text('resource_id IS NOT NULL'))
     op.create_index('bookings_newest_first', 'bookings', [sa.text('created_at DESC'), sa.text('id DESC')])
+    op.create_index(
+        'payments_to_audit', 'payments', [sa.text('audited_at NULLS FIRST'), 'booking_id'],
+        postgresql_where=sa.text("intent_id IS NOT NULL AND status IN ('authorized', 'captured', 'refunded')"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index('payments_to_audit', table_name='payments')
     for index in ('bookings_newest_first', 'bookings_by_resource', 'bookings_by_event', 'bookings_by_email'):
         op.drop_index(index, table_name='bookings')
     op.drop_constraint('refund_requested_within_captured', 'payments', type_='check')

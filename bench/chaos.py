@@ -134,7 +134,7 @@ class Cluster:
             # after a worker kill is measured as production would see it.
             "OUTBOX_RELAY_AFTER_SECONDS": "5",
             "RECONCILE_AFTER_SECONDS": "15", "SCHEDULE_RECONCILE_SECONDS": "10",
-            "SCHEDULE_EXPIRE_SECONDS": "3", "SCHEDULE_RELAY_SECONDS": "3",
+            "SCHEDULE_EXPIRE_SECONDS": "3", "SCHEDULE_RELAY_SECONDS": "3", "SCHEDULE_AUDIT_SECONDS": "10",
             # Short holds: seats come free again during the run, so payments keep flowing; long
             # enough for a client to confirm on a loaded machine.
             "BOOKING_HOLD_TTL_SECONDS": "30",
@@ -248,7 +248,7 @@ def run(config: ChaosConfig, root: Path | None = None) -> dict[str, Any]:
             thread.join()
         injected = dict(cluster.proxy.random_faults.counts)
         cluster.proxy.random_faults = None  # Stripe behaves while the system drains
-        drained = _drain(cluster, observations, config.drain_timeout)
+        drained = _drain(cluster, observations, config.drain_timeout, since=datetime.now(UTC))
         figures = _check(cluster, observations)
         figures.update(settle_times_after_kills(cluster.database_url, observations.in_flight_at_kills))
         figures.update(_read_back_cost(cluster))
@@ -710,13 +710,29 @@ def _true_event(intent: dict[str, Any]) -> dict[str, Any] | None:
             "livemode": False, "data": {"object": intent}}
 
 
-def _drain(cluster: Cluster, observations: Observations, timeout: float) -> float:
+def _drain(cluster: Cluster, observations: Observations, timeout: float, *, since: datetime) -> float:
+    """Until every booking has settled and the payment audit has compared every payment whose
+    money can still move with Stripe since the load stopped (dashboard moves without events)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if _unsettled(cluster.database_url) == (0, 0):
+        if _unsettled(cluster.database_url) == (0, 0) and _unaudited(cluster.database_url, since) == 0:
             return time.monotonic() - started
         time.sleep(1)
     return time.monotonic() - started
+
+
+def _unaudited(database_url: str, since: datetime) -> int:
+    try:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM payments WHERE intent_id IS NOT NULL"
+                " AND status IN ('authorized', 'captured', 'refunded')"
+                " AND NOT (status = 'refunded' AND amount_refunded >= amount_captured)"
+                " AND (audited_at IS NULL OR audited_at < %s)", (since,),
+            ).fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.Error:
+        return -1
 
 
 def _unsettled(database_url: str) -> tuple[int, int]:

@@ -27,7 +27,9 @@ from prometheus_client.registry import Collector
 
 from config.logging import bound
 from db.queries.bookings import count_by_status
+from db.queries.notifications import notification_figures
 from domain.lifecycle import BookingStatus
+from domain.notifications import DeliveryStatus, EmailStatus
 from domain.webhooks import HANDLED_TYPES
 from services.context import Context
 
@@ -86,11 +88,36 @@ class BookingsByStatus(Collector):
         yield family
 
 
+class Notifications(Collector):
+    """Webhook deliveries and customer emails by status, and how late the oldest due delivery is,
+    read from PostgreSQL at scrape time (deliveries failed for good are what needs a look)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.ctx.sessions() as session:
+            figures = notification_figures(session, self.ctx.clock())
+        deliveries = GaugeMetricFamily("webhook_deliveries", "Webhook deliveries by status", labels=["status"])
+        for status in DeliveryStatus:
+            deliveries.add_metric([status.value], figures.deliveries.get(status.value, 0))
+        yield deliveries
+        yield GaugeMetricFamily(
+            "webhook_delivery_oldest_due_seconds", "How long the oldest due webhook delivery has waited",
+            value=figures.oldest_due_seconds,
+        )
+        mails = GaugeMetricFamily("booking_emails", "Customer emails by status", labels=["status"])
+        for email_status in EmailStatus:
+            mails.add_metric([email_status.value], figures.emails.get(email_status.value, 0))
+        yield mails
+
+
 class Metrics:
     auth = None  # scraped by Prometheus from inside the network; exposes no booking data
 
     def __init__(self, ctx: Context) -> None:
         self.bookings = BookingsByStatus(ctx)
+        self.notifications = Notifications(ctx)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         registry = CollectorRegistry()
@@ -100,5 +127,6 @@ class Metrics:
             for collector in (REQUESTS, LATENCY, WEBHOOK_EVENTS_REJECTED):
                 registry.register(collector)
         registry.register(self.bookings)
+        registry.register(self.notifications)
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = generate_latest(registry)

@@ -45,6 +45,13 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "true", "false", "1", "0"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1")
+
+
 def sqlalchemy_url(database_url: str) -> str:
     """Map the usual `postgresql://` / `postgres://` forms onto the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -106,6 +113,12 @@ class Settings:
     #: next deadline, or the connection is cut (api.gunicorn_worker): slow clients hold nothing.
     request_header_timeout_seconds: float = 10.0
     request_body_timeout_seconds: float = 30.0
+    #: Webhook endpoints may be on loopback or private addresses (development and tests only).
+    webhook_allow_private_urls: bool = False
+    #: `smtp://[user:password@]host:port` (`smtps://` for TLS from the start); None: no emails.
+    smtp_url: str | None = None
+    email_from: str = "Bookings <bookings@localhost>"
+    notify_every_seconds: int = 2
 
     @property
     def retry_hold(self) -> RetryHold:
@@ -163,6 +176,10 @@ class Settings:
             ),
             request_header_timeout_seconds=_float(env, "REQUEST_HEADER_TIMEOUT_SECONDS", 10.0),
             request_body_timeout_seconds=_float(env, "REQUEST_BODY_TIMEOUT_SECONDS", 30.0),
+            webhook_allow_private_urls=_flag(env, "WEBHOOK_ALLOW_PRIVATE_URLS"),
+            smtp_url=env.get("SMTP_URL", "").strip() or None,
+            email_from=env.get("EMAIL_FROM", "").strip() or "Bookings <bookings@localhost>",
+            notify_every_seconds=_int(env, "SCHEDULE_NOTIFICATIONS_SECONDS", 2),
         )
         settings.check()
         return settings
@@ -181,6 +198,8 @@ class Settings:
             raise ConfigurationError("BOOKINGS_ENV=production needs STRIPE_WEBHOOK_SECRET")
         if self.stripe_api_base:
             raise ConfigurationError("BOOKINGS_ENV=production must talk to Stripe itself")
+        if self.webhook_allow_private_urls:
+            raise ConfigurationError("BOOKINGS_ENV=production must not send webhooks to private addresses")
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -30,6 +30,8 @@ class Receiver:
         self.answer = answer
         self.received: list[Received] = []
         self.released = threading.Event()
+        #: POSTs being held without an answer right now.
+        self.stalled = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +39,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver.answer()
                 if status is None:
+                    receiver.stalled += 1
                     receiver.released.wait(30)
                     return
                 receiver.received.append(Received(dict(self.headers.items()), body, status))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -187,3 +188,23 @@ def test_a_receiver_that_does_not_answer_in_time_is_retried(api, runtime, receiv
     assert (status, attempts, code) == ("pending", 1, None)
     with runtime.engine.connect() as conn:
         assert conn.execute(text("SELECT last_error FROM webhook_deliveries")).scalar_one() == "timeout"
+
+
+def test_a_stalled_receiver_does_not_slow_bookings(api, runtime, worker, receiver):
+    receiver.answer = lambda: None  # accepts, never answers: each POST waits out the 10 s timeout
+    register(api, receiver.url, ["*"])
+    event_id, seats = first_event(runtime.context.sessions)
+    first = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[10:14]]
+    wait_for_statuses(runtime.context.sessions, first, {"authorized"})
+    for _ in range(5):  # the scheduler's ticks while the receiver stalls
+        runtime.actors["deliver_due_webhooks"].send()
+    wait_for(lambda: len(receiver.received) == 0 and _attempted_posts(receiver) > 0, what="a stalled POST")
+
+    started = time.monotonic()
+    later = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[14:30]]
+    wait_for_statuses(runtime.context.sessions, later, {"authorized"}, timeout=30)
+    assert time.monotonic() - started < 8  # well inside the 10 s a stalled POST takes
+
+
+def _attempted_posts(receiver: Receiver) -> int:
+    return receiver.stalled

@@ -2,7 +2,7 @@
 deliveries (retried for three days), and the emails customers are owed.
 
 Revision ID: 0004_notifications
-Revises: 0003
+Revises: 0004_operator
 Create Date: 2026-12-06
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0004_notifications'
-down_revision: str | Sequence[str] | None = '0003'
+down_revision: str | Sequence[str] | None = '0004_operator'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -25,6 +25,8 @@ from tests.integration.notification_fixtures import Clock, Receiver
 from tests.support import first_event, seat_request, wait_for, wait_for_statuses
 
 S = BookingStatus
+# The deliverer's own threads read the database: the test's writes must be committed for them.
+pytestmark = pytest.mark.commits
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
 
 

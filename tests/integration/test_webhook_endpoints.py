@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from adapters.webhooks import WebhookSender, check_url
 from api.app import create_app
+from db.engine import transaction
 from db.unit_of_work import UnitOfWork
 from domain.errors import UrlNotAllowed
 from domain.lifecycle import BookingStatus
@@ -109,8 +110,8 @@ def test_the_delivery_log_is_newest_first_and_a_delivery_can_be_retried(private_
         locked.move(BookingStatus.AWAITING_PAYMENT, datetime(2030, 1, 1, tzinfo=UTC))
         locked.move(BookingStatus.CANCELLED, datetime(2030, 1, 1, 0, 1, tzinfo=UTC))
         uow.commit()
-    with runtime.engine.begin() as conn:
-        conn.execute(text("UPDATE webhook_deliveries SET status = 'failed', attempts = 30, last_status_code = 500"))
+    with transaction(runtime.context.sessions) as session:
+        session.execute(text("UPDATE webhook_deliveries SET status = 'failed', attempts = 30, last_status_code = 500"))
 
     log = private_api.get(f"/v1/webhook-endpoints/{endpoint}/deliveries").json["items"]
     assert [(d["type"], d["status"], d["attempts"], d["last_status_code"], d["next_attempt_at"]) for d in log] == [

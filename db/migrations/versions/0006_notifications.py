@@ -1,8 +1,8 @@
 """Notifications: clients' webhook endpoints, the events recorded with each transition, their
 deliveries (retried for three days), and the emails customers are owed.
 
-Revision ID: 0004_notifications
-Revises: 0004_operator
+Revision ID: 0006_notifications
+Revises: 0005_console_indexes
 Create Date: 2026-12-06
 """
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0004_notifications'
-down_revision: str | Sequence[str] | None = '0004_operator'
+revision: str = '0006_notifications'
+down_revision: str | Sequence[str] | None = '0005_console_indexes'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

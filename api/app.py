@@ -26,6 +26,12 @@ from api.resources.bookings import (
 from api.resources.catalog import Event, Events, EventSeats, Resources
 from api.resources.checkout_return import CheckoutReturnPage, CheckoutReturnStatus
 from api.resources.health import Health, Readiness
+from api.resources.webhook_endpoints import (
+    WebhookDeliveries,
+    WebhookDeliveryRetry,
+    WebhookEndpointItem,
+    WebhookEndpoints,
+)
 from api.resources.webhooks import StripeWebhook
 from services.context import Context
 from tasks.queue_inspection import QueueInspector
@@ -74,6 +80,12 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
     app.add_route("/v1/events/{event_id:uuid}/seats", EventSeats(ctx))
     app.add_route("/v1/resources", Resources(ctx))
     app.add_route("/v1/webhooks/stripe", StripeWebhook(ctx))
+    app.add_route("/v1/webhook-endpoints", WebhookEndpoints(ctx))
+    app.add_route("/v1/webhook-endpoints/{endpoint_id:uuid}", WebhookEndpointItem(ctx))
+    app.add_route("/v1/webhook-endpoints/{endpoint_id:uuid}/deliveries", WebhookDeliveries(ctx))
+    app.add_route(
+        "/v1/webhook-endpoints/{endpoint_id:uuid}/deliveries/{delivery_id:uuid}/retry", WebhookDeliveryRetry(ctx)
+    )
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(settings))
     if settings.metrics_bind is None:

@@ -1,7 +1,7 @@
 """Prometheus metrics of the API: requests by route and status, latency, Stripe events rejected
 at the edge, and, read at scrape time, the state the alert rules watch (deploy/prometheus/alerts.yml):
 bookings by status, queue depths and latency, outbox and webhook backlogs, recent payment
-outcomes, stuck payments, the scheduler's leader.
+outcomes, stuck payments, the scheduler's leader, webhook deliveries and customer emails.
 
 Under gunicorn with several workers, prometheus-client's multiprocess mode aggregates the
 workers' metrics (PROMETHEUS_MULTIPROC_DIR, set up in api/gunicorn_conf.py).
@@ -38,7 +38,9 @@ from config.logging import bound
 from config.settings import Settings
 from db.queries.alerting import pipeline_gauges
 from db.queries.bookings import count_by_status
+from db.queries.notifications import notification_figures
 from domain.lifecycle import BookingStatus
+from domain.notifications import DeliveryStatus, EmailStatus
 from domain.webhooks import HANDLED_TYPES
 from services.context import utc_now
 from tasks.queue_inspection import QueueInspector
@@ -112,7 +114,7 @@ class PipelineState(Collector):
         self.sessions, self.inspector, self.settings = sessions, inspector, settings
 
     def collect(self) -> Iterator[Metric]:
-        for source in (self._database, self._queues):
+        for source in (self._database, self._queues, self._notifications):
             try:
                 yield from list(source())
             except Exception:
@@ -169,6 +171,23 @@ class PipelineState(Collector):
             latency.add_metric([depth.name], depth.latency_seconds)
         yield messages
         yield latency
+
+
+    def _notifications(self) -> Iterator[Metric]:
+        """Webhook deliveries and customer emails by status, and how late the oldest due delivery
+        is (deliveries failed for good are what needs a look)."""
+        with self.sessions() as session:
+            figures = notification_figures(session, utc_now())
+        deliveries = GaugeMetricFamily("webhook_deliveries", "Webhook deliveries by status", labels=["status"])
+        for status in DeliveryStatus:
+            deliveries.add_metric([status.value], figures.deliveries.get(status.value, 0))
+        yield deliveries
+        yield _gauge("webhook_delivery_oldest_due_seconds", "How long the oldest due webhook delivery has waited",
+                     figures.oldest_due_seconds)
+        mails = GaugeMetricFamily("booking_emails", "Customer emails by status", labels=["status"])
+        for email_status in EmailStatus:
+            mails.add_metric([email_status.value], figures.emails.get(email_status.value, 0))
+        yield mails
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -37,6 +37,8 @@ IDEMPOTENCY_KEY = {
 }
 BOOKING_ID = {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -163,6 +165,34 @@ _QUEUES_SCHEMA: dict[str, Any] = {
 }
 
 
+def _webhook_endpoint_paths() -> dict[str, Any]:
+    """A client's webhook endpoints (docs/notifications.md)."""
+    endpoint = "/v1/webhook-endpoints/{endpoint_id}"
+    return {
+        "/v1/webhook-endpoints": {
+            "post": _operation(
+                "Register a webhook endpoint; its signing secret is in this answer only",
+                ("201", schemas.WebhookEndpointOut, "Registered, with its secret"),
+                errors=("400", "401", "413", "415", "422"), body=schemas.WebhookEndpointCreate,
+            ),
+            "get": _operation("List the client's webhook endpoints", ("200", schemas.WebhookEndpointList, "Endpoints")),
+        },
+        endpoint: {"delete": {
+            "summary": "Delete a webhook endpoint and its deliveries", "parameters": [ENDPOINT_ID],
+            "responses": {"204": {"description": "Deleted"}}
+            | {code: _error(code) for code in ("401", "404", *EVERYWHERE)},
+        }},
+        f"{endpoint}/deliveries": {"get": _operation(
+            "The endpoint's delivery log, newest first", ("200", schemas.WebhookDeliveryLog, "Deliveries"),
+            errors=("400", "401", "404", "422"), parameters=[ENDPOINT_ID, *_query(schemas.WebhookDeliveryQuery)],
+        )},
+        f"{endpoint}/deliveries/{{delivery_id}}/retry": {"post": _operation(
+            "Deliver again now", ("202", schemas.WebhookDeliveryRetried, "Due now"),
+            errors=("401", "404"), parameters=[ENDPOINT_ID, DELIVERY_ID],
+        )},
+    }
+
+
 def _with_examples(components: dict[str, Any]) -> dict[str, Any]:
     for name, examples in schemas.EXAMPLES.items():
         if name in components:
@@ -179,8 +209,11 @@ def build_spec() -> dict[str, Any]:
         schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
         schemas.EventOut, schemas.EventPage, schemas.SeatMap, schemas.ResourcePage,
         schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund, schemas.BookingStatusOut,
+        schemas.WebhookEndpointCreate, schemas.WebhookEndpointOut, schemas.WebhookEndpointList,
+        schemas.WebhookDeliveryLog, schemas.WebhookDeliveryRetried,
     ]
-    requests = (schemas.BookingCreate, schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund)
+    requests = (schemas.BookingCreate, schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund,
+                schemas.WebhookEndpointCreate)
     _, defs = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in models],
         ref_template="#/components/schemas/{model}",
@@ -271,6 +304,7 @@ def build_spec() -> dict[str, Any]:
             "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
                           "429": ADDRESS_LIMITED},
         }},
+        **_webhook_endpoint_paths(),
         **_ops_paths(),
     }
     return {

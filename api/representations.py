@@ -1,4 +1,5 @@
-"""JSON representations of what the API returns (shapes documented in api.schemas)."""
+"""JSON representations of what the API returns (shapes documented in api.schemas); a booking's
+is in services.representation, since webhook deliveries carry it too."""
 
 from __future__ import annotations
 
@@ -11,75 +12,10 @@ from typing import Any
 import falcon
 
 from api.errors import APIError
-from db.models import BookingItem, Payment
-from db.queries.bookings import BookingView
 from db.queries.catalog import EventView, SeatState
+from services.representation import booking_body, iso
 
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def booking_body(view: BookingView) -> dict[str, Any]:
-    booking, payment = view.booking, view.payment
-    return {
-        "id": str(booking.id),
-        "status": booking.status,
-        "items": [_item(item, view) for item in view.items],
-        "total_amount": booking.total_amount,
-        "currency": booking.currency,
-        "expires_at": iso(booking.expires_at),
-        "created_at": iso(booking.created_at),
-        "updated_at": iso(booking.updated_at),
-        "reason": booking.reason,
-        "history": [
-            {"status": t.to_status, "from_status": t.from_status, "at": iso(t.at), "reason": t.reason}
-            for t in view.history
-        ],
-        "payment": {
-            "status": payment.status,
-            "provider": payment.provider,
-            "provider_ref": payment.intent_id,
-            "amount_authorized": payment.amount_authorized,
-            "amount_captured": payment.amount_captured,
-            "amount_refunded": payment.amount_refunded,
-            **_payment_details(booking.payment_mode, payment),
-        },
-        "customer": {"email": booking.customer_email, "name": booking.customer_name},
-    }
-
-
-def _payment_details(mode: str, payment: Payment) -> dict[str, Any]:
-    """What the front end needs to let the customer act, and why a payment failed or is disputed."""
-    details: dict[str, Any] = {}
-    # A card that needs 3-D Secure hands the payment to the customer, as mode client always does.
-    if mode == "client" or payment.status == "requires_action" and payment.next_action:
-        details["client_secret"] = payment.client_secret
-    if payment.status == "requires_action" and payment.next_action:
-        details["next_action"] = payment.next_action
-    if mode == "checkout":
-        details["checkout_url"] = payment.checkout_url
-    if payment.decline_code:
-        details["decline_code"] = payment.decline_code
-    if payment.dispute:
-        details["dispute"] = {key: payment.dispute.get(key) for key in ("status", "amount", "reason")}
-    return details
-
-
-def _item(item: BookingItem, view: BookingView) -> dict[str, Any]:
-    if item.seat_id is not None:
-        seat = view.seats.get(item.seat_id)
-        return {
-            "kind": "seat", "seat_id": str(item.seat_id), "event_id": str(item.event_id),
-            "row": seat.row if seat else None, "number": seat.number if seat else None,
-            "tier": seat.tier if seat else None, "price": item.price,
-        }
-    assert item.period is not None
-    return {
-        "kind": "slot", "resource_id": str(item.resource_id),
-        "period": {"starts_at": iso(item.period.lower), "ends_at": iso(item.period.upper)},
-        "price": item.price,
-    }
+__all__ = ["booking_body", "decode_cursor", "encode_cursor", "event_body", "iso", "seat_map_body"]
 
 
 def event_body(view: EventView) -> dict[str, Any]:

@@ -218,6 +218,25 @@ class ResourceSearchQuery(Strict):
         return lat, lng
 
 
+EventTypeName = Literal[
+    "booking.authorized", "booking.confirmed", "booking.rejected", "booking.expired", "booking.cancelled",
+    "booking.refunded", "booking.payment_failed", "booking.payment_action_required", "booking.disputed", "*",
+]
+
+
+class WebhookEndpointCreate(Strict):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^https?://[^\x00\s]+$")] = Field(
+        description="Where deliveries are POSTed: https (http in development), never a private address.",
+    )
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=20)] = Field(
+        description='The event types to deliver; `["*"]` for all.',
+    )
+
+
+class WebhookDeliveryQuery(Strict):
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
 # Response shapes: documentation for /openapi.json and the contract tests.
 
 
@@ -392,3 +411,36 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     }], "next_cursor": None}],
     "PaymentRetry": [{"payment_method": "pm_card_visa"}],
 }
+
+
+class WebhookEndpointOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    created_at: datetime
+    secret: str | None = Field(default=None, description="Only in the answer to the registration.")
+
+
+class WebhookEndpointList(BaseModel):
+    items: list[WebhookEndpointOut]
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: uuid.UUID
+    event_id: str
+    type: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class WebhookDeliveryLog(BaseModel):
+    items: list[WebhookDeliveryOut]
+
+
+class WebhookDeliveryRetried(BaseModel):
+    id: uuid.UUID
+    status: Literal["pending"]

@@ -54,6 +54,11 @@ def _address(env: Mapping[str, str], name: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError(f"{name} must be host:port (e.g. 0.0.0.0:9100), got {raw!r}")
     return host.strip("[]"), int(port)
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "true", "false", "1", "0"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1")
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -123,6 +128,12 @@ class Settings:
     metrics_bind: tuple[str, int] | None = None
     #: Where each `bookings worker` serves Dramatiq's metrics; unset, it serves none.
     worker_metrics_bind: tuple[str, int] | None = None
+    #: Webhook endpoints may be on loopback or private addresses (development and tests only).
+    webhook_allow_private_urls: bool = False
+    #: `smtp://[user:password@]host:port` (`smtps://` for TLS from the start); None: no emails.
+    smtp_url: str | None = None
+    email_from: str = "Bookings <bookings@localhost>"
+    notify_every_seconds: int = 2
 
     @property
     def retry_hold(self) -> RetryHold:
@@ -184,6 +195,10 @@ class Settings:
             request_body_timeout_seconds=_float(env, "REQUEST_BODY_TIMEOUT_SECONDS", 30.0),
             metrics_bind=_address(env, "METRICS_BIND"),
             worker_metrics_bind=_address(env, "WORKER_METRICS_BIND"),
+            webhook_allow_private_urls=_flag(env, "WEBHOOK_ALLOW_PRIVATE_URLS"),
+            smtp_url=env.get("SMTP_URL", "").strip() or None,
+            email_from=env.get("EMAIL_FROM", "").strip() or "Bookings <bookings@localhost>",
+            notify_every_seconds=_int(env, "SCHEDULE_NOTIFICATIONS_SECONDS", 2),
         )
         settings.check()
         return settings
@@ -202,6 +217,8 @@ class Settings:
             raise ConfigurationError("BOOKINGS_ENV=production needs STRIPE_WEBHOOK_SECRET")
         if self.stripe_api_base:
             raise ConfigurationError("BOOKINGS_ENV=production must talk to Stripe itself")
+        if self.webhook_allow_private_urls:
+            raise ConfigurationError("BOOKINGS_ENV=production must not send webhooks to private addresses")
 
     @property
     def sqlalchemy_url(self) -> str:

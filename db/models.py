@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, UUID, ExcludeConstraint, Range
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, UUID, ExcludeConstraint, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -321,3 +321,78 @@ class WebhookEvent(Base):
     #: applied, ignored, unmatched or rejected (a shape Stripe never sends), with the reason in `note`.
     outcome: Mapped[str | None] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookEndpoint(Base):
+    """Where a client wants to hear of its bookings; `secret` signs every delivery."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    #: Event types, or ["*"] for all.
+    events: Mapped[list[str]] = mapped_column(ARRAY(String(60)))
+    # Kept as given: it must sign, so a hash would not do (see docs/notifications.md).
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _now()
+
+
+class NotificationEvent(Base):
+    """Something that happened to a booking that at least one endpoint subscribed to; `id` is the
+    `evt_` id every delivery of it carries. `data` is rendered at its first delivery, then kept."""
+
+    __tablename__ = "notification_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(60))
+    # No foreign key: bookings move to the archive tables while their events stay.
+    booking_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: tried until a 2xx, or for three days."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("webhook_deliveries_log", "endpoint_id", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("notification_events.id"))
+    #: pending, succeeded or failed (given up after three days).
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: When a sweep may take it next; a sweep that takes it moves this past its lease.
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class BookingEmail(Base):
+    """An email a customer is owed: one per booking and kind, sent by a worker, then marked."""
+
+    __tablename__ = "booking_emails"
+    __table_args__ = (
+        Index("booking_emails_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    booking_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    #: The status the booking moved to: confirmed, expired, cancelled or refunded.
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    #: pending, sent, failed (refused by the server, or three days of trying) or skipped (no SMTP).
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

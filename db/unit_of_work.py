@@ -8,7 +8,9 @@
 This is the one way a booking, its payment, its history and its inventory claim change.
 `lock` locks the booking and its payment in one statement and hands them out detached from the
 session; `commit` writes each changed booking back in one statement (all of them in one
-pipelined batch) and commits. Leaving the block without `commit` rolls everything back.
+pipelined batch), records what the transitions tell clients and customers (`db.notifications`:
+webhook events and emails, one more statement when there is anything to tell) and commits.
+Leaving the block without `commit` rolls everything back.
 
 Why not the ORM's flush: a worker runs this on every step of every booking, and the ORM spent
 three statements and several times the Python time on the same two rows (`bench.cpu_per_booking`).
@@ -20,18 +22,20 @@ rows (the held objects are the truth until then).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import ColumnElement, bindparam, inspect, select, text
+from sqlalchemy import ColumnElement, Connection, bindparam, inspect, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
+from db import notifications
 from db.driver import DriverStatement
 from db.models import Booking, BookingTransition, Payment
 from domain.lifecycle import HOLDS_INVENTORY, BookingStatus, check_transition
+from domain.notifications import EventType
 from domain.payment_facts import BookingFacts, Books, Consequence, Dispute
 from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
 from domain.workflow import BookingSnapshot
@@ -89,6 +93,8 @@ class LockedBooking:
     history: list[BookingTransition] = field(default_factory=list)
     #: True/False: the booking's items claim (or free) their inventory at commit; None: untouched.
     claims: bool | None = None
+    #: Events that are not transitions (a payment failed, a dispute), recorded at commit.
+    events: list[tuple[EventType, datetime]] = field(default_factory=list)
 
     @property
     def id(self) -> uuid.UUID:
@@ -101,7 +107,7 @@ class LockedBooking:
     @property
     def changed(self) -> bool:
         return bool(
-            self.history or self.claims is not None
+            self.history or self.claims is not None or self.events
             or inspect(self.booking).modified or inspect(self.payment).modified
         )
 
@@ -118,6 +124,11 @@ class LockedBooking:
         self.history.append(BookingTransition(
             booking_id=self.id, from_status=current.value, to_status=target.value, reason=reason, at=now,
         ))
+
+    def record_event(self, event: EventType, now: datetime) -> None:
+        """Tell the client's endpoints of something that is not a transition (a transition
+        tells them itself), with the booking's changes at commit."""
+        self.events.append((event, now))
 
     def facts(self) -> BookingFacts:
         booking = self.booking
@@ -174,8 +185,12 @@ class LockedBooking:
 class UnitOfWork:
     """One transaction over locked bookings: rolled back unless `commit` is called."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *,
+        record_notifications: Callable[[Connection, Sequence[notifications.Happening]], None] = notifications.record,
+    ) -> None:
         self._sessions = sessions
+        self._record_notifications = record_notifications
         self._held: dict[uuid.UUID, LockedBooking] = {}
         self._session: Session | None = None
 
@@ -220,7 +235,13 @@ class UnitOfWork:
     def commit(self) -> None:
         changed = [locked for locked in self._held.values() if locked.changed]
         if changed:
-            _WRITE_BACK.execute_many(self.session.connection(), [_parameters(locked) for locked in changed])
+            connection = self.session.connection()
+            _WRITE_BACK.execute_many(connection, [_parameters(locked) for locked in changed])
+            # No transition without its events and emails, and none of them without it.
+            self._record_notifications(connection, [
+                told for locked in changed
+                for told in notifications.happenings(locked.booking, locked.history, locked.events)
+            ])
         self._held.clear()
         self.session.commit()
 

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import io
 import json
+import mailbox
 import os
 import select
 import signal
@@ -159,7 +160,26 @@ def _environment(root: Path, port: int, servers: contextlib.ExitStack) -> dict[s
     env.setdefault("STRIPE_API_KEY", "sk_test_local")
     env.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_dev_local")
     _register_webhook(stripe.url, f"http://127.0.0.1:{port}/v1/webhooks/stripe", env)
+    if not env.get("SMTP_URL"):
+        env["SMTP_URL"] = _start_mail_sink(data / "mail", servers)
+    # Webhook receivers under development listen on this machine.
+    env.setdefault("WEBHOOK_ALLOW_PRIVATE_URLS", "true")
     return env
+
+
+def _start_mail_sink(maildir: Path, servers: contextlib.ExitStack) -> str:
+    """aiosmtpd keeping every customer email as a file in `maildir` (a Maildir); its SMTP URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    maildir.parent.mkdir(parents=True, exist_ok=True)
+    mailbox.Maildir(maildir, create=True)  # its tmp/, new/ and cur/, which the sink expects
+    say(f"starting a mail sink (aiosmtpd) on 127.0.0.1:{port}; mails land in {maildir}/new")
+    sink = spawn([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+                  "-c", "aiosmtpd.handlers.Mailbox", str(maildir)], log=maildir.parent / "mail-sink.log")
+    servers.callback(sink.wait)
+    servers.callback(sink.terminate)
+    return f"smtp://127.0.0.1:{port}"
 
 
 def _register_webhook(stripe_url: str, target: str, env: dict[str, str]) -> None:
@@ -282,6 +302,7 @@ def _print_summary(
   Stripe     {env["STRIPE_API_BASE"]} (localstripe; webhooks go to {base}/v1/webhooks/stripe)
   database   {env["DATABASE_URL"]}
   redis      {env["REDIS_URL"]}
+  mail       {env["SMTP_URL"]}{_maildir_note(env)}
 
   Ctrl-C stops everything.
 """,
@@ -308,6 +329,10 @@ LOCALSTRIPE_NOTE = """  Note: localstripe keeps its payments in memory, so a res
   gone: they cannot be confirmed, cancelled with a refund, or refunded. Make new ones.
   Run in the background (make passes no Ctrl-C on), it stops with: kill -INT {pid}
 """
+def _maildir_note(env: dict[str, str]) -> str:
+    if not env["SMTP_URL"].startswith("smtp://127.0.0.1:"):
+        return ""
+    return " (customer emails: files in .local/dev/mail/new)"
 
 
 def _supervise(children: list[_Child], env: dict[str, str], root: Path) -> None:

@@ -77,3 +77,15 @@ class PaymentRequestInvalid(PaymentRequestRejected):
         super().__init__(message, details=details)
         #: The intent the refusal happened on, if the provider had made one.
         self.intent_id = intent_id
+
+
+class UrlNotAllowed(InvalidRequest):
+    """A webhook URL that is not http(s), or that reaches a loopback, private or reserved address."""
+
+    code = "url_not_allowed"
+
+
+class EndpointLimitReached(InvalidRequest):
+    """The client has as many webhook endpoints as it may."""
+
+    code = "endpoint_limit_reached"

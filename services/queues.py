@@ -18,6 +18,8 @@ BOOKINGS = "bookings"
 PAYMENTS = "payments"
 WEBHOOKS = "webhooks"
 MAINTENANCE = "maintenance"
+#: Webhook deliveries and customer emails: slow receivers and mail servers wait here, apart.
+NOTIFICATIONS = "notifications"
 
 PLACE_BOOKING = Route(BOOKINGS, "place_booking")
 CONFIRM_BOOKING = Route(PAYMENTS, "confirm_booking")
@@ -33,3 +35,5 @@ PURGE_IDEMPOTENCY_KEYS = Route(MAINTENANCE, "purge_idempotency_keys")
 GUARD_AUTHORIZATIONS = Route(MAINTENANCE, "guard_old_authorizations")
 ARCHIVE_BOOKINGS = Route(MAINTENANCE, "archive_terminal_bookings")
 APPLY_WEBHOOK_EVENT = Route(WEBHOOKS, "apply_webhook_event")
+DELIVER_WEBHOOKS = Route(NOTIFICATIONS, "deliver_due_webhooks")
+SEND_EMAILS = Route(NOTIFICATIONS, "send_due_emails")

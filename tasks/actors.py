@@ -18,9 +18,11 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from adapters.smtp import SmtpMailer
 from adapters.stripe import provider_event
+from adapters.webhooks import WebhookSender
 from domain.errors import PaymentRequestRejected
-from services import audit, expiry, maintenance, outbox, queues, webhooks
+from services import audit, emails, expiry, maintenance, notifications, outbox, queues, webhooks
 from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
@@ -102,6 +104,17 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """Forget idempotency keys older than their TTL (hourly)."""
         maintenance.purge_idempotency_keys(ctx)
 
+    deliverer = notifications.Deliverer(WebhookSender(allow_private=ctx.settings.webhook_allow_private_urls))
+    mailer = SmtpMailer(ctx.settings.smtp_url) if ctx.settings.smtp_url else None
+
+    def deliver_due_webhooks() -> None:
+        """POST due webhook deliveries, signed (scheduled every few seconds)."""
+        notifications.deliver_due_webhooks(ctx, deliverer)
+
+    def send_due_emails() -> None:
+        """Send the customer emails that are due (scheduled every few seconds)."""
+        emails.send_due_emails(ctx, mailer)
+
     def apply_webhook_event(event_id: str) -> None:
         """A Stripe event in the ledger: apply it once, in whatever order it came."""
         webhooks.process_event(ctx, event_id, provider_event)
@@ -121,6 +134,11 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         dramatiq.Actor(fn, broker=broker, actor_name=route.actor_name, queue_name=route.queue_name,
                        priority=0, options=periodic)
         for route, fn in scheduled
+    ] + [
+        # After any booking work waiting in the same worker (a higher number is a lower priority).
+        dramatiq.Actor(fn, broker=broker, actor_name=route.actor_name, queue_name=route.queue_name,
+                       priority=10, options=periodic)
+        for route, fn in ((queues.DELIVER_WEBHOOKS, deliver_due_webhooks), (queues.SEND_EMAILS, send_due_emails))
     ] + [
         _declare(broker, queues.APPLY_WEBHOOK_EVENT, apply_webhook_event),
         _declare(broker, queues.PLACE_BOOKING, place_booking),

@@ -122,7 +122,7 @@ class TaskContext(Middleware):
     ) -> None:
         outcome = "done" if exception is None else "dead_lettered" if message.failed else "retrying"
         # Scheduled ticks succeed every few seconds; only their failures are news.
-        quiet = exception is None and message.queue_name == queues.MAINTENANCE
+        quiet = exception is None and message.queue_name in (queues.MAINTENANCE, queues.NOTIFICATIONS)
         level = logging.DEBUG if quiet else logging.INFO if exception is None else logging.WARNING
         log.log(level, "message %s", outcome, extra={"outcome": outcome})
         if message.failed and isinstance(broker, RedisBroker):

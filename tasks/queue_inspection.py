@@ -21,7 +21,7 @@ import redis
 from services import queues
 from tasks.broker import dead_letter_reasons_key
 
-QUEUES = (queues.BOOKINGS, queues.PAYMENTS, queues.WEBHOOKS, queues.MAINTENANCE)
+QUEUES = (queues.BOOKINGS, queues.PAYMENTS, queues.WEBHOOKS, queues.MAINTENANCE, queues.NOTIFICATIONS)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ def schedule(settings: Settings) -> list[tuple[Route, IntervalTrigger | CronTrig
         (queues.PURGE_IDEMPOTENCY_KEYS, IntervalTrigger(seconds=settings.purge_every_seconds)),
         (queues.GUARD_AUTHORIZATIONS, IntervalTrigger(seconds=settings.guard_every_seconds)),
         (queues.ARCHIVE_BOOKINGS, CronTrigger(hour=settings.archive_at_hour, minute=0, timezone=UTC)),
+        (queues.DELIVER_WEBHOOKS, IntervalTrigger(seconds=settings.notify_every_seconds)),
+        (queues.SEND_EMAILS, IntervalTrigger(seconds=settings.notify_every_seconds)),
     ]
 
 

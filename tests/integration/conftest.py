@@ -28,7 +28,8 @@ from tests.integration.message_outcomes import MessageOutcomes
 from tests.support import ApiClient
 
 BOOKING_TABLES = (
-    "bookings, booking_items, booking_transitions, payments, idempotency_keys, outbox, clients, webhook_events"
+    "bookings, booking_items, booking_transitions, payments, idempotency_keys, outbox, clients, webhook_events,"
+    " booking_emails"
 )
 
 

@@ -1,0 +1,130 @@
+"""Claiming due webhook deliveries and emails, and recording how each attempt went.
+
+A sweep claims due rows by moving their `next_attempt_at` past a lease (SKIP LOCKED: two sweeps
+never take the same row), works without a transaction open, then records each outcome only if
+the row is still as it claimed it (a sweep that outlived its lease does not count twice).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    id: uuid.UUID
+    attempts: int
+    url: str
+    secret: str
+    event_id: str
+    type: str
+    booking_id: uuid.UUID
+    client_id: uuid.UUID
+    data: dict[str, Any] | None
+    event_created_at: datetime
+
+
+_CLAIM_DELIVERIES = text("""
+UPDATE webhook_deliveries d SET next_attempt_at = :lease_until
+FROM (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= :now
+      ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) due,
+     webhook_endpoints endpoint, notification_events event
+WHERE d.id = due.id AND endpoint.id = d.endpoint_id AND event.id = d.event_id
+RETURNING d.id, d.attempts, endpoint.url, endpoint.secret, event.id, event.type, event.booking_id,
+          event.client_id, event.data, event.created_at
+""")
+
+
+def claim_due_deliveries(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[DueDelivery]:
+    rows = session.execute(_CLAIM_DELIVERIES, {"now": now, "lease_until": lease_until, "limit": limit})
+    return [DueDelivery(*row) for row in rows]
+
+
+def store_event_data(session: Session, event_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Keep an event's rendered data (the first rendering wins: every retry sends the same)."""
+    stored = session.execute(
+        text("UPDATE notification_events SET data = COALESCE(data, CAST(:data AS jsonb)) WHERE id = :id RETURNING data"),
+        {"id": event_id, "data": orjson.dumps(data).decode()},
+    ).scalar_one()
+    assert isinstance(stored, dict)
+    return stored
+
+
+def record_delivery_attempt(
+    session: Session, delivery: DueDelivery, *, status: str, status_code: int | None, error: str | None,
+    next_attempt_at: datetime, now: datetime,
+) -> None:
+    session.execute(text("""
+        UPDATE webhook_deliveries
+        SET attempts = attempts + 1, status = :status, last_status_code = :code, last_error = :error,
+            next_attempt_at = :next_attempt_at,
+            finished_at = :finished_at
+        WHERE id = :id AND status = 'pending' AND attempts = :attempts
+    """), {
+        "id": delivery.id, "attempts": delivery.attempts, "status": status, "code": status_code,
+        "error": error, "next_attempt_at": next_attempt_at, "finished_at": None if status == "pending" else now,
+    })
+
+
+@dataclass(frozen=True)
+class DueEmail:
+    booking_id: uuid.UUID
+    kind: str
+    recipient: str
+    attempts: int
+    created_at: datetime
+
+
+_CLAIM_EMAILS = text("""
+UPDATE booking_emails m SET next_attempt_at = :lease_until
+FROM (SELECT booking_id, kind FROM booking_emails WHERE status = 'pending' AND next_attempt_at <= :now
+      ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) due
+WHERE m.booking_id = due.booking_id AND m.kind = due.kind
+RETURNING m.booking_id, m.kind, m.recipient, m.attempts, m.created_at
+""")
+
+
+def claim_due_emails(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[DueEmail]:
+    rows = session.execute(_CLAIM_EMAILS, {"now": now, "lease_until": lease_until, "limit": limit})
+    return [DueEmail(*row) for row in rows]
+
+
+def record_email_attempt(
+    session: Session, email: DueEmail, *, status: str, error: str | None, next_attempt_at: datetime,
+    now: datetime,
+) -> None:
+    session.execute(text("""
+        UPDATE booking_emails
+        SET attempts = attempts + 1, status = :status, last_error = :error, next_attempt_at = :next_attempt_at,
+            finished_at = :finished_at
+        WHERE booking_id = :booking_id AND kind = :kind AND status = 'pending' AND attempts = :attempts
+    """), {
+        "booking_id": email.booking_id, "kind": email.kind, "attempts": email.attempts, "status": status,
+        "error": error, "next_attempt_at": next_attempt_at, "finished_at": None if status == "pending" else now,
+    })
+
+
+@dataclass(frozen=True)
+class NotificationFigures:
+    deliveries: dict[str, int]
+    emails: dict[str, int]
+    oldest_due_seconds: float
+
+
+def notification_figures(session: Session, now: datetime) -> NotificationFigures:
+    deliveries = session.execute(text("SELECT status, count(*) FROM webhook_deliveries GROUP BY status")).all()
+    emails = session.execute(text("SELECT status, count(*) FROM booking_emails GROUP BY status")).all()
+    oldest = session.scalar(text(
+        "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= :now"
+    ), {"now": now})
+    return NotificationFigures(
+        {status: count for status, count in deliveries}, {status: count for status, count in emails},
+        (now - oldest).total_seconds() if oldest is not None else 0.0,
+    )

@@ -149,9 +149,12 @@ class LockedBooking:
         )
 
     def apply(self, consequence: Consequence, now: datetime) -> None:
-        """Record what a payment fact does (`domain.payment_facts.apply_fact`)."""
-        books, payment = consequence.books, self.payment
-        if books != self.books():
+        """Record what a payment fact does (`domain.payment_facts.apply_fact`), and tell the
+        client's endpoints of what it learns besides the transitions."""
+        books, payment, before = consequence.books, self.payment, self.books()
+        for news in consequence.news(before, action_required=payment.next_action is not None):
+            self.record_event(EventType(f"booking.{news}"), now)
+        if books != before:
             payment.status, payment.decline_code = books.status.value, books.decline_code
             payment.amount_authorized, payment.amount_captured = books.authorized, books.captured
             payment.amount_refunded, payment.updated_at = books.refunded, now

@@ -131,6 +131,22 @@ class Consequence:
     def frees_inventory(self) -> bool:
         return any(move.to in FINAL for move in self.moves)
 
+    def news(self, before: Books, *, action_required: bool) -> tuple[str, ...]:
+        """What the client hears of besides the transitions (which tell it themselves): a payment
+        attempt that failed without ending the booking, a payment the customer must act on (3-D
+        Secure), a partial refund, a dispute opened or decided."""
+        after, moved_to = self.books, {move.to for move in self.moves}
+        news = []
+        if after.status is P.FAILED and before.status is not P.FAILED and S.REJECTED not in moved_to:
+            news.append("payment_failed")
+        if action_required and after.status is P.REQUIRES_ACTION and before.status is not P.REQUIRES_ACTION:
+            news.append("payment_action_required")
+        if after.refunded > before.refunded and S.REFUNDED not in moved_to:
+            news.append("refunded")
+        if after.dispute is not None and after.dispute != before.dispute:
+            news.append("disputed")
+        return tuple(news)
+
 
 def intent_fact(state: IntentState, *, reported: bool = False) -> PaymentFact:
     """The provider's record of an intent as a fact (`reported`: read back after a webhook)."""

@@ -12,7 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
+from db.engine import transaction
+from db.models import WebhookEndpoint
 from services.expiry import expire_due_bookings
 from testkit.stripe_webhooks import stripe_event
 from tests.support import (
@@ -56,8 +59,15 @@ def _authenticate(runtime: Any, booking: dict[str, Any], success: bool) -> dict[
 
 
 def test_a_card_that_needs_authentication_is_handed_to_the_customer_and_then_authorized(app, api, runtime, worker):
+    with transaction(runtime.context.sessions) as session:  # the client listens for every event
+        client_id = session.execute(text("SELECT id FROM clients ORDER BY created_at DESC LIMIT 1")).scalar_one()
+        session.add(WebhookEndpoint(client_id=client_id, url="http://127.0.0.1:9/hook", events=["*"], secret="whsec_x"))
     booking = _needs_authentication(api, runtime, 40)
     assert booking["status"] == "awaiting_payment"
+    with runtime.context.sessions() as session:
+        told = session.execute(text("SELECT type FROM notification_events WHERE booking_id = :b"),
+                               {"b": booking["id"]}).scalars().all()
+    assert told == ["booking.payment_action_required"]  # the front end is told to act
     payment = booking["payment"]
     assert payment["client_secret"].startswith(payment["provider_ref"])
     assert payment["next_action"]["type"] == "use_stripe_sdk"

@@ -223,3 +223,24 @@ def test_applying_the_same_fact_twice_changes_nothing_the_second_time(facts, boo
     if fact.kind is not FactKind.REFUNDED:  # our refund's answer ends a confirmed booking once
         assert second.moves == ()
     assert second.books == first.books
+
+
+def test_what_the_client_hears_of_besides_transitions():
+    decline = PaymentFact(FactKind.DECLINED, decline_code="card_declined")
+    retried = apply(booking(S.AWAITING_PAYMENT, attempt=2), Books(P.NONE), decline)
+    assert retried.news(Books(P.NONE), action_required=False) == ("payment_failed",)
+    first = apply(booking(S.AWAITING_PAYMENT), Books(P.NONE), decline)
+    assert first.news(Books(P.NONE), action_required=False) == ()  # booking.rejected says it
+
+    challenge = apply(booking(S.AWAITING_PAYMENT), Books(P.NONE), intent(P.REQUIRES_ACTION, reported=False))
+    assert challenge.news(Books(P.NONE), action_required=True) == ("payment_action_required",)
+    assert challenge.news(Books(P.NONE), action_required=False) == ()  # a client-mode intent: no news
+
+    captured = Books(P.CAPTURED, TOTAL, TOTAL)
+    partial = apply(booking(S.CONFIRMED), captured, intent(P.CAPTURED, captured=TOTAL, refunded=500))
+    assert partial.news(captured, action_required=False) == ("refunded",)
+    full = apply(booking(S.CONFIRMED), captured, intent(P.CAPTURED, captured=TOTAL, refunded=TOTAL))
+    assert full.news(captured, action_required=False) == ()  # the transition to refunded says it
+    disputed = apply(booking(S.CONFIRMED), captured,
+                     PaymentFact(FactKind.DISPUTED, dispute=Dispute("dp_1", "needs_response", TOTAL)))
+    assert disputed.news(captured, action_required=False) == ("disputed",)

@@ -68,6 +68,8 @@ class Authentication:
         required = getattr(resource, "auth", "client")
         if required is None or resource is None:
             return
+        if not hasattr(resource, f"on_{req.method.lower()}"):
+            return  # a method the route does not have: Falcon answers 405, whoever asks
         key = presented_key(req)
         principal = self._cached(key) if key else None
         if principal is None:

@@ -50,10 +50,13 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
     from db.engine import make_engine
     from tests.integration.conftest import BOOKING_TABLES
 
-    engine = make_engine(settings.database_url, pool_size=1)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {BOOKING_TABLES} CASCADE"))
-    engine.dispose()
+    def truncate() -> None:
+        engine = make_engine(settings.database_url, pool_size=1)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {BOOKING_TABLES} CASCADE"))
+        engine.dispose()
+
+    truncate()
     port = free_port()
     env = {
         **os.environ,
@@ -90,6 +93,8 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+        # The processes committed: the next test, rolled back or not, starts from the seeded catalog.
+        truncate()
 
 
 def _answers(base_url: str) -> bool:

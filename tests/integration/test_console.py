@@ -29,7 +29,9 @@ def test_queues_json_names_each_queue_and_each_live_worker_process(app, runtime,
     (me,) = wait_for(workers, what="the worker's first heartbeat")
     data = app.simulate_get("/ops/api/queues", headers=_basic(key)).json
     assert set(data) == {"queues", "workers"}
-    assert [q["name"] for q in data["queues"]] == [queues.BOOKINGS, queues.PAYMENTS, queues.WEBHOOKS, queues.MAINTENANCE]
+    assert [q["name"] for q in data["queues"]] == [
+        queues.BOOKINGS, queues.PAYMENTS, queues.WEBHOOKS, queues.MAINTENANCE, queues.NOTIFICATIONS,
+    ]
     assert set(data["queues"][0]) == {"name", "ready", "delayed", "in_flight", "dead", "latency_seconds"}
     assert set(me) == {"host", "pid", "queues", "threads", "busy", "heartbeat_at", "current"}
     assert me["pid"] == os.getpid() and me["threads"] == 8 and queues.BOOKINGS in me["queues"]

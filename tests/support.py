@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import falcon.testing
+import pytest
 import stripe
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,9 @@ from db.engine import transaction
 from db.models import Booking, Event, Resource, Seat
 from db.queries.clients import create_client
 from testkit.stripe_webhooks import sign
+
+#: Runs a test on each broker: Redis, and RabbitMQ where one is reachable (skipped elsewhere).
+BOTH_BROKERS = pytest.mark.parametrize("broker_kind", ["redis", "rabbitmq"], indirect=True)
 
 
 def new_key() -> str:

@@ -13,6 +13,7 @@ messages to their queue the moment its connection closes.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -53,6 +54,9 @@ class QuorumRabbitmqBroker(RabbitmqBroker):
     def __init__(self, *, url: str, namespace: str, **options: Any) -> None:
         super().__init__(url=url, **options)
         self.namespace = namespace
+        # pika logs every connection and channel it opens at INFO, in the middle of a task's lines.
+        logging.getLogger("pika").setLevel(logging.WARNING)
+        self.broker_id = ""  # the worker registry's name for this process (see tasks.redelivery.worker_id)
 
     def physical(self, queue_name: str) -> str:
         return f"{self.namespace}.{queue_name}"

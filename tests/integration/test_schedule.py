@@ -101,8 +101,8 @@ def test_a_request_whose_message_the_broker_lost_is_processed_once_the_relay_run
     worker = dramatiq.Worker(runtime.broker, worker_threads=2)
     worker.start()
     try:
-        # Nothing left in Redis for the worker to run: only the relay can move the booking.
-        depths = QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()
+        # Nothing left in the broker for the worker to run: only the relay can move the booking.
+        depths = inspector.depths()
         assert not [q.name for q in depths if q.ready or q.delayed or q.in_flight]
         assert _scalar(runtime, "SELECT status FROM bookings WHERE id = :b", b=booking_id) == "requested"
         sent = relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0),

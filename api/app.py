@@ -34,7 +34,7 @@ from api.resources.webhook_endpoints import (
 )
 from api.resources.webhooks import StripeWebhook
 from services.context import Context
-from tasks.queue_inspection import QueueInspector
+from tasks.queue_inspection import QueueInspection, QueueInspector
 from tasks.worker_activity import WorkerRegistry
 
 if TYPE_CHECKING:
@@ -42,7 +42,10 @@ if TYPE_CHECKING:
     from falcon._typing import SyncMiddleware
 
 
-def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.Request, falcon.Response]:
+def create_app(
+    ctx: Context, *, redis_client: redis.Redis, inspector: QueueInspection | None = None
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """`inspector` reads the broker's queues for the console; Redis's when not given."""
     settings = ctx.settings
     limiting = RateLimiting(
         settings.redis_url, RateLimits.parse_spec(settings.rate_limits), settings.broker_namespace,
@@ -67,7 +70,7 @@ def create_app(ctx: Context, *, redis_client: redis.Redis) -> falcon.App[falcon.
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.req_options.strip_url_path_trailing_slash = True
-    inspector = QueueInspector(redis_client, ctx.settings.broker_namespace)
+    inspector = inspector or QueueInspector(redis_client, ctx.settings.broker_namespace)
     errors.register(app)
     app.add_route("/v1/bookings", Bookings(ctx))
     app.add_route("/v1/bookings/{booking_id:uuid}", Booking(ctx))

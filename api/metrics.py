@@ -43,7 +43,7 @@ from domain.lifecycle import BookingStatus
 from domain.notifications import DeliveryStatus, EmailStatus
 from domain.webhooks import HANDLED_TYPES
 from services.context import utc_now
-from tasks.queue_inspection import QueueInspector
+from tasks.queue_inspection import QueueInspection, QueueInspector
 from tasks.scheduler import LEADER_LOCK
 
 log = logging.getLogger("api.access")
@@ -110,7 +110,7 @@ class PipelineState(Collector):
     depths and latency from the broker. A source that is down is left out of the answer (and
     logged), so requests and latencies are still scraped while it is away."""
 
-    def __init__(self, sessions: sessionmaker[Session], inspector: QueueInspector, settings: Settings) -> None:
+    def __init__(self, sessions: sessionmaker[Session], inspector: QueueInspection, settings: Settings) -> None:
         self.sessions, self.inspector, self.settings = sessions, inspector, settings
 
     def collect(self) -> Iterator[Metric]:
@@ -167,7 +167,8 @@ class PipelineState(Collector):
         for depth in self.inspector.depths():
             for state, count in (("ready", depth.ready), ("delayed", depth.delayed),
                                  ("in_flight", depth.in_flight), ("dead", depth.dead)):
-                messages.add_metric([depth.name, state], count)
+                if count is not None:  # RabbitMQ cannot tell what is in flight: no sample rather than 0
+                    messages.add_metric([depth.name, state], count)
             latency.add_metric([depth.name], depth.latency_seconds)
         yield messages
         yield latency

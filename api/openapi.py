@@ -152,7 +152,7 @@ _QUEUES_SCHEMA: dict[str, Any] = {
         "queues": {"type": "array", "items": {"type": "object", "required": [
             "name", "ready", "delayed", "in_flight", "dead", "latency_seconds"], "properties": {
             "name": {"type": "string"}, "ready": {"type": "integer"}, "delayed": {"type": "integer"},
-            "in_flight": {"type": "integer"}, "dead": {"type": "integer"}, "latency_seconds": {"type": "number"},
+            "in_flight": {"type": ["integer", "null"]}, "dead": {"type": "integer"}, "latency_seconds": {"type": "number"},
         }}},
         "workers": {"type": "array", "items": {"type": "object", "required": [
             "host", "pid", "queues", "threads", "busy", "heartbeat_at", "current"], "properties": {

@@ -10,7 +10,7 @@ from config.logging import configure_logging
 from config.settings import Settings
 from db.engine import make_engine, make_sessions
 from services.context import Context
-from tasks.broker import make_broker, make_dispatcher
+from tasks.broker import make_broker, make_dispatcher, make_inspector
 
 
 def create(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:
@@ -22,4 +22,5 @@ def create(settings: Settings | None = None) -> falcon.App[falcon.Request, falco
     )
     broker = make_broker(settings)
     ctx = Context(settings=settings, sessions=make_sessions(engine), dispatch=make_dispatcher(broker))
-    return create_app(ctx, redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+    return create_app(ctx, redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=2),
+                      inspector=make_inspector(broker))

@@ -2,12 +2,14 @@
 
     python -m bench.chaos                      # the long form: 10,000 requests
     python -m bench.chaos --requests 400       # the short form CI runs (tests/e2e/test_chaos.py)
+    python -m bench.chaos --broker rabbitmq    # the queues on RabbitMQ (BROKER_URL, else 127.0.0.1:5672)
 
 It starts its own PostgreSQL and Redis (they get restarted, so never the configured ones), the
 local Stripe server behind a fault-injecting proxy, the API under gunicorn, several worker
 processes and the scheduler. Concurrent clients then book overlapping seats and slots, confirm
 and cancel, while the campaign SIGKILLs a random worker process every few seconds (`bookings
-worker` starts a new one), restarts Redis once with its data gone, restarts PostgreSQL once, makes 10%
+worker` starts a new one), restarts Redis once with its data gone (on RabbitMQ: restarts RabbitMQ's
+application, which keeps its quorum queues), restarts PostgreSQL once, makes 10%
 of Stripe calls fail, 5% lose their answer after Stripe acted and 5% slow, and delivers true
 webhooks twice, late and out of order.
 
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 import redis
 import stripe
@@ -85,6 +88,8 @@ class ChaosConfig:
     #: Whether some dashboard captures and refunds never get their event (the service does not
     #: yet recover from that: tests/integration/test_money_moved_at_stripe_silently.py).
     silent_dashboard: bool = True
+    #: "redis", or "rabbitmq" (BROKER_URL when it is amqp://, else the local RabbitMQ).
+    broker: str = "redis"
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Cluster:
             "DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url,
             "STRIPE_API_BASE": self.proxy.url, "STRIPE_API_KEY": "sk_test_chaos",
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "BROKER_NAMESPACE": "chaos",
+            "BROKER_URL": "",
             # The broker's heartbeat and the step lease keep their defaults: the time to settle
             # after a worker kill is measured as production would see it.
             "OUTBOX_RELAY_AFTER_SECONDS": "5",
@@ -145,6 +151,9 @@ class Cluster:
             "PROMETHEUS_MULTIPROC_DIR": str(root / "prom-web"), "dramatiq_prom_db": str(root / "prom-worker"),
             "dramatiq_prom_host": "127.0.0.1",
         }
+        if config.broker == "rabbitmq":
+            # The machine's RabbitMQ is shared: queues of a namespace of our own, deleted at the end.
+            self.env.update(BROKER_URL=rabbitmq_url(), BROKER_NAMESPACE=f"chaos-{uuid.uuid4().hex[:8]}")
         self.web = spawn(
             [sys.executable, "-m", "gunicorn", "api.wsgi:create()", "--bind", f"127.0.0.1:{self.port}",
              "--workers", "2", "--no-control-socket", "-c", "python:api.gunicorn_conf"],
@@ -182,6 +191,8 @@ class Cluster:
         """SIGKILL the worker process of a random `bookings worker`; returns the bookings whose
         placement it had fetched (None if that worker was between processes)."""
         supervisor = self.workers[rng.randrange(len(self.workers))]
+        if self.config.broker == "rabbitmq":
+            return _kill_rabbitmq_consumer(supervisor.pid)
         client = redis.Redis.from_url(self.redis.url)
         try:
             beating = client.zrangebyscore("chaos:__heartbeats__", time.time() * 1000 - 3_000, "+inf")
@@ -204,9 +215,24 @@ class Cluster:
         with observations.lock:
             observations.outages.append((started, time.monotonic() + 5.0))
 
+    def restart_broker(self) -> bool:
+        """Redis restarted with its data gone, or RabbitMQ's application stopped and started
+        (its quorum queues survive, as they would a node's restart); False if it could not be done."""
+        if self.config.broker == "redis":
+            self.redis.restart(flush=True)  # everything queued in Redis is gone
+            return True
+        return restart_rabbitmq()
+
     def stop(self) -> None:
         for process in [*self.workers, self.scheduler, self.web]:
             terminate(process)
+        if self.config.broker == "rabbitmq":
+            from config.settings import Settings
+            from tasks.broker import make_broker
+
+            broker = make_broker(Settings.from_env(self.env))
+            broker.delete_queues()  # type: ignore[attr-defined]
+            broker.close()
         self.proxy.stop()
         self.relay.stop()
         for server in (self.stripe, self.redis, self.postgres):
@@ -255,8 +281,8 @@ def run(config: ChaosConfig, root: Path | None = None) -> dict[str, Any]:
         figures.update({
             "load seconds": round(load_seconds, 1), "drain seconds": round(drained, 1),
             "workers SIGKILLed": observations.kills, "webhooks delivered": observations.webhooks_sent,
-            "Redis restarted empty / PostgreSQL restarted": " / ".join(
-                "yes" if observations.restarts.get(s) else "no" for s in ("redis", "postgresql")),
+            restart_figure(config.broker): " / ".join(
+                "yes" if observations.restarts.get(s) else "no" for s in ("broker", "postgresql")),
             "Stripe calls failed / lost / slowed": f"{injected['error']} / {injected['lost']} / {injected['slow']}",
             "actions": ", ".join(f"{name} {count}" for name, count in sorted(observations.actions.items())),
         })
@@ -570,16 +596,15 @@ def _later(http: httpx.Client, observations: Observations, headers: dict[str, st
 
 def _faults(cluster: Cluster, observations: Observations, stop: threading.Event, rng: random.Random,
             config: ChaosConfig) -> None:
-    """A worker killed every few seconds; Redis restarted empty a quarter of the way through the
-    requests, PostgreSQL restarted half way."""
-    redis_done = postgres_done = False
+    """A worker killed every few seconds; the broker restarted (Redis: empty) a quarter of the way
+    through the requests, PostgreSQL restarted half way."""
+    broker_tried = broker_done = postgres_done = False
     last_kill = time.monotonic()
     while not stop.wait(0.2):
         progress = len(observations.accepted) / config.requests
-        if not redis_done and progress >= 0.25:
-            cluster.redis.restart(flush=True)  # everything queued in Redis is gone
-            redis_done = True
-        elif redis_done and not postgres_done and progress >= 0.5:
+        if not broker_tried and progress >= 0.25:
+            broker_tried, broker_done = True, cluster.restart_broker()
+        elif broker_tried and not postgres_done and progress >= 0.5:
             cluster.restart_postgres(observations)
             postgres_done = True
         if time.monotonic() - last_kill >= config.kill_every:
@@ -588,7 +613,7 @@ def _faults(cluster: Cluster, observations: Observations, stop: threading.Event,
                 observations.kills += 1
                 observations.in_flight_at_kills |= in_flight
             last_kill = time.monotonic()
-    observations.restarts = {"redis": redis_done, "postgresql": postgres_done}
+    observations.restarts = {"broker": broker_done, "postgresql": postgres_done}
 
 
 class Postman:
@@ -857,6 +882,45 @@ def _read_back_cost(cluster: Cluster) -> dict[str, Any]:
             "Stripe GETs per event read back (applied, ignored, mismatch)": round(gets / max(1, read_back), 2)}
 
 
+def restart_figure(broker: str) -> str:
+    return "Redis restarted empty / PostgreSQL restarted" if broker == "redis" else "RabbitMQ restarted / PostgreSQL restarted"
+
+
+def rabbitmq_url() -> str:
+    configured = os.environ.get("BROKER_URL", "")
+    return configured if configured.startswith(("amqp://", "amqps://")) else "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def restart_rabbitmq(timeout: float = 60.0) -> bool:
+    """`rabbitmqctl stop_app` then `start_app`: every connection drops, RabbitMQ is away for a few
+    seconds and comes back with its durable queues. Needs rabbitmqctl's rights (root, or the
+    rabbitmq user); without them the fault is not played and the figure says so."""
+    import subprocess
+
+    try:
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    # Started again whatever happens next: the machine's other users need it.
+    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=timeout)
+    subprocess.run(["rabbitmqctl", "await_startup"], capture_output=True, timeout=timeout)
+    return True
+
+
+def _kill_rabbitmq_consumer(supervisor_pid: int) -> set[str] | None:
+    """SIGKILL the supervisor's worker process, found by its connection to RabbitMQ; what it had
+    fetched is not visible over AMQP, so no bookings are returned for the settle-time figure."""
+    try:
+        children = psutil.Process(supervisor_pid).children(recursive=True)
+        for child in children:
+            if any(c.raddr and c.raddr.port == 5672 for c in child.net_connections(kind="tcp")):
+                child.kill()
+                return set()
+    except psutil.Error:
+        pass
+    return None
+
+
 def _pid_of(worker_id: str) -> int:
     return int(worker_id.rsplit("-", 2)[-2])  # broker ids are host-pid-random
 
@@ -951,9 +1015,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-silent-dashboard", action="store_true",
                         help="deliver every dashboard capture's and refund's event (late or twice, never lost)")
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     args = parser.parse_args()
     figures = run(ChaosConfig(requests=args.requests, clients=args.clients, workers=args.workers, seed=args.seed,
-                              silent_dashboard=not args.no_silent_dashboard))
+                              silent_dashboard=not args.no_silent_dashboard, broker=args.broker))
     details = figures.pop("_details")
     print_table("Fault campaign", ["figure", "value"], [[k, v] for k, v in figures.items()])
     broken = failures(figures)

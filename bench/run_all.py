@@ -177,11 +177,12 @@ def chart(figures: dict[str, Any], path: Path, title: str) -> None:
     if "scale_out" in figures:
         s = figures["scale_out"]
         for mode, colour in (("stripe", "#d8a03b"), ("none", "#3b7dd8")):
-            points = [(r["processes"], r["rate"]) for r in s["runs"] if r["mode"] == mode]
+            runs = [r for r in s["runs"] if r.get("broker", "redis") == "redis"]  # the chart: Redis only
+            points = [(r["processes"], r["rate"]) for r in runs if r["mode"] == mode]
             name = "Stripe" if mode == "stripe" else "payment-free"
             if points:
                 ax.plot(*zip(*points), marker="o", color=colour, label=f"{name}, end to end")
-            drained = [(r["processes"], r["drain_rate"]) for r in s["runs"] if r["mode"] == mode and "drain_rate" in r]
+            drained = [(r["processes"], r["drain_rate"]) for r in runs if r["mode"] == mode and "drain_rate" in r]
             if drained:
                 ax.plot(*zip(*drained), marker="s", linestyle=":", color=colour, label=f"{name}, workers alone")
         ax.axhline(s["pgbench"], color="#888", linestyle="--", label="pgbench (same SQL)")

@@ -205,11 +205,18 @@ class Stack:
         wait_until_ready(lambda: self.live_consumers(since_ms) >= processes, what="dramatiq workers",
                          process=process, log=log, timeout=60)
 
+    @property
+    def uses_rabbitmq(self) -> bool:
+        return self.extra_env.get("BROKER_URL", "").startswith("amqp")
+
     def live_consumers(self, since_ms: int) -> int:
         """Broker processes that talked to Redis since `since_ms` (an idle consumer polls every second).
 
-        Only worker processes talk to this namespace while no request comes in.
+        Only worker processes talk to this namespace while no request comes in. On RabbitMQ: the
+        worker processes connected to it.
         """
+        if self.uses_rabbitmq:
+            return len(rabbitmq_consumers(self.workers[0].pid)) if self.workers else 0
         client = redis.Redis.from_url(self.env.redis_url)
         try:
             return int(client.zcount(f"{self.namespace}:__heartbeats__", since_ms, "+inf"))
@@ -227,6 +234,13 @@ class Stack:
     def close(self) -> None:
         self.stop_workers()
         self.stop_web()
+        if self.uses_rabbitmq:
+            from config.settings import Settings
+            from tasks.broker import make_broker
+
+            broker = make_broker(Settings.from_env(self.environ()))
+            broker.delete_queues()  # type: ignore[attr-defined]
+            broker.close()
         if self._stripe is not None:
             self._stripe.stop()
             self._stripe = None
@@ -322,6 +336,24 @@ def _machine_busy() -> float:
     return (sum(fields[:8]) - idle) / _TICK
 
 
+def rabbitmq_consumers(root: int) -> list[int]:
+    """Processes under `root` connected to RabbitMQ (the Dramatiq worker processes)."""
+    import psutil
+
+    try:
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        try:
+            if any(c.raddr and c.raddr.port == 5672 for c in child.net_connections(kind="tcp")):
+                found.append(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
 def component_pids(stack: Stack) -> dict[str, int]:
     """The root process of each component: its descendants count with it."""
     pids: dict[str, int] = {}
@@ -350,6 +382,8 @@ def component_pids(stack: Stack) -> dict[str, int]:
                 continue
             if b"devtools.localstripe_server" in cmdline and port.encode() in cmdline:
                 pids["localstripe"] = int(entry.name)
+            if stack.uses_rabbitmq and cmdline[0].endswith(b"beam.smp") and b"rabbit" in b" ".join(cmdline):
+                pids["rabbitmq"] = int(entry.name)  # the machine's RabbitMQ: its CPU is ours while we run
     return pids
 
 

@@ -69,6 +69,13 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
+def _broker_url(env: Mapping[str, str]) -> str:
+    raw = env.get("BROKER_URL", "").strip()
+    if raw and not raw.startswith(("amqp://", "amqps://")):
+        raise ConfigurationError(f"BROKER_URL must be an amqp:// URL (RabbitMQ) or unset (Redis), got {raw!r}")
+    return raw
+
+
 #: Where Stripe Checkout sends the customer back when nothing is configured (a local front end).
 DEFAULT_CHECKOUT_RETURN_URL = "http://localhost:8000/checkout/return"
 
@@ -77,6 +84,9 @@ DEFAULT_CHECKOUT_RETURN_URL = "http://localhost:8000/checkout/return"
 class Settings:
     database_url: str
     redis_url: str
+    #: `amqp://...` puts the queues on RabbitMQ; empty keeps them on Redis at `redis_url`.
+    #: Redis is needed either way (rate limits, dead letters' reasons).
+    broker_url: str = ""
     stripe_api_key: str = "sk_test_local"
     stripe_api_base: str | None = None
     stripe_webhook_secret: str = ""
@@ -153,6 +163,7 @@ class Settings:
         settings = cls(
             database_url=database_url,
             redis_url=redis_url,
+            broker_url=_broker_url(env),
             stripe_api_key=env.get("STRIPE_API_KEY", "").strip() or "sk_test_local",
             stripe_api_base=env.get("STRIPE_API_BASE", "").strip() or None,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", "").strip(),
@@ -202,6 +213,10 @@ class Settings:
         )
         settings.check()
         return settings
+
+    @property
+    def uses_rabbitmq(self) -> bool:
+        return self.broker_url.startswith(("amqp://", "amqps://"))
 
     @property
     def is_production(self) -> bool:

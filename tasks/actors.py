@@ -16,7 +16,6 @@ from functools import wraps
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 
 from adapters.smtp import SmtpMailer
 from adapters.stripe import provider_event
@@ -27,7 +26,7 @@ from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
 from services.queues import Route
-from tasks.queue_inspection import QueueInspector
+from tasks.broker import make_inspector
 
 
 def _retry_later(fn: Callable[[str], None]) -> Callable[[str], None]:
@@ -52,7 +51,7 @@ def _declare(broker: dramatiq.Broker, route: Route, fn: Callable[[str], None], *
 
 
 def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.Actor[Any, Any]]:
-    inspector = QueueInspector(broker.client, broker.namespace) if isinstance(broker, RedisBroker) else None
+    inspector = make_inspector(broker)
 
     def place_booking(booking_id: str) -> None:
         """A new booking request: claim its inventory, then hold the card."""
@@ -88,7 +87,7 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
 
     def relay_outbox() -> None:
         """Re-send messages committed but never delivered (scheduled every few seconds)."""
-        busy = [q.name for q in inspector.depths() if q.ready or q.delayed or q.in_flight] if inspector else []
+        busy = [q.name for q in inspector.depths() if q.ready or q.delayed or q.in_flight]
         outbox.relay(ctx.sessions, ctx.dispatch, older_than=ctx.settings.outbox_relay_after, now=ctx.clock(),
                      busy_queues=busy)
 

@@ -1,4 +1,5 @@
-"""The Redis broker, its middleware, and sending staged outbox messages to it."""
+"""The broker (Redis, or RabbitMQ when BROKER_URL is amqp://), its middleware, and sending staged
+outbox messages to it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -28,6 +30,8 @@ from config.settings import Settings
 from db.engine import transaction
 from services import queues
 from services.outbox import StagedMessage, acknowledge
+from tasks.queue_inspection import DeadLetterReasons, QueueInspection, QueueInspector
+from tasks.rabbitmq import QuorumRabbitmqBroker, RabbitmqQueueInspector
 from tasks.redelivery import Redelivery, worker_id
 from tasks.worker_activity import WorkerActivity
 
@@ -105,8 +109,9 @@ class TaskContext(Middleware):
     reverse order).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reasons: DeadLetterReasons) -> None:
         self._tokens = threading.local()
+        self.reasons = reasons
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         subject = str(message.args[0]) if message.args else None
@@ -125,13 +130,8 @@ class TaskContext(Middleware):
         quiet = exception is None and message.queue_name in (queues.MAINTENANCE, queues.NOTIFICATIONS)
         level = logging.DEBUG if quiet else logging.INFO if exception is None else logging.WARNING
         log.log(level, "message %s", outcome, extra={"outcome": outcome})
-        if message.failed and isinstance(broker, RedisBroker):
-            key = dead_letter_reasons_key(broker.namespace)
-            reason = dead_letter_reason(exception)
-            with broker.client.pipeline() as pipe:
-                pipe.hset(key, message.message_id, reason)
-                pipe.expire(key, 7 * 86400)
-                pipe.execute()
+        if message.failed:
+            self.reasons.record(message.message_id, dead_letter_reason(exception))
         token = getattr(self._tokens, "token", None)
         if token is not None:
             pop(token)
@@ -154,10 +154,6 @@ def dead_letter_reason(exception: BaseException | None) -> str:
 MAX_TRACEBACK_CHARS = 8000
 
 
-def dead_letter_reasons_key(namespace: str) -> str:
-    return f"{namespace}:__dead_reasons__"
-
-
 BOOKING_ACTORS = frozenset(route.actor_name for route in (
     queues.PLACE_BOOKING, queues.CONFIRM_BOOKING, queues.CANCEL_BOOKING, queues.RETRY_PAYMENT,
 ))
@@ -165,15 +161,17 @@ BOOKING_ACTORS = frozenset(route.actor_name for route in (
 
 def make_broker(
     settings: Settings, *, sessions: sessionmaker[Session] | None = None, namespace: str | None = None
-) -> RedisBroker:
-    """A broker for one process. Workers pass `sessions` so finished messages leave the outbox."""
+) -> dramatiq.Broker:
+    """A broker for one process, on RabbitMQ when `BROKER_URL` is set, else on Redis; the same
+    middleware either way. Workers pass `sessions` so finished messages leave the outbox."""
     namespace = namespace or settings.broker_namespace
     broker_id = worker_id()
+    reasons = DeadLetterReasons(redis.Redis.from_url(settings.redis_url), namespace)
     middleware: list[Middleware] = []
     if sessions is not None:
         middleware.append(OutboxAcknowledgement(sessions))
     middleware += [
-        TaskContext(),
+        TaskContext(reasons),
         WorkerActivity(settings.redis_url, namespace, broker_id),
         AgeLimit(),
         TimeLimit(time_limit=120_000),
@@ -181,12 +179,19 @@ def make_broker(
         # No Callbacks or Pipelines: nothing here uses them, and each is a hook on every message.
         Retries(max_retries=DEFAULT_MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS),
         CurrentMessage(),
-        Redelivery(),
     ]
+    if settings.uses_rabbitmq:
+        # Publisher confirms: enqueue returns once RabbitMQ has the message (the outbox would
+        # re-send a lost one anyway, but 30 s later), and a deleted queue is declared again.
+        rabbitmq = QuorumRabbitmqBroker(
+            url=settings.broker_url, namespace=namespace, middleware=middleware, confirm_delivery=True,
+        )
+        rabbitmq.broker_id = broker_id
+        return rabbitmq
     broker = RedisBroker(
         url=settings.redis_url,
         namespace=namespace,
-        middleware=middleware,
+        middleware=[*middleware, Redelivery()],
         # A dead worker's messages come back one heartbeat timeout after it died: Redelivery
         # runs the requeue pass on a clock (the random chance is only a fallback).
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
@@ -194,6 +199,16 @@ def make_broker(
     )
     broker.broker_id = broker_id
     return broker
+
+
+def make_inspector(broker: dramatiq.Broker) -> QueueInspection:
+    """The operators' view of a broker's queues (depths, dead letters), whichever broker it is."""
+    if isinstance(broker, QuorumRabbitmqBroker):
+        (context,) = (m for m in broker.middleware if isinstance(m, TaskContext))
+        return RabbitmqQueueInspector(broker, context.reasons)
+    if isinstance(broker, RedisBroker):
+        return QueueInspector(broker.client, broker.namespace)
+    raise TypeError(f"no queue inspector for {type(broker).__name__}")
 
 
 def make_dispatcher(broker: dramatiq.Broker) -> Callable[[Sequence[StagedMessage]], None]:

@@ -1,4 +1,5 @@
-"""Read and repair the Redis broker's queues for operators: depths, dead letters, retry, delete.
+"""Read and repair the Redis broker's queues for operators: depths, dead letters, retry, delete
+(tasks.rabbitmq has the same for RabbitMQ), and why each dead letter died, kept in Redis for both.
 
 This knows Dramatiq's Redis layout (see dramatiq/brokers/redis/dispatch.lua):
 `ns:queue` is the list of ready message ids (oldest first), `ns:queue.DQ` the delayed ones,
@@ -13,13 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 import redis
 
 from services import queues
-from tasks.broker import dead_letter_reasons_key
 
 QUEUES = (queues.BOOKINGS, queues.PAYMENTS, queues.WEBHOOKS, queues.MAINTENANCE, queues.NOTIFICATIONS)
 
@@ -29,7 +29,7 @@ class QueueDepth:
     name: str
     ready: int
     delayed: int
-    in_flight: int
+    in_flight: int | None  # None: the broker cannot tell (RabbitMQ over AMQP)
     dead: int
     latency_seconds: float = 0.0  # age of the oldest ready message: how long work waits
 
@@ -50,7 +50,7 @@ class DelayedMessage:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    redis_id: str
+    redis_id: str  # what the dashboard's actions name it by: the Redis id, or on RabbitMQ the message id
     message_id: str
     actor: str
     args: list[Any]
@@ -60,6 +60,47 @@ class DeadLetter:
     queue: str = ""
     request_id: str | None = None
     traceback: str = ""  # where it went wrong
+
+
+class QueueInspection(Protocol):
+    """What the dashboard and the outbox relay need to know about the queues, on either broker."""
+
+    def depths(self, *, now: datetime | None = None) -> list[QueueDepth]: ...
+
+    def delayed_messages(self, queue: str, *, limit: int = 100) -> list[DelayedMessage]: ...
+
+    def dead_letters(self, queue: str, *, limit: int | None = 50) -> list[DeadLetter]: ...
+
+    def take_dead_letter(self, queue: str, redis_id: str) -> dict[str, Any] | None: ...
+
+
+def dead_letter_reasons_key(namespace: str) -> str:
+    return f"{namespace}:__dead_reasons__"
+
+
+class DeadLetterReasons:
+    """Why each dead letter died, by message id: neither broker keeps a message's error."""
+
+    TTL_SECONDS = 7 * 86400
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.client = client
+        self.key = dead_letter_reasons_key(namespace)
+
+    def record(self, message_id: str, reason: str) -> None:
+        with self.client.pipeline() as pipe:
+            pipe.hset(self.key, message_id, reason)
+            pipe.expire(self.key, self.TTL_SECONDS)
+            pipe.execute()
+
+    def forget(self, message_id: str) -> None:
+        self.client.hdel(self.key, message_id)
+
+    def of(self, message_ids: list[str]) -> dict[str, str]:
+        if not message_ids:
+            return {}
+        found = cast(list[bytes | None], self.client.hmget(self.key, message_ids))
+        return {message_id: reason.decode() for message_id, reason in zip(message_ids, found, strict=True) if reason}
 
 
 class QueueInspector:

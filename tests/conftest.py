@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,32 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local" / "test"
+
+#: Where CI machines (and this project's development machines) run RabbitMQ.
+LOCAL_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def rabbitmq_url() -> str | None:
+    """BROKER_URL when it is an amqp:// URL, else the local RabbitMQ if something listens there;
+    None on a machine without RabbitMQ, where the RabbitMQ variants of the tests skip."""
+    configured = os.environ.get("BROKER_URL", "")
+    url = configured if configured.startswith(("amqp://", "amqps://")) else LOCAL_RABBITMQ_URL
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=0.5).close()
+    except OSError:
+        return None
+    return url
+
+
+@pytest.fixture
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker the test's settings use: a test parametrized over `broker_kind` (see
+    tests.support.BOTH_BROKERS) runs on each; others on RabbitMQ when BROKER_URL says amqp://."""
+    default = "rabbitmq" if os.environ.get("BROKER_URL", "").startswith("amqp") else "redis"
+    return str(getattr(request, "param", default))
 
 
 @dataclass(frozen=True)
@@ -78,12 +105,16 @@ def database_url(servers: Servers) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(servers: Servers, database_url: str):  # type: ignore[no-untyped-def]
+def settings(servers: Servers, database_url: str, broker_kind: str):  # type: ignore[no-untyped-def]
     from config.settings import Settings
 
+    broker_url = ""
+    if broker_kind == "rabbitmq":
+        broker_url = rabbitmq_url() or pytest.skip(f"RabbitMQ is not reachable at {LOCAL_RABBITMQ_URL} or BROKER_URL")
     return Settings(
         database_url=database_url,
         redis_url=servers.redis_url,
+        broker_url=broker_url,
         stripe_api_key="sk_test_local",
         stripe_api_base=servers.stripe_url,
         stripe_webhook_secret="whsec_test_secret",

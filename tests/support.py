@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import falcon.testing
+import pytest
 import stripe
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,12 @@ from db.engine import transaction
 from db.models import Booking, Event, Resource, Seat
 from db.queries.clients import create_client
 from testkit.stripe_webhooks import sign
+
+#: Runs a test on each broker: Redis, and RabbitMQ where one is reachable (skipped elsewhere).
+BOTH_BROKERS = pytest.mark.parametrize("broker_kind", ["redis", "rabbitmq"], indirect=True)
+#: On Redis even when BROKER_URL says RabbitMQ: what only the Redis broker shows (queue latency,
+#: the list of delayed messages; see docs/operations.md, "Brokers").
+REDIS_BROKER_ONLY = pytest.mark.parametrize("broker_kind", ["redis"], indirect=True)
 
 
 def new_key() -> str:

@@ -23,14 +23,14 @@ from api.console.events import EventsJson, EventsPage
 from api.console.overview import Overview, OverviewJson
 from api.console.queues import DelayedJson, Queues, QueuesJson, Workers, WorkersJson
 from services.context import Context
-from tasks.queue_inspection import QueueInspector
+from tasks.queue_inspection import QueueInspection
 from tasks.worker_activity import WorkerRegistry
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
 
 def add_console_routes(
-    app: falcon.App[falcon.Request, falcon.Response], ctx: Context, inspector: QueueInspector,
+    app: falcon.App[falcon.Request, falcon.Response], ctx: Context, inspector: QueueInspection,
     registry: WorkerRegistry,
 ) -> None:
     collaborators = (ctx, inspector, registry)

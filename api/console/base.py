@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.context import Context
-from tasks.queue_inspection import QueueInspector
+from tasks.queue_inspection import QueueInspection
 from tasks.worker_activity import WorkerRegistry
 
 
@@ -13,7 +13,7 @@ class ConsolePage:
     auth = "operator"
     challenge = "Basic"
 
-    def __init__(self, ctx: Context, inspector: QueueInspector, registry: WorkerRegistry) -> None:
+    def __init__(self, ctx: Context, inspector: QueueInspection, registry: WorkerRegistry) -> None:
         self.ctx = ctx
         self.inspector = inspector
         self.registry = registry

@@ -15,7 +15,7 @@ from api.console.base import ConsolePage
 from api.console.rendering import check_form_token, render
 from api.errors import APIError
 from services.outbox import StagedMessage
-from tasks.queue_inspection import QUEUES, DeadLetter, QueueInspector
+from tasks.queue_inspection import QUEUES, DeadLetter, QueueInspection
 
 #: Options a dead letter picked up on its way to the DLQ; a retry starts afresh without them.
 _SPENT_OPTIONS = ("retries", "traceback", "redis_message_id", "requeue_timestamp", "eta", "max_retries")
@@ -43,7 +43,7 @@ class DeadLetterFilter:
             not self.error or self.error.lower() in f"{letter.error}\n{letter.traceback}".lower()
         )
 
-    def letters(self, inspector: QueueInspector, *, limit: int | None = None) -> list[DeadLetter]:
+    def letters(self, inspector: QueueInspection, *, limit: int | None = None) -> list[DeadLetter]:
         """Matching letters, newest first; without actor or error, only the newest `limit` are read."""
         filtered = bool(self.actor or self.error)
         found = [letter for name in ([self.queue] if self.queue else QUEUES)
@@ -51,7 +51,7 @@ class DeadLetterFilter:
                  if self.matches(letter)]
         return sorted(found, key=lambda letter: letter.died_at, reverse=True)[:limit]
 
-    def count(self, inspector: QueueInspector, depths: dict[str, int]) -> int:
+    def count(self, inspector: QueueInspection, depths: dict[str, int]) -> int:
         if self.actor or self.error:
             return len(self.letters(inspector))
         return sum(n for name, n in depths.items() if not self.queue or name == self.queue)

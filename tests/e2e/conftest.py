@@ -62,6 +62,7 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
+        "BROKER_URL": settings.broker_url,  # empty: Redis, whatever the caller's environment says
         "STRIPE_API_BASE": settings.stripe_api_base,
         "STRIPE_API_KEY": settings.stripe_api_key,
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
@@ -95,6 +96,17 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         stack.stop()
         # The processes committed: the next test, rolled back or not, starts from the seeded catalog.
         truncate()
+        if settings.uses_rabbitmq:
+            _delete_queues(env)
+
+
+def _delete_queues(env: dict[str, str]) -> None:
+    from config.settings import Settings
+    from tasks.broker import make_broker
+
+    broker = make_broker(Settings.from_env(env))
+    broker.delete_queues()  # type: ignore[attr-defined]
+    broker.close()
 
 
 def _answers(base_url: str) -> bool:

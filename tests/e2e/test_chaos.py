@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import pytest
 
-from bench.chaos import ChaosConfig, failures, run
+from bench.chaos import ChaosConfig, failures, restart_figure, run
+from tests.conftest import rabbitmq_url
 
 pytestmark = pytest.mark.slow
 
 
 # Past the suite's 300 s: a drain that runs out its own 300 s still prints the figures.
 @pytest.mark.timeout(600)
-def test_invariants_hold_through_worker_kills_restarts_and_stripe_faults(tmp_path):
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_invariants_hold_through_worker_kills_restarts_and_stripe_faults(tmp_path, broker):
+    if broker == "rabbitmq" and rabbitmq_url() is None:
+        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672 or BROKER_URL")
     # Dashboard events are late, doubled or lost: the payment audit finds what no event told us.
-    figures = run(ChaosConfig(requests=80, clients=12, workers=2, seed=3, kill_every=2.5), root=tmp_path)
+    figures = run(ChaosConfig(requests=80, clients=12, workers=2, seed=3, kill_every=2.5, broker=broker),
+                  root=tmp_path)
     details = figures.pop("_details")
     print("\n".join(f"{name}: {value}" for name, value in figures.items()))
     assert failures(figures) == [], details
     assert figures["requests accepted (202)"] == 80
     assert figures["workers SIGKILLed"] >= 2
-    assert figures["Redis restarted empty / PostgreSQL restarted"] == "yes / yes"
+    assert figures[restart_figure(broker)] == "yes / yes"

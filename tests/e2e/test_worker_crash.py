@@ -12,6 +12,7 @@ import pytest
 
 from db.engine import make_engine, make_sessions
 from tests.support import (
+    BOTH_BROKERS,
     double_claims,
     first_event,
     seat_request,
@@ -22,6 +23,7 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 
+@BOTH_BROKERS
 def test_killed_worker_leaves_nothing_double_booked_or_unsettled(stack, settings):
     sessions = make_sessions(make_engine(settings.database_url, pool_size=2))
     event_id, seats = first_event(sessions)

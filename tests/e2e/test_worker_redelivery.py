@@ -1,6 +1,8 @@
 """A worker process SIGKILLed mid-placement, with the production timings: its messages come
 back and every accepted booking settles within 30 s, `bookings worker` has a new process
-serving within 2 s, and no message runs to completion twice, even under a backlog."""
+serving within 2 s, and no message runs to completion twice, even under a backlog (on RabbitMQ,
+at most those the killed worker held). On both brokers: Redis requeues a dead worker's messages
+once its heartbeat is stale, RabbitMQ when its connection closes."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -22,8 +25,15 @@ from db.engine import make_engine, make_sessions, transaction
 from db.queries.clients import create_client
 from services import queues
 from services.outbox import StagedMessage
-from tasks.broker import make_broker, make_dispatcher
-from tests.support import first_event, seat_request, statuses, wait_for, wait_for_statuses
+from tasks.broker import make_broker, make_dispatcher, make_inspector
+from tests.support import (
+    BOTH_BROKERS,
+    first_event,
+    seat_request,
+    statuses,
+    wait_for,
+    wait_for_statuses,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +41,14 @@ pytestmark = pytest.mark.slow
 PRODUCTION_TIMINGS = ("BROKER_HEARTBEAT_TIMEOUT_MS", "BROKER_MAINTENANCE_CHANCE", "PAYMENT_STEP_LEASE_SECONDS")
 
 
+@BOTH_BROKERS
 def test_bookings_in_flight_at_a_worker_kill_settle_within_30_s(stack, settings):
     for name in PRODUCTION_TIMINGS:
         stack.env.pop(name)
     sessions = make_sessions(make_engine(settings.database_url, pool_size=2))
     ids = _accept_bookings(stack, sessions, 50)
     supervisor = stack.start_worker(processes=1, threads=8)
-    heartbeats = Heartbeats(stack)
+    heartbeats = worker_processes(stack, settings)
     wait_for(lambda: sum(s != "requested" for s in statuses(sessions, ids).values()) >= 5,
              timeout=60, interval=0.005, what="the worker to settle a few bookings")
 
@@ -45,6 +56,8 @@ def test_bookings_in_flight_at_a_worker_kill_settle_within_30_s(stack, settings)
     os.kill(heartbeats.pid(worker_id), signal.SIGKILL)
     killed_at = time.monotonic()
     in_flight = heartbeats.fetched_bookings(worker_id)
+    if in_flight is None:  # RabbitMQ does not say what a consumer holds: what was still unsettled
+        in_flight = {b for b, s in statuses(sessions, ids).items() if s == "requested"}
     wait_for(lambda: heartbeats.of_descendants(supervisor.pid) - {worker_id}, timeout=10, interval=0.01,
              what="a new worker process")
     back_after = time.monotonic() - killed_at
@@ -60,27 +73,41 @@ def test_bookings_in_flight_at_a_worker_kill_settle_within_30_s(stack, settings)
     assert max(done.values()) == 1 and len(done) == 50
 
 
+@BOTH_BROKERS
 def test_a_backlog_is_not_doubled_by_redelivery_after_a_kill(stack, settings):
-    namespace = stack.env["BROKER_NAMESPACE"]
-    dispatch = make_dispatcher(make_broker(Settings.from_env(stack.env)))
+    broker = make_broker(Settings.from_env(stack.env))
+    dispatch = make_dispatcher(broker)
     backlog = [StagedMessage(uuid.uuid4(), *queues.PLACE_BOOKING, (str(uuid.uuid4()),)) for _ in range(2_000)]
     dispatch(backlog)  # placements of bookings that do not exist: each run is a quick no-op
     supervisor = stack.start_worker(processes=1, threads=8)
-    heartbeats = Heartbeats(stack)
-    client = redis.Redis.from_url(settings.redis_url)
-    wait_for(lambda: client.llen(f"{namespace}:{queues.BOOKINGS}") < 1_500, timeout=60, interval=0.005,
-             what="the worker to be into the backlog")
+    heartbeats = worker_processes(stack, settings)
+    inspector = make_inspector(broker)
+
+    def ready() -> int:
+        return next(q.ready for q in inspector.depths() if q.name == queues.BOOKINGS)
+
+    wait_for(lambda: ready() < 1_500, timeout=60, interval=0.005, what="the worker to be into the backlog")
 
     (worker_id,) = heartbeats.of_descendants(supervisor.pid)
+    # What the worker holds: fetched, not finished (RabbitMQ cannot list it, only count it).
+    held = 2_000 - ready() - len(_completed_runs(stack.logs, queues.PLACE_BOOKING.actor_name))
     os.kill(heartbeats.pid(worker_id), signal.SIGKILL)
     fetched = heartbeats.fetched_bookings(worker_id)
     wait_for(lambda: len(_completed_runs(stack.logs, queues.PLACE_BOOKING.actor_name)) == 2_000,
              timeout=60, what="every message of the backlog to run")
 
     done = _completed_runs(stack.logs, queues.PLACE_BOOKING.actor_name)
-    assert fetched, "the kill came too late to interrupt anything"
+    assert (fetched if fetched is not None else held > 0), "the kill came too late to interrupt anything"
     assert set(done) == {str(m.id) for m in backlog}
-    assert max(done.values()) == 1
+    repeated = sum(runs - 1 for runs in done.values())
+    print(f"\n{held} messages held by the killed worker; {repeated} ran to completion twice")
+    if settings.uses_rabbitmq:
+        # A RabbitMQ consumer's acknowledgement leaves through its connection's own thread, a few
+        # milliseconds after the run: a run that ended in those milliseconds before the kill runs
+        # again (every actor is idempotent). Never more than the worker held.
+        assert repeated <= held
+    else:
+        assert repeated == 0
 
 
 def _accept_bookings(stack, sessions, count: int) -> list[str]:
@@ -99,6 +126,37 @@ def _accept_bookings(stack, sessions, count: int) -> list[str]:
     return [r.json()["id"] for r in responses]
 
 
+def worker_processes(stack, settings) -> Heartbeats | RabbitmqConsumers:
+    return RabbitmqConsumers() if settings.uses_rabbitmq else Heartbeats(stack)
+
+
+class RabbitmqConsumers:
+    """The Dramatiq worker processes below a `bookings worker`, found by their connections to
+    RabbitMQ (ids are pids); what each has fetched is not visible over AMQP."""
+
+    @staticmethod
+    def pid(worker_id: str) -> int:
+        return int(worker_id)
+
+    def of_descendants(self, ancestor: int) -> set[str]:
+        try:
+            children = psutil.Process(ancestor).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return set()
+        return {str(p.pid) for p in children if self._connected(p)}
+
+    @staticmethod
+    def _connected(process: psutil.Process) -> bool:
+        try:
+            return any(c.raddr and c.raddr.port == 5672 and c.status == psutil.CONN_ESTABLISHED
+                       for c in process.net_connections(kind="tcp"))
+        except psutil.Error:
+            return False
+
+    def fetched_bookings(self, worker_id: str) -> set[str] | None:
+        return None
+
+
 class Heartbeats:
     """The broker's view of the worker processes: their heartbeats (ids `host-pid-random`) and
     the messages each has fetched and not acknowledged."""
@@ -115,7 +173,7 @@ class Heartbeats:
         fresh = self.client.zrangebyscore(f"{self.ns}:__heartbeats__", time.time() * 1000 - 1_000, "+inf")
         return {m.decode() for m in fresh if _descends_from(self.pid(m.decode()), ancestor)}
 
-    def fetched_bookings(self, worker_id: str) -> set[str]:
+    def fetched_bookings(self, worker_id: str) -> set[str] | None:
         booking_ids = set()
         for queue in (queues.BOOKINGS, queues.PAYMENTS):
             redis_ids = self.client.smembers(f"{self.ns}:__acks__.{worker_id}.{queue}")

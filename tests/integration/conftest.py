@@ -35,8 +35,9 @@ BOOKING_TABLES = (
 
 @pytest.fixture
 def runtime(settings: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A worker runtime (engine, broker in this test's own Redis namespace, actors) whose
-    database writes are rolled back at the end, or truncated then when the test commits."""
+    """A worker runtime (engine, broker in this test's own namespace: Redis keys or RabbitMQ
+    queues, deleted afterwards; actors) whose database writes are rolled back at the end, or
+    truncated then when the test commits."""
     from tasks.runtime import build_worker
 
     runtime = build_worker(settings)
@@ -51,6 +52,8 @@ def runtime(settings: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
             with _rolled_back(runtime) as joined:
                 yield joined
     finally:
+        if settings.uses_rabbitmq:
+            runtime.broker.delete_queues()
         runtime.broker.close()
         runtime.engine.dispose()
         _forget_keys(settings)
@@ -151,9 +154,11 @@ def worker(runtime: Any, outcomes: MessageOutcomes) -> Iterator[dramatiq.Worker]
 @pytest.fixture
 def app(runtime: Any, settings: Any) -> Iterator[falcon.testing.TestClient]:
     from api.app import create_app
+    from tasks.broker import make_inspector
 
     redis_client = redis.Redis.from_url(settings.redis_url)
-    yield falcon.testing.TestClient(create_app(runtime.context, redis_client=redis_client))
+    app = create_app(runtime.context, redis_client=redis_client, inspector=make_inspector(runtime.broker))
+    yield falcon.testing.TestClient(app)
     redis_client.close()
 
 

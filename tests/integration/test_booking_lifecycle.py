@@ -7,6 +7,7 @@ from typing import Any
 from adapters.stripe import captured_amount
 from domain import lifecycle
 from tests.support import (
+    BOTH_BROKERS,
     ApiClient,
     a_resource,
     first_event,
@@ -31,6 +32,7 @@ def _book_and_settle(api: ApiClient, runtime: Any, body: dict[str, Any]) -> dict
     return api.get(result.headers["Location"]).json
 
 
+@BOTH_BROKERS
 def test_card_booking_is_authorized_with_a_manual_capture_hold(api, runtime, worker, servers):
     event_id, seats = first_event(runtime.context.sessions)
     booking = _book_and_settle(api, runtime, seat_request(event_id, seats[:2]))
@@ -49,6 +51,7 @@ def test_card_booking_is_authorized_with_a_manual_capture_hold(api, runtime, wor
     assert seat_map["summary"]["held"] == 2
 
 
+@BOTH_BROKERS
 def test_confirm_captures_the_total(api, runtime, worker, servers):
     event_id, seats = first_event(runtime.context.sessions)
     booking = _book_and_settle(api, runtime, seat_request(event_id, seats[2:3]))

@@ -17,7 +17,7 @@ from services import queues
 from tasks.queue_inspection import QueueInspector
 from tasks.worker_activity import WorkerActivity, WorkerRegistry, worker_key
 from tests.integration.test_operations import _basic, _force_dead_letter, _operator_key
-from tests.support import first_event, seat_request, wait_for, wait_for_statuses
+from tests.support import REDIS_BROKER_ONLY, first_event, seat_request, wait_for, wait_for_statuses
 
 
 def test_queues_json_names_each_queue_and_each_live_worker_process(app, runtime, worker):
@@ -97,6 +97,7 @@ def test_the_overview_shows_webhook_events_an_operator_must_look_at(app, runtime
     assert 'id="webhooks-unmatched" class="bad">2<' in page
 
 
+@REDIS_BROKER_ONLY
 def test_queue_latency_is_the_age_of_the_oldest_ready_message(runtime, settings):
     runtime.context.dispatch([_staged(), _staged()])
     inspector = QueueInspector(redis.Redis.from_url(settings.redis_url), settings.broker_namespace)
@@ -105,6 +106,7 @@ def test_queue_latency_is_the_age_of_the_oldest_ready_message(runtime, settings)
     assert bookings.ready == 2 and 29 < bookings.latency_seconds < 32
 
 
+@REDIS_BROKER_ONLY
 def test_a_delayed_message_is_listed_with_its_next_attempt(app, runtime):
     key = _operator_key(runtime)
     message: dramatiq.Message = dramatiq.Message(
@@ -134,6 +136,7 @@ def _post_form(app, key, body):
                              headers={**_basic(key), "Content-Type": "application/x-www-form-urlencoded"})
 
 
+@REDIS_BROKER_ONLY
 def test_dead_letters_filter_by_actor_and_error_and_retry_all_that_match(app, runtime, worker):
     key = _operator_key(runtime)
     for _ in range(3):

@@ -9,7 +9,7 @@ import uuid
 
 from services import queues
 from services.outbox import StagedMessage
-from tests.support import first_event, seat_request, wait_for, wait_for_statuses
+from tests.support import BOTH_BROKERS, first_event, seat_request, wait_for, wait_for_statuses
 
 
 def _operator_key(runtime) -> str:
@@ -45,6 +45,7 @@ def _form(key: str) -> dict[str, str]:
     return {**_basic(key), "Content-Type": "application/x-www-form-urlencoded"}
 
 
+@BOTH_BROKERS
 def test_dead_letters_show_their_error_and_delete_one_only_with_the_form_token(app, runtime, worker):
     key = _operator_key(runtime)
     message_id = _force_dead_letter(runtime)

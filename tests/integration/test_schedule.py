@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import dramatiq
 import pytest
-import redis
 from sqlalchemy import text
 
 from services import expiry
 from services.context import Context
 from services.outbox import relay
-from tasks.queue_inspection import QueueInspector
+from tasks.broker import make_inspector
 from tasks.scheduler import LEADER_LOCK, run_scheduler
 from tests.support import (
+    BOTH_BROKERS,
     first_event,
     intents_for,
     new_key,
@@ -88,20 +88,21 @@ def test_expiry_racing_confirm_ends_in_one_state_with_consistent_money(api, runt
             assert booking["payment"]["amount_captured"] == 0
 
 
+@BOTH_BROKERS
 @pytest.mark.commits  # a worker of its own
-def test_a_request_whose_message_redis_lost_is_processed_once_the_relay_runs(api, runtime, settings):
+def test_a_request_whose_message_the_broker_lost_is_processed_once_the_relay_runs(api, runtime, settings):
     event_id, seats = first_event(runtime.context.sessions)
     booking_id = api.book(seat_request(event_id, seats[60:61])).json["id"]
-    client = redis.Redis.from_url(settings.redis_url)
-    lost = list(client.scan_iter(f"{settings.broker_namespace}*"))
-    assert lost, "the API should have enqueued the placement"
-    client.delete(*lost)  # Redis restarted without persistence after the commit
+    inspector = make_inspector(runtime.broker)
+    assert sum(q.ready for q in inspector.depths()) == 1, "the API should have enqueued the placement"
+    runtime.broker.flush_all()  # the broker lost it after the commit (Redis restarted without persistence)
+    assert sum(q.ready for q in inspector.depths()) == 0
 
     worker = dramatiq.Worker(runtime.broker, worker_threads=2)
     worker.start()
     try:
-        # Nothing left in Redis for the worker to run: only the relay can move the booking.
-        depths = QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()
+        # Nothing left in the broker for the worker to run: only the relay can move the booking.
+        depths = inspector.depths()
         assert not [q.name for q in depths if q.ready or q.delayed or q.in_flight]
         assert _scalar(runtime, "SELECT status FROM bookings WHERE id = :b", b=booking_id) == "requested"
         sent = relay(runtime.context.sessions, runtime.context.dispatch, older_than=timedelta(0),
@@ -157,11 +158,12 @@ def test_two_schedulers_elect_one_leader_and_the_standby_takes_over(settings, ru
     assert not first.is_alive() and not second.is_alive()
 
 
+@BOTH_BROKERS
 def test_the_relay_leaves_a_busy_queue_alone_until_its_messages_are_stale(api, runtime):
-    """No worker runs: the placement waits in Redis, so re-sending it would only double the backlog."""
+    """No worker runs: the placement waits in the broker, so re-sending it would only double the backlog."""
     event_id, seats = first_event(runtime.context.sessions)
     api.book(seat_request(event_id, seats[61:62]))
-    depths = {q.name: q for q in QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()}
+    depths = {q.name: q for q in make_inspector(runtime.broker).depths()}
     assert depths["bookings"].ready == 1
     busy = [name for name, q in depths.items() if q.ready or q.delayed or q.in_flight]
     now = runtime.context.clock()

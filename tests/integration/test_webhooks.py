@@ -209,9 +209,9 @@ def _rejected_count(app, event_type: str) -> float:
 
 
 def _webhook_queue_depth(runtime) -> int:
-    from tasks.queue_inspection import QueueInspector
+    from tasks.broker import make_inspector
 
-    depths = QueueInspector(runtime.broker.client, runtime.broker.namespace).depths()
+    depths = make_inspector(runtime.broker).depths()
     return sum(q.ready + q.delayed for q in depths if q.name == "webhooks")
 
 

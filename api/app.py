@@ -23,9 +23,11 @@ from api.resources.bookings import (
     BookingRefund,
     Bookings,
 )
-from api.resources.catalog import Event, Events, EventSeats, Resources
+from api.resources.catalog import Event, Events, EventSeatBlocks, EventSeats
 from api.resources.checkout_return import CheckoutReturnPage, CheckoutReturnStatus
 from api.resources.health import Health, Readiness
+from api.resources.time_slots import Resource, Resources
+from api.resources.venues import Venue, Venues
 from api.resources.webhook_endpoints import (
     WebhookDeliveries,
     WebhookDeliveryRetry,
@@ -81,7 +83,12 @@ def create_app(
     app.add_route("/v1/events", Events(ctx))
     app.add_route("/v1/events/{event_id:uuid}", Event(ctx))
     app.add_route("/v1/events/{event_id:uuid}/seats", EventSeats(ctx))
+    app.add_route("/v1/events/{event_id:uuid}/seats/block", EventSeatBlocks(ctx, blocked=True))
+    app.add_route("/v1/events/{event_id:uuid}/seats/unblock", EventSeatBlocks(ctx, blocked=False))
+    app.add_route("/v1/venues", Venues(ctx))
+    app.add_route("/v1/venues/{venue_id:uuid}", Venue(ctx))
     app.add_route("/v1/resources", Resources(ctx))
+    app.add_route("/v1/resources/{resource_id:uuid}", Resource(ctx))
     app.add_route("/v1/webhooks/stripe", StripeWebhook(ctx))
     app.add_route("/v1/webhook-endpoints", WebhookEndpoints(ctx))
     app.add_route("/v1/webhook-endpoints/{endpoint_id:uuid}", WebhookEndpointItem(ctx))

@@ -10,14 +10,14 @@ import swagger_ui
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api import schemas
+from api import catalog_schemas, schemas
 
 ERRORS = {
     "400": "Malformed request (bad JSON, missing Idempotency-Key, unknown or bad query parameter, bad cursor)",
     "401": "No or bad API key (a bad key also spends its address's budget: 429 after a few)",
     "403": "A client key where an operator key is needed",
     "404": "Not found, or another client's",
-    "409": "The booking's state does not allow this",
+    "409": "The booking's state does not allow this (or, for the catalog: ref taken, seat held)",
     "413": "Body too large",
     "415": "Body is not application/json",
     "422": "Validation failed (per-field details) or idempotency key reused",
@@ -39,6 +39,8 @@ BOOKING_ID = {"name": "booking_id", "in": "path", "required": True, "schema": {"
 EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+VENUE_ID = {"name": "venue_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+RESOURCE_ID = {"name": "resource_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -193,6 +195,64 @@ def _webhook_endpoint_paths() -> dict[str, Any]:
     }
 
 
+def _catalog_paths() -> dict[str, Any]:
+    """The catalog: clients read it; operators write it, each write once per Idempotency-Key."""
+    c = catalog_schemas
+    write = ("400", "401", "403", "409", "413", "415", "422")
+    page = ("400", "401")
+    read = ("400", "401", "404")
+    return {
+        "/v1/venues": {
+            "post": _operation("Create a venue with its seat layout (operators)",
+                               ("201", c.VenueDetailOut, "Created"), errors=write, body=c.VenueCreate,
+                               parameters=[IDEMPOTENCY_KEY]),
+            "get": _operation("List venues", ("200", c.VenuePage, "A page"), errors=page,
+                              parameters=_query(c.PageQuery)),
+        },
+        "/v1/venues/{venue_id}": {"get": _operation(
+            "Read a venue", ("200", c.VenueDetailOut, "The venue"), errors=read, parameters=[VENUE_ID],
+        )},
+        "/v1/events": {
+            "get": _operation("List events, by start time", ("200", schemas.EventPage, "A page"), errors=page,
+                              parameters=_query(c.PageQuery)),
+            "post": _operation("Create an event, seated (venue_id) or general admission (capacity) (operators)",
+                               ("201", schemas.EventOut, "Created"), errors=write, body=c.EventCreate,
+                               parameters=[IDEMPOTENCY_KEY]),
+        },
+        "/v1/events/{event_id}": {
+            "get": _operation("Read an event", ("200", schemas.EventOut, "The event"), errors=read,
+                              parameters=[EVENT_ID]),
+            "patch": _operation("Change an event's name, prices or sale window (operators)",
+                                ("200", schemas.EventOut, "Changed"), errors=(*write, "404"), body=c.EventUpdate,
+                                parameters=[EVENT_ID, IDEMPOTENCY_KEY]),
+        },
+        "/v1/events/{event_id}/seats/block": {"post": _operation(
+            "Block seats of the event (operators); 409 seat_held if a live booking holds one",
+            ("200", c.SeatBlockOut, "Blocked"), errors=(*write, "404"), body=c.SeatSelection,
+            parameters=[EVENT_ID, IDEMPOTENCY_KEY],
+        )},
+        "/v1/events/{event_id}/seats/unblock": {"post": _operation(
+            "Unblock seats of the event (operators)", ("200", c.SeatBlockOut, "Unblocked"),
+            errors=(*write, "404"), body=c.SeatSelection, parameters=[EVENT_ID, IDEMPOTENCY_KEY],
+        )},
+        "/v1/resources": {
+            "get": _operation("Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
+                              errors=page, parameters=_query(schemas.ResourceSearchQuery)),
+            "post": _operation("Create a time-slot resource with its weekly hours (operators)",
+                               ("201", schemas.ResourceOut, "Created"), errors=write, body=c.ResourceCreate,
+                               parameters=[IDEMPOTENCY_KEY]),
+        },
+        "/v1/resources/{resource_id}": {
+            "get": _operation("Read a resource with its free windows for the coming week",
+                              ("200", schemas.ResourceOut, "The resource"), errors=read,
+                              parameters=[RESOURCE_ID]),
+            "patch": _operation("Change a resource; bookings made stay (operators)",
+                                ("200", schemas.ResourceOut, "Changed"), errors=(*write, "404"),
+                                body=c.ResourceUpdate, parameters=[RESOURCE_ID, IDEMPOTENCY_KEY]),
+        },
+    }
+
+
 def _with_examples(components: dict[str, Any]) -> dict[str, Any]:
     for name, examples in schemas.EXAMPLES.items():
         if name in components:
@@ -205,15 +265,16 @@ ADDRESS_LIMITED = _error("429", "Too many requests from this address; retry afte
 
 
 def build_spec() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [
-        schemas.BookingCreate, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut,
-        schemas.EventOut, schemas.EventPage, schemas.SeatMap, schemas.ResourcePage,
-        schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund, schemas.BookingStatusOut,
-        schemas.WebhookEndpointCreate, schemas.WebhookEndpointOut, schemas.WebhookEndpointList,
-        schemas.WebhookDeliveryLog, schemas.WebhookDeliveryRetried,
-    ]
+    c = catalog_schemas
     requests = (schemas.BookingCreate, schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund,
-                schemas.WebhookEndpointCreate)
+                schemas.WebhookEndpointCreate, c.VenueCreate, c.EventCreate, c.EventUpdate, c.SeatSelection,
+                c.ResourceCreate, c.ResourceUpdate)
+    models: list[type[BaseModel]] = [
+        *requests, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut, schemas.EventOut,
+        schemas.EventPage, schemas.SeatMap, schemas.ResourceOut, schemas.ResourcePage, schemas.BookingStatusOut,
+        schemas.WebhookEndpointOut, schemas.WebhookEndpointList, schemas.WebhookDeliveryLog,
+        schemas.WebhookDeliveryRetried, c.VenueDetailOut, c.VenuePage, c.SeatBlockOut,
+    ]
     _, defs = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in models],
         ref_template="#/components/schemas/{model}",
@@ -269,19 +330,11 @@ def build_spec() -> dict[str, Any]:
                 "500": _error("500", "The ledger write failed; Stripe retries"),
             },
         }},
-        "/v1/events": {"get": _operation("List events", ("200", schemas.EventPage, "Events"), errors=("400", "401"))},
-        "/v1/events/{event_id}": {"get": _operation(
-            "Read an event", ("200", schemas.EventOut, "The event"), errors=("400", "401", "404"),
-            parameters=[EVENT_ID],
-        )},
         "/v1/events/{event_id}/seats": {"get": _operation(
             "Seat map of an event", ("200", schemas.SeatMap, "Seats with status and counts"),
             errors=("400", "401", "404"), parameters=[EVENT_ID],
         )},
-        "/v1/resources": {"get": _operation(
-            "Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
-            errors=("400", "401"), parameters=_query(schemas.ResourceSearchQuery),
-        )},
+        **_catalog_paths(),
         "/checkout/return": {"get": {
             "summary": "The page Stripe's hosted checkout sends the customer back to (HTML)", "security": [],
             "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},

@@ -84,7 +84,14 @@ ONE_KIND_OF_INVENTORY: JsonDict = {"oneOf": [
     {
         "required": ["event_id", "seat_ids"],
         "properties": {
-            "event_id": {"type": "string"}, "seat_ids": {"type": "array"},
+            "event_id": {"type": "string"}, "seat_ids": {"type": "array"}, "quantity": {"type": "null"},
+            "resource_id": {"type": "null"}, "starts_at": {"type": "null"}, "ends_at": {"type": "null"},
+        },
+    },
+    {
+        "required": ["event_id", "quantity"],
+        "properties": {
+            "event_id": {"type": "string"}, "quantity": {"type": "integer"}, "seat_ids": {"type": "null"},
             "resource_id": {"type": "null"}, "starts_at": {"type": "null"}, "ends_at": {"type": "null"},
         },
     },
@@ -92,14 +99,15 @@ ONE_KIND_OF_INVENTORY: JsonDict = {"oneOf": [
         "required": ["resource_id", "starts_at", "ends_at"],
         "properties": {
             "resource_id": {"type": "string"}, "starts_at": {"type": "string"}, "ends_at": {"type": "string"},
-            "event_id": {"type": "null"}, "seat_ids": {"type": "null"},
+            "event_id": {"type": "null"}, "seat_ids": {"type": "null"}, "quantity": {"type": "null"},
         },
     },
 ]}
 
 
 class BookingCreate(Strict):
-    """Seats of an event (`event_id`, `seat_ids`) or a time slot of a resource."""
+    """Seats of an event (`event_id`, `seat_ids`), places at a general-admission event
+    (`event_id`, `quantity`), or a time slot of a resource."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -120,6 +128,7 @@ class BookingCreate(Strict):
     seat_ids: Annotated[
         list[uuid.UUID], Field(min_length=1, max_length=20, json_schema_extra={"uniqueItems": True})
     ] | None = None
+    quantity: Annotated[int, Field(ge=1, le=100)] | None = None
     resource_id: uuid.UUID | None = None
     starts_at: Instant | None = None
     ends_at: Instant | None = None
@@ -128,12 +137,14 @@ class BookingCreate(Strict):
 
     @model_validator(mode="after")
     def _one_kind_of_inventory(self) -> BookingCreate:
-        seats = self.event_id is not None or self.seat_ids is not None
+        seats = self.event_id is not None or self.seat_ids is not None or self.quantity is not None
         slot = self.resource_id is not None or self.starts_at is not None or self.ends_at is not None
         if seats == slot:
-            raise ValueError("give either event_id and seat_ids, or resource_id, starts_at and ends_at")
-        if seats and (self.event_id is None or not self.seat_ids):
-            raise ValueError("a seat booking needs event_id and seat_ids")
+            raise ValueError(
+                "give either event_id with seat_ids or quantity, or resource_id, starts_at and ends_at"
+            )
+        if seats and (self.event_id is None or (self.seat_ids is None) == (self.quantity is None)):
+            raise ValueError("an event booking needs event_id and either seat_ids or quantity")
         if seats and len(set(self.seat_ids or [])) != len(self.seat_ids or []):
             raise ValueError("seat_ids must not repeat a seat")
         if slot and (self.resource_id is None or self.starts_at is None or self.ends_at is None):
@@ -196,6 +207,8 @@ class ResourceSearchQuery(Strict):
     max_rate: Annotated[int, Field(ge=0, le=2_147_483_647)] | None = None
     available_from: Instant | None = None
     available_to: Instant | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, StringConstraints(max_length=400)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ResourceSearchQuery:
@@ -246,8 +259,9 @@ class Period(BaseModel):
 
 
 class BookingItemOut(BaseModel):
-    kind: Literal["seat", "slot"]
+    kind: Literal["seat", "places", "slot"]
     seat_id: uuid.UUID | None = None
+    quantity: int | None = None
     row: str | None = None
     number: int | None = None
     tier: str | None = None
@@ -284,6 +298,25 @@ class TransitionOut(BaseModel):
     reason: str | None
 
 
+class BookedVenueOut(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class BookedEventOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+    venue: BookedVenueOut | None
+
+
+class BookedResourceOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    timezone: str
+
+
 class BookingOut(BaseModel):
     id: uuid.UUID
     status: str
@@ -297,6 +330,8 @@ class BookingOut(BaseModel):
     history: list[TransitionOut]
     payment: PaymentOut
     customer: Customer
+    event: BookedEventOut | None = None
+    resource: BookedResourceOut | None = None
 
 
 class BookingPage(BaseModel):
@@ -322,12 +357,21 @@ class VenueOut(BaseModel):
 
 class EventOut(BaseModel):
     id: uuid.UUID
+    ref: str | None = None
     name: str
-    venue: VenueOut
+    kind: Literal["seated", "general_admission"]
+    venue: VenueOut | None
     starts_at: datetime
     ends_at: datetime
+    sales_start_at: datetime
+    sales_end_at: datetime
+    status: Literal["on_sale", "scheduled", "sales_closed", "cancelled"]
     currency: str
     prices: dict[str, int]
+    capacity: int | None = None
+    held: int | None = None
+    sold: int | None = None
+    available: int | None = None
 
 
 class EventPage(BaseModel):
@@ -337,11 +381,12 @@ class EventPage(BaseModel):
 
 class SeatOut(BaseModel):
     id: uuid.UUID
+    section: str | None = None
     row: str
     number: int
     tier: str
     price: int | None
-    status: Literal["available", "held", "booked"]
+    status: Literal["available", "held", "booked", "blocked"]
 
 
 class SeatMap(BaseModel):
@@ -360,6 +405,14 @@ class ResourceOut(BaseModel):
     currency: str
     distance_km: float | None
     free_windows: list[Period]
+    ref: str | None = None
+    timezone: str | None = None
+    weekly_hours: dict[str, list[tuple[str, str]]] | None = None
+    exceptions: list[dict[str, Any]] | None = None
+    buffer_minutes: int | None = None
+    min_notice_minutes: int | None = None
+    max_advance_days: int | None = None
+    granularity_minutes: int | None = None
 
 
 class ResourcePage(BaseModel):
@@ -385,11 +438,17 @@ _BOOKING_EXAMPLE = {
     "payment": {"status": "authorized", "provider": "stripe", "provider_ref": "pi_3Nc9Xk2eZvKYlo2C",
                 "amount_authorized": 12000, "amount_captured": 0, "amount_refunded": 0},
     "customer": {"email": "a@example.com", "name": "Ada"},
+    "event": {"id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11", "name": "The Magic Flute",
+              "starts_at": "2030-01-31T19:00:00+00:00", "ends_at": "2030-01-31T22:00:00+00:00",
+              "venue": {"id": "9a4d1c2e-0c7b-4b8e-8f3e-5b7a2d1c0e9f", "name": "Grand Hall"}},
 }
 _EVENT_EXAMPLE = {
     "id": "6f1c0a55-6a59-4d43-9a0c-3e6f5b2d8c11", "name": "The Magic Flute",
+    "ref": "magic-flute-2030-01-31", "kind": "seated",
     "venue": {"id": "9a4d1c2e-0c7b-4b8e-8f3e-5b7a2d1c0e9f", "name": "Grand Hall", "city": "Berlin"},
-    "starts_at": "2030-01-31T19:00:00+00:00", "ends_at": "2030-01-31T22:00:00+00:00", "currency": "EUR",
+    "starts_at": "2030-01-31T19:00:00+00:00", "ends_at": "2030-01-31T22:00:00+00:00",
+    "sales_start_at": "2029-12-01T09:00:00+00:00", "sales_end_at": "2030-01-31T19:00:00+00:00",
+    "status": "on_sale", "currency": "EUR",
     "prices": {"premium": 12000, "standard": 8000, "economy": 4500},
 }
 EXAMPLES: dict[str, list[dict[str, Any]]] = {

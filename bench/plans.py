@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -39,9 +40,9 @@ from db.queries import catalog
 STATEMENTS = {
     "priced seats (accept path)": catalog._PRICED_SEATS,
     "lock seats + sold-out check (placement)": catalog._LOCK_SEATS_OF,
-    "claimed seats re-check (placement)": catalog._CLAIMED_SEATS,
+    "seat map (GET /v1/events/{id}/seats)": catalog._SEAT_MAP,
 }
-TYPES = {"event_id": "uuid", "seat_ids": "uuid[]", "booking_id": "uuid"}
+TYPES = {"event_id": "uuid", "seat_ids": "uuid[]", "booking_id": "uuid", "venue_id": "uuid", "now": "timestamptz"}
 
 
 def prepare_sql(name: str, statement: DriverStatement) -> tuple[str, list[str]]:
@@ -58,6 +59,8 @@ def prepare_sql(name: str, statement: DriverStatement) -> tuple[str, list[str]]:
 
 
 def literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::timestamptz"
     if isinstance(value, list):
         return "ARRAY[" + ", ".join(f"'{v}'" for v in value) + "]::uuid[]"
     return f"'{value}'::uuid"
@@ -94,7 +97,8 @@ def fill(conn: psycopg.Connection[Any], database_url: str, seats: int, held: int
         " VALUES (%s, %s, %s, 5000, false)", (mine, event_id, free),
     )
     conn.execute("ANALYZE")
-    return {"event_id": event_id, "seat_ids": [free], "booking_id": mine}
+    return {"event_id": event_id, "seat_ids": [free], "booking_id": mine, "venue_id": arena.venue_id,
+            "now": datetime.now(UTC)}
 
 
 def explain(conn: psycopg.Connection[Any], values: dict[str, Any], *, verbose: bool) -> list[list[object]]:

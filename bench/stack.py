@@ -80,10 +80,10 @@ def add_arena(database_url: str, *, seats: int, events: int = 1, price: int = 50
         )
         for i, event_id in enumerate(event_ids):
             conn.execute(
-                "INSERT INTO events (id, venue_id, name, starts_at, ends_at, currency)"
-                " VALUES (%s, %s, %s, %s, %s, 'EUR')",
+                "INSERT INTO events (id, venue_id, name, starts_at, ends_at, currency, sales_start_at, sales_end_at)"
+                " VALUES (%s, %s, %s, %s, %s, 'EUR', now(), %s)",
                 (event_id, venue_id, f"Bench night {i}", starts + timedelta(days=i),
-                 starts + timedelta(days=i, hours=3)),
+                 starts + timedelta(days=i, hours=3), starts + timedelta(days=i)),
             )
             conn.execute("INSERT INTO event_prices (event_id, tier, amount) VALUES (%s, 'standard', %s)",
                          (event_id, price))

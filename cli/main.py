@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO
 
 import click
 
@@ -47,18 +48,48 @@ def migrate() -> None:
 @main.command()
 @click.option("--demo", is_flag=True, help="Seed the demo catalog.")
 def seed(demo: bool) -> None:
-    """Seed the demo catalog (idempotent): `bookings seed --demo`."""
-    from db.engine import transaction
+    """Seed the demo catalog (idempotent): imports db/demo_catalog.json."""
     from db.seed import seed_demo
 
     if not demo:
         raise click.UsageError(
-            "the demo catalog is the only one to seed: `bookings seed --demo` adds a venue, two events"
-            " and a dozen bookable resources (running it again changes nothing)"
+            "the demo catalog is the only one to seed: `bookings seed --demo` imports db/demo_catalog.json"
+            " (a seated venue with two events, a general-admission event, a dozen resources with weekly"
+            " hours; running it again changes nothing)"
         )
-    with transaction(_sessions(_settings(require_redis=False))) as session:
-        seed_demo(session)
+    for line in seed_demo(_sessions(_settings(require_redis=False))):
+        click.echo(line)
     click.echo("demo catalog seeded")
+
+
+@main.group()
+def catalog() -> None:
+    """The catalog: venues, events and resources."""
+
+
+@catalog.command("import")
+@click.argument("file", type=click.File("rb"))
+def catalog_import(file: BinaryIO) -> None:
+    """Import a JSON document {"venues": [...], "events": [...], "resources": [...]} (the API's
+    bodies; events name their venue by venue_ref). Repeatable: objects are matched by ref."""
+    import orjson
+    from pydantic import ValidationError
+
+    from domain.errors import DomainError
+    from services.catalog_import import import_catalog, parse_document
+    from services.context import utc_now
+
+    try:
+        document = parse_document(orjson.loads(file.read()))
+        report = import_catalog(_sessions(_settings()), document, now=utc_now())
+    except orjson.JSONDecodeError as ex:
+        raise click.ClickException(f"not JSON: {ex}") from None
+    except ValidationError as ex:
+        raise click.ClickException(f"not a valid catalog:\n{ex}") from None
+    except DomainError as ex:
+        raise click.ClickException(f"{ex.message}: {ex.details}") from None
+    for line in report.lines():
+        click.echo(line)
 
 
 @main.group()

@@ -60,30 +60,49 @@ class Venue(Base):
     __tablename__ = "venues"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: The operator's own stable id, so an import can be repeated.
+    ref: Mapped[str | None] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     city: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
 
 
 class Seat(Base):
     __tablename__ = "seats"
-    __table_args__ = (UniqueConstraint("venue_id", "row", "number"),)
+    __table_args__ = (UniqueConstraint("venue_id", "section", "row", "number"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     venue_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("venues.id"), index=True)
+    #: '' when the venue has no sections (part of the unique key, so never NULL).
+    section: Mapped[str] = mapped_column(String(40), server_default="")
     row: Mapped[str] = mapped_column(String(10))
     number: Mapped[int]
     tier: Mapped[str] = mapped_column(String(40))
 
 
 class Event(Base):
+    """Seated (at a venue) or general admission (a capacity), with its sale window."""
+
     __tablename__ = "events"
-    __table_args__ = (CheckConstraint("ends_at > starts_at", name="event_period_valid"),)
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="event_period_valid"),
+        CheckConstraint("(venue_id IS NULL) <> (capacity IS NULL)", name="event_seated_or_general"),
+        CheckConstraint("capacity > 0", name="event_capacity_positive"),
+        CheckConstraint("sales_end_at > sales_start_at", name="event_sale_window_valid"),
+        CheckConstraint("status IN ('active', 'cancelled')", name="event_status_known"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    venue_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("venues.id"), index=True)
+    ref: Mapped[str | None] = mapped_column(String(200), unique=True)
+    venue_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("venues.id"), index=True)
+    capacity: Mapped[int | None]
     name: Mapped[str] = mapped_column(String(200))
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
+    sales_start_at: Mapped[datetime]
+    sales_end_at: Mapped[datetime]
+    #: active or cancelled; on sale, scheduled and sales closed follow from the clock.
+    status: Mapped[str] = mapped_column(String(20), server_default="active")
     currency: Mapped[str] = mapped_column(String(3))
 
 
@@ -96,30 +115,44 @@ class EventPrice(Base):
     amount: Mapped[int]
 
 
+class BlockedSeat(Base):
+    """A seat not for sale at one event (a broken seat, a camera position)."""
+
+    __tablename__ = "event_blocked_seats"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    seat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("seats.id"), primary_key=True)
+    blocked_at: Mapped[datetime] = _now()
+
+
 class Resource(Base):
+    """A bookable resource and its schedule: weekly hours in its own time zone, dated exceptions
+    (`[{"date": "YYYY-MM-DD", "hours": [["09:00", "12:00"]]}]`, no hours: closed), and its rules."""
+
     __tablename__ = "resources"
-    __table_args__ = (CheckConstraint("rate_per_minute >= 0", name="resource_rate_non_negative"),)
+    __table_args__ = (
+        CheckConstraint("rate_per_minute >= 0", name="resource_rate_non_negative"),
+        CheckConstraint(
+            "buffer_minutes >= 0 AND min_notice_minutes >= 0 AND max_advance_days > 0 AND granularity_minutes > 0",
+            name="resource_rules_valid",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    ref: Mapped[str | None] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(60), index=True)
     lat: Mapped[float | None] = mapped_column(Float)
     lng: Mapped[float | None] = mapped_column(Float)
     rate_per_minute: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
-
-
-class AvailabilityWindow(Base):
-    __tablename__ = "availability_windows"
-    __table_args__ = (
-        ExcludeConstraint(
-            ("resource_id", "="), ("period", "&&"), using="gist", name="availability_windows_disjoint"
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    resource_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("resources.id"))
-    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    exceptions: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    buffer_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_advance_days: Mapped[int] = mapped_column(Integer, server_default="365")
+    granularity_minutes: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class Booking(Base):
@@ -176,16 +209,18 @@ class Booking(Base):
 
 
 class BookingItem(Base):
-    """A seat of an event or a period of a resource; `holds_inventory` is the claim."""
+    """A seat of an event, places at a general-admission event (`quantity`, no seat), or a period
+    of a resource; `holds_inventory` is the claim. `price` is the item's total."""
 
     __tablename__ = "booking_items"
     __table_args__ = (
         CheckConstraint(
-            "(seat_id IS NOT NULL AND event_id IS NOT NULL AND resource_id IS NULL AND period IS NULL)"
+            "(event_id IS NOT NULL AND resource_id IS NULL AND period IS NULL)"
             " OR (seat_id IS NULL AND event_id IS NULL AND resource_id IS NOT NULL"
             " AND period IS NOT NULL)",
             name="booking_item_is_seat_or_slot",
         ),
+        CheckConstraint("quantity > 0 AND (seat_id IS NULL OR quantity = 1)", name="booking_item_quantity_valid"),
         # Backstops for the claim rules: however the code errs, the database itself refuses a second
         # active claim on a seat or an overlapping one on a slot.
         Index(
@@ -203,6 +238,11 @@ class BookingItem(Base):
             name="booking_items_no_overlapping_slots",
         ),
         Index("booking_items_by_booking", "booking_id"),
+        # What a general-admission placement sums under its event's lock.
+        Index(
+            "booking_items_general_claims", "event_id",
+            postgresql_where=text("holds_inventory AND seat_id IS NULL AND event_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -212,6 +252,7 @@ class BookingItem(Base):
     resource_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resources.id"))
     period: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
     price: Mapped[int]
+    quantity: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     holds_inventory: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

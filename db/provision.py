@@ -7,7 +7,7 @@ import uuid
 import psycopg
 from sqlalchemy.engine import make_url
 
-from db.engine import make_engine, make_sessions, transaction
+from db.engine import make_engine, make_sessions
 from db.migrate import upgrade
 from db.seed import seed_demo
 
@@ -29,8 +29,7 @@ def drop_database(server_url: str, database_url: str) -> None:
 def migrate_and_seed(database_url: str) -> None:
     upgrade(database_url)
     engine = make_engine(database_url, pool_size=1)
-    with transaction(make_sessions(engine)) as session:
-        seed_demo(session)
+    seed_demo(make_sessions(engine))
     engine.dispose()
 
 

@@ -236,7 +236,10 @@ class UnitOfWork:
         return [self._hold(tuple(row)) for row in rows if row[_ID] not in self._held]
 
     def commit(self) -> None:
-        changed = [locked for locked in self._held.values() if locked.changed]
+        # Frees before claims: a seat or slot passed from a lapsed hold to a new booking in this
+        # unit of work must never have two claims at once (the unique index checks each row).
+        changed = sorted((locked for locked in self._held.values() if locked.changed),
+                         key=lambda locked: locked.claims is True)
         if changed:
             connection = self.session.connection()
             _WRITE_BACK.execute_many(connection, [_parameters(locked) for locked in changed])

@@ -89,3 +89,24 @@ class EndpointLimitReached(InvalidRequest):
     """The client has as many webhook endpoints as it may."""
 
     code = "endpoint_limit_reached"
+
+
+class SaleRuleBroken(DomainError):
+    """The catalog's rules refuse the booking now: the sale window, or a resource's hours, notice,
+    horizon or granularity. `code` names the rule (`sales_closed`, `too_soon`, ...)."""
+
+    def __init__(self, code: str, message: str, *, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.code = code
+
+
+class SeatHeld(InvalidState):
+    """A seat an operator wants to block is held or booked by a live booking."""
+
+    code = "seat_held"
+
+
+class RefTaken(InvalidState):
+    """Another object of the same kind already carries this `ref` (the operator's own id)."""
+
+    code = "ref_taken"

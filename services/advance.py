@@ -24,6 +24,7 @@ from domain.lifecycle import BookingStatus
 from domain.workflow import PROVIDER_STEPS, Step, next_step
 from services import payment_steps
 from services.context import Context
+from services.outbox import StagedMessage
 from services.payment_steps import ProviderCall, ProviderResult
 from services.placement import hold_inventory
 
@@ -121,13 +122,18 @@ def _settle(
             return None, None
         if call is not None and result is not None:
             payment_steps.record(locked, call, result, now=now, retry_hold=ctx.settings.retry_hold)
-        next_call = _perform_local_steps(ctx, uow, locked, now)
+        released: list[StagedMessage] = []
+        next_call = _perform_local_steps(ctx, uow, locked, now, released)
         uow.commit()
-        return next_call, locked.status
+    ctx.dispatch(released)
+    return next_call, locked.status
 
 
-def _perform_local_steps(ctx: Context, uow: UnitOfWork, locked: LockedBooking, now: datetime) -> ProviderCall | None:
-    """Perform the steps that need no provider; claim the next provider step, if any."""
+def _perform_local_steps(
+    ctx: Context, uow: UnitOfWork, locked: LockedBooking, now: datetime, released: list[StagedMessage]
+) -> ProviderCall | None:
+    """Perform the steps that need no provider; claim the next provider step, if any. Messages
+    for other bookings (a lapsed hold expired by the placement) go to `released`."""
     for _ in range(MAX_STEPS):
         step = next_step(locked.snapshot(), now)
         if step is None:
@@ -135,7 +141,7 @@ def _perform_local_steps(ctx: Context, uow: UnitOfWork, locked: LockedBooking, n
         if step in PROVIDER_STEPS:
             return claim_step(ctx, locked, step)
         if step is Step.HOLD:
-            hold_inventory(uow.session, locked, now=now, hold_ttl=ctx.settings.hold_ttl)
+            released += hold_inventory(uow, locked, now=now, hold_ttl=ctx.settings.hold_ttl)
         elif step is Step.CANCEL:
             locked.move(BookingStatus.CANCELLED, now, reason=locked.booking.cancel_reason or "cancelled_by_client")
         elif step is Step.EXPIRE:

@@ -8,6 +8,7 @@ from typing import Any
 
 from db.models import BookingItem, Payment
 from db.queries.bookings import BookingView
+from db.queries.catalog import EventLabel, ResourceLabel
 
 
 def iso(value: datetime | None) -> str | None:
@@ -40,7 +41,19 @@ def booking_body(view: BookingView) -> dict[str, Any]:
             **_payment_details(booking.payment_mode, payment),
         },
         "customer": {"email": booking.customer_email, "name": booking.customer_name},
+        **_booked(view.booked),
     }
+
+
+def _booked(label: EventLabel | ResourceLabel | None) -> dict[str, Any]:
+    """What was booked, named: the event (with its venue and times) or the resource."""
+    if isinstance(label, EventLabel):
+        venue = {"id": str(label.venue_id), "name": label.venue_name} if label.venue_id else None
+        return {"event": {"id": str(label.id), "name": label.name, "starts_at": iso(label.starts_at),
+                          "ends_at": iso(label.ends_at), "venue": venue}}
+    if isinstance(label, ResourceLabel):
+        return {"resource": {"id": str(label.id), "name": label.name, "timezone": label.timezone}}
+    return {}
 
 
 def _payment_details(mode: str, payment: Payment) -> dict[str, Any]:
@@ -61,6 +74,8 @@ def _payment_details(mode: str, payment: Payment) -> dict[str, Any]:
 
 
 def _item(item: BookingItem, view: BookingView) -> dict[str, Any]:
+    if item.event_id is not None and item.seat_id is None:
+        return {"kind": "places", "event_id": str(item.event_id), "quantity": item.quantity, "price": item.price}
     if item.seat_id is not None:
         seat = view.seats.get(item.seat_id)
         return {

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from db.models import Booking, BookingItem, BookingTransition, Payment
-from db.queries import catalog
+from db.queries import catalog, resources
 from db.queries.bookings import (
     BookingView,
     NewBookingRows,
@@ -18,10 +18,17 @@ from db.queries.bookings import (
     starts_at_of,
     view_of,
 )
-from db.queries.catalog import SeatLabel
+from db.queries.catalog import EventLabel, ResourceLabel, SeatLabel
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain import lifecycle, pricing
-from domain.errors import InvalidRequest, InvalidState, NotFound, RefundExceedsCaptured
+from domain.availability import Interval
+from domain.errors import (
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    RefundExceedsCaptured,
+    SaleRuleBroken,
+)
 from domain.lifecycle import BookingStatus
 from domain.payments import (
     CaptureMode,
@@ -31,6 +38,8 @@ from domain.payments import (
     ensure_new_attempt_allowed,
 )
 from domain.refunds import RefundPolicy, cancel_refund_total
+from domain.sales import SALES_CLOSED, SaleWindow, sales_refusal
+from domain.schedule import SlotRefusal, slot_refusal
 from services import queues
 from services.context import Context
 from services.idempotency import IdempotentRequest, KeyTaken, Outcome, Reply, answer_once
@@ -46,6 +55,8 @@ class NewBooking:
     payment_method: str | None
     event_id: uuid.UUID | None = None
     seat_ids: Sequence[uuid.UUID] = ()
+    #: Places at a general-admission event (instead of seats).
+    quantity: int | None = None
     resource_id: uuid.UUID | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
@@ -66,7 +77,7 @@ def submit_booking(
         # No unit of work: two Core statements, each its own transaction.
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
-            items, seats = _priced_items(connection, booking, request)
+            items, seats, booked = _priced_items(connection, booking, request, now)
             booking.total_amount = sum(item.price for item in items)
             staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
             rows = NewBookingRows(
@@ -78,7 +89,7 @@ def submit_booking(
             )
             # Everything the answer shows is known before it is written: nothing is read back.
             reply = represent(BookingView(
-                booking, items, rows.payment, [rows.transition], {seat.id: seat for seat in seats}
+                booking, items, rows.payment, [rows.transition], {seat.id: seat for seat in seats}, booked
             ))
             if not insert_booking_request(connection, rows, idempotent.answer_row(reply)):
                 raise KeyTaken
@@ -98,28 +109,60 @@ def _new_booking(client_id: uuid.UUID, request: NewBooking, *, now: datetime, re
     )
 
 
-def _priced_items(
-    connection: Connection, booking: Booking, request: NewBooking
-) -> tuple[list[BookingItem], list[SeatLabel]]:
+Priced = tuple[list[BookingItem], list[SeatLabel], EventLabel | ResourceLabel]
+
+
+def _priced_items(connection: Connection, booking: Booking, request: NewBooking, now: datetime) -> Priced:
+    """The booking's items at today's prices, once the catalog's rules allow the booking now."""
+    if request.event_id is not None and request.quantity is not None:
+        return _place_items(connection, booking, request.event_id, request.quantity, now)
     if request.event_id is not None:
-        return _seat_items(connection, booking, request.event_id, request.seat_ids)
+        return _seat_items(connection, booking, request.event_id, request.seat_ids, now)
     assert request.resource_id and request.starts_at and request.ends_at
-    resource = catalog.resource_rate(connection, request.resource_id)
+    resource = resources.resource_for_sale(connection, request.resource_id)
     if resource is None:
-        raise InvalidRequest(
-            "no such resource", details=[{"field": "resource_id", "code": "unknown"}]
-        )
+        raise InvalidRequest("no such resource", details=[{"field": "resource_id", "code": "unknown"}])
+    refusal = slot_refusal(resource.schedule, Interval(request.starts_at, request.ends_at), now)
+    if refusal is not None:
+        raise SaleRuleBroken(refusal.value, SLOT_REFUSALS[refusal])
     booking.currency = resource.currency
     price = pricing.slot_price(resource.rate_per_minute, request.starts_at, request.ends_at)
     period = catalog.slot_range(request.starts_at, request.ends_at)
-    return [BookingItem(booking_id=booking.id, resource_id=resource.id, period=period, price=price)], []
+    label = ResourceLabel(resource.id, resource.name, resource.schedule.timezone)
+    return [BookingItem(booking_id=booking.id, resource_id=resource.id, period=period, price=price)], [], label
+
+
+SLOT_REFUSALS = {
+    SlotRefusal.TOO_SOON: "the slot starts in the past or inside the resource's minimum notice",
+    SlotRefusal.TOO_FAR_AHEAD: "the slot ends beyond how far ahead the resource can be booked",
+    SlotRefusal.OFF_GRANULARITY: "the slot does not start and end on the resource's slot granularity",
+    SlotRefusal.OUTSIDE_AVAILABILITY: "the slot is not inside the resource's hours",
+    SlotRefusal.UNAVAILABLE: "the slot is taken",
+}
+
+
+def _ensure_on_sale(window: SaleWindow, now: datetime) -> None:
+    if sales_refusal(window, now) is not None:
+        raise SaleRuleBroken(SALES_CLOSED, "the event is not on sale (outside its sale window, or it has started)")
+
+
+def _place_items(connection: Connection, booking: Booking, event_id: uuid.UUID, quantity: int, now: datetime) -> Priced:
+    event = catalog.event_for_sale(connection, event_id)
+    if event is None:
+        raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])
+    if event.capacity is None or event.general_price is None:
+        raise InvalidRequest("this event is seated: give seat_ids", details=[{"field": "quantity", "code": "seated_event"}])
+    _ensure_on_sale(event.window, now)
+    booking.currency = event.currency
+    item = BookingItem(booking_id=booking.id, event_id=event_id, quantity=quantity, price=event.general_price * quantity)
+    return [item], [], event.label
 
 
 def _seat_items(
-    connection: Connection, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
-) -> tuple[list[BookingItem], list[SeatLabel]]:
+    connection: Connection, booking: Booking, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID], now: datetime
+) -> Priced:
     priced = catalog.priced_seats(connection, event_id, seat_ids)
-    if not priced and not catalog.event_exists(connection, event_id):
+    if not priced and catalog.event_for_sale(connection, event_id) is None:
         raise InvalidRequest("no such event", details=[{"field": "event_id", "code": "unknown"}])
     unknown = sorted(str(s) for s in set(seat_ids) - {p.seat.id for p in priced})
     if unknown:
@@ -127,6 +170,7 @@ def _seat_items(
             "some seats do not exist at this event's venue",
             details=[{"field": "seat_ids", "code": "not_at_event", "seat_ids": unknown}],
         )
+    _ensure_on_sale(priced[0].window, now)
     tier_prices = {p.seat.tier: p.price for p in priced if p.price is not None}
     prices = pricing.seat_prices([p.seat.tier for p in priced], tier_prices)
     booking.currency = priced[0].currency
@@ -134,7 +178,7 @@ def _seat_items(
         BookingItem(booking_id=booking.id, event_id=event_id, seat_id=p.seat.id, price=price)
         for p, price in zip(priced, prices, strict=True)
     ]
-    return items, [p.seat for p in priced]
+    return items, [p.seat for p in priced], priced[0].event
 
 
 #: A repeated confirm of a booking whose capture was accepted is answered, not refused.

@@ -85,7 +85,7 @@ def new_booking(request: BookingCreate) -> requests.NewBooking:
         customer_email=str(request.customer.email), customer_name=request.customer.name,
         payment_mode=PaymentMode(request.payment.mode), capture_mode=CaptureMode(request.payment.capture),
         payment_method=request.payment.payment_method, event_id=request.event_id,
-        seat_ids=request.seat_ids or (), resource_id=request.resource_id,
+        seat_ids=request.seat_ids or (), quantity=request.quantity, resource_id=request.resource_id,
         starts_at=request.starts_at, ends_at=request.ends_at,
     )
 

@@ -1,24 +1,36 @@
-"""Inventory clients browse: events with their seat maps, and time-slot resources."""
+"""Events with their seat maps: clients read them, operators create and change them."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import falcon
 
-from api.media import parse_query
-from api.representations import event_body, iso, seat_map_body
-from api.schemas import NoQuery, ResourceSearchQuery
-from db.models import Resource
+from api.catalog_schemas import EventCreate, EventUpdate, PageQuery, SeatSelection
+from api.media import parse_body, parse_query, read_json
+from api.representations import (
+    decode_keyset,
+    encode_keyset,
+    event_body,
+    invalid_cursor,
+    seat_map_body,
+)
+from api.resources.bookings import idempotency_key, respond
+from api.resources.operators import Answer, require_operator, write_once
+from api.schemas import NoQuery
 from db.queries import catalog
-from domain.availability import Interval, distance_km, free_windows
+from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
+from services import catalog as operations
 from services.context import Context
 
-#: Without an explicit window, a resource's free time is shown for the coming week.
-DEFAULT_HORIZON = timedelta(days=7)
+
+def _event_answer(ctx: Context, uow: UnitOfWork, event_id: uuid.UUID, status: int) -> Answer:
+    view = catalog.get_event(uow.session, event_id, now=ctx.clock())
+    assert view is not None
+    return status, event_body(view, ctx.clock()), f"/v1/events/{event_id}", ()
 
 
 class Events:
@@ -26,10 +38,36 @@ class Events:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        parse_query(NoQuery, req)
+        query, now = parse_query(PageQuery, req), self.ctx.clock()
+        after = _event_key(query.cursor) if query.cursor else None
         with self.ctx.sessions() as session:
-            events = catalog.list_events(session)
-        resp.media = {"items": [event_body(view) for view in events], "next_cursor": None}
+            views = catalog.list_events(session, now=now, limit=query.limit + 1, after=after)
+        page = views[: query.limit]
+        last = page[-1].event if len(views) > query.limit else None
+        resp.media = {
+            "items": [event_body(view, now) for view in page],
+            "next_cursor": encode_keyset(last.starts_at.isoformat(), last.id) if last else None,
+        }
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        require_operator(req)
+        idempotency_key(req)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        spec = parse_body(EventCreate, body).spec()
+
+        def create(uow: UnitOfWork) -> Answer:
+            event, _ = operations.put_event(uow, spec, now=self.ctx.clock(), create_only=True)
+            return _event_answer(self.ctx, uow, event.id, 201)
+
+        respond(resp, write_once(self.ctx, req, body, create))
+
+
+def _event_key(cursor: str) -> tuple[datetime, uuid.UUID]:
+    starts_at, event_id = decode_keyset(cursor, 2)
+    try:
+        return datetime.fromisoformat(starts_at), uuid.UUID(event_id)
+    except ValueError:
+        raise invalid_cursor() from None
 
 
 class Event:
@@ -39,10 +77,23 @@ class Event:
     def on_get(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
         parse_query(NoQuery, req)
         with self.ctx.sessions() as session:
-            view = catalog.get_event(session, event_id)
+            view = catalog.get_event(session, event_id, now=self.ctx.clock())
         if view is None:
             raise NotFound("no such event")
-        resp.media = event_body(view)
+        resp.media = event_body(view, self.ctx.clock())
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
+        require_operator(req)
+        idempotency_key(req)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        # A null is "leave as it is": none of these can be emptied.
+        changes = parse_body(EventUpdate, body).model_dump(exclude_unset=True, exclude_none=True)
+
+        def change(uow: UnitOfWork) -> Answer:
+            operations.update_event(uow, event_id, changes)
+            return _event_answer(self.ctx, uow, event_id, 200)
+
+        respond(resp, write_once(self.ctx, req, body, change))
 
 
 class EventSeats:
@@ -51,51 +102,35 @@ class EventSeats:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
         parse_query(NoQuery, req)
+        now = self.ctx.clock()
         with self.ctx.sessions() as session:
-            view = catalog.get_event(session, event_id)
+            view = catalog.get_event(session, event_id, now=now)
             if view is None:
                 raise NotFound("no such event")
-            seats = catalog.seat_map(session, view)
+            seats = catalog.seat_map(session, view, now)
         resp.media = seat_map_body(event_id, seats)
 
 
-class Resources:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+class EventSeatBlocks:
+    """POST .../seats/block and .../seats/unblock."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query = parse_query(ResourceSearchQuery, req)
-        now = self.ctx.clock()
-        within = Interval(query.available_from or now, query.available_to or now + DEFAULT_HORIZON)
-        with self.ctx.sessions() as session:
-            candidates = catalog.search_resources(session, category=query.category, max_rate=query.max_rate)
-            ids = [resource.id for resource in candidates]
-            windows = catalog.windows_of(session, ids, within=within)
-            busy = catalog.busy_periods(session, ids, within=within)
-        items = []
-        for resource in candidates:
-            distance = _distance(resource, query.point())
-            if query.radius_km is not None and (distance is None or distance > query.radius_km):
-                continue
-            free = free_windows(windows.get(resource.id, []), busy.get(resource.id, []), within)
-            if query.available_from is not None and not free:
-                continue
-            items.append(_resource_body(resource, distance, free))
-        if query.point() is not None:
-            items.sort(key=lambda item: (item["distance_km"] is None, item["distance_km"] or 0.0))
-        resp.media = {"items": items, "next_cursor": None}
+    def __init__(self, ctx: Context, *, blocked: bool) -> None:
+        self.ctx, self.blocked = ctx, blocked
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
+        require_operator(req)
+        idempotency_key(req)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        seat_ids = parse_body(SeatSelection, body).seat_ids
+
+        def block(uow: UnitOfWork) -> Answer:
+            now = self.ctx.clock()
+            released = operations.block_seats(uow, event_id, seat_ids, now=now, blocked=self.blocked)
+            return 200, _blocked_body(event_id, seat_ids, self.blocked), None, released
+
+        respond(resp, write_once(self.ctx, req, body, block))
 
 
-def _distance(resource: Resource, point: tuple[float, float] | None) -> float | None:
-    if point is None or resource.lat is None or resource.lng is None:
-        return None
-    return round(distance_km(point[0], point[1], resource.lat, resource.lng), 3)
-
-
-def _resource_body(resource: Resource, distance: float | None, free: list[Interval]) -> dict[str, Any]:
-    return {
-        "id": str(resource.id), "name": resource.name, "category": resource.category,
-        "lat": resource.lat, "lng": resource.lng, "rate_per_minute": resource.rate_per_minute,
-        "currency": resource.currency, "distance_km": distance,
-        "free_windows": [{"starts_at": iso(w.starts_at), "ends_at": iso(w.ends_at)} for w in free],
-    }
+def _blocked_body(event_id: uuid.UUID, seat_ids: list[uuid.UUID], blocked: bool) -> dict[str, Any]:
+    return {"event_id": str(event_id), "seat_ids": [str(s) for s in seat_ids],
+            "status": "blocked" if blocked else "available"}

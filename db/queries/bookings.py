@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.driver import DriverStatement
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
-from db.queries.catalog import SeatLabel, interval_of
+from db.queries.catalog import EventLabel, ResourceLabel, SeatLabel, interval_of, label_of
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,10 @@ WITH claimed_key AS (
            :request_id, :created_at, :updated_at
     FROM claimed_key
 ), new_items AS (
-    INSERT INTO booking_items (booking_id, event_id, seat_id, resource_id, period, price, holds_inventory)
-    SELECT :id, :event_id, item.seat_id, :resource_id, :period, item.price, false
-    FROM claimed_key, unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[])) AS item(seat_id, price)
+    INSERT INTO booking_items (booking_id, event_id, seat_id, resource_id, period, price, quantity, holds_inventory)
+    SELECT :id, :event_id, item.seat_id, :resource_id, :period, item.price, item.quantity, false
+    FROM claimed_key, unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[]), CAST(:quantities AS integer[]))
+        AS item(seat_id, price, quantity)
 ), new_payment AS (
     INSERT INTO payments (booking_id, provider, status, amount_authorized, amount_captured,
                           amount_refunded, attempt, updated_at)
@@ -86,6 +87,7 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
         "customer_name": booking.customer_name, "request_id": booking.request_id,
         "created_at": booking.created_at, "updated_at": booking.updated_at,
         "seat_ids": [item.seat_id for item in new.items], "prices": [item.price for item in new.items],
+        "quantities": [item.quantity or 1 for item in new.items],
         "period": new.items[0].period if booking.resource_id is not None else None,
         "p_provider": payment.provider, "p_status": payment.status,
         "p_amount_authorized": payment.amount_authorized, "p_amount_captured": payment.amount_captured,
@@ -117,6 +119,8 @@ class BookingView:
     payment: Payment
     history: Sequence[BookingTransition]
     seats: Mapping[uuid.UUID, Seat | SeatLabel]
+    #: The event or resource, as the answer names it.
+    booked: EventLabel | ResourceLabel | None = None
 
 
 def view_booking(session: Session, booking_id: uuid.UUID, client_id: uuid.UUID | None) -> BookingView | None:
@@ -148,7 +152,7 @@ def view_of(session: Session, booking: Booking, payment: Payment) -> BookingView
         {seat.id: seat for seat in session.scalars(select(Seat).where(Seat.id.in_(seat_ids)))}
         if seat_ids else {}
     )
-    return BookingView(booking, items, payment, history, seats)
+    return BookingView(booking, items, payment, history, seats, label_of(session, booking.event_id, booking.resource_id))
 
 
 @dataclass(frozen=True)

@@ -7,51 +7,86 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ARRAY, UUID, Connection, and_, any_, bindparam, exists, select
+from sqlalchemy import (
+    ARRAY,
+    UUID,
+    BindParameter,
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    case,
+    exists,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.orm import Session
 
 from db.driver import DriverStatement
 from db.models import (
-    AvailabilityWindow,
+    BlockedSeat,
     Booking,
     BookingItem,
     Event,
     EventPrice,
+    Payment,
     Resource,
     Seat,
     Venue,
 )
+from db.queries import claims
 from domain.availability import Interval
 from domain.lifecycle import BookingStatus
+from domain.sales import Places, SaleWindow
+
+#: The one tier of a general-admission event.
+GENERAL_TIER = "general"
 
 
 @dataclass(frozen=True)
 class EventView:
     event: Event
-    venue: Venue
+    venue: Venue | None  # None: general admission
     prices: dict[str, int]
+    places: Places | None = None  # general admission only
+
+    @property
+    def sale_window(self) -> SaleWindow:
+        return sale_window_of(self.event)
 
 
-def list_events(session: Session) -> list[EventView]:
-    rows = session.execute(
-        select(Event, Venue).join(Venue, Venue.id == Event.venue_id).order_by(Event.starts_at, Event.id)
-    ).all()
-    prices = _prices(session, [event.id for event, _ in rows])
-    return [EventView(event, venue, prices.get(event.id, {})) for event, venue in rows]
+def sale_window_of(event: Event) -> SaleWindow:
+    return SaleWindow(event.sales_start_at, event.sales_end_at, event.starts_at, event.status == "cancelled")
 
 
-def get_event(session: Session, event_id: uuid.UUID) -> EventView | None:
+def list_events(
+    session: Session, *, now: datetime, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+) -> list[EventView]:
+    """Events by start time (then id); `after` is the (starts_at, id) of the previous page's last."""
+    query = select(Event, Venue).outerjoin(Venue, Venue.id == Event.venue_id)
+    if after is not None:
+        query = query.where(tuple_(Event.starts_at, Event.id) > tuple_(*after))
+    rows = session.execute(query.order_by(Event.starts_at, Event.id).limit(limit)).all()
+    return _views(session, [(event, venue) for event, venue in rows], now)
+
+
+def get_event(session: Session, event_id: uuid.UUID, *, now: datetime) -> EventView | None:
     row = session.execute(
-        select(Event, Venue).join(Venue, Venue.id == Event.venue_id).where(Event.id == event_id)
+        select(Event, Venue).outerjoin(Venue, Venue.id == Event.venue_id).where(Event.id == event_id)
     ).one_or_none()
-    if row is None:
-        return None
-    event, venue = row
-    return EventView(event, venue, _prices(session, [event.id]).get(event.id, {}))
+    return _views(session, [(row[0], row[1])], now)[0] if row is not None else None
 
 
-def _prices(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+def _views(session: Session, rows: list[tuple[Event, Venue | None]], now: datetime) -> list[EventView]:
+    ids = [event.id for event, _ in rows]
+    prices = prices_of(session, ids)
+    places = claims.places_of(session, [event.id for event, venue in rows if venue is None], now)
+    return [EventView(event, venue, prices.get(event.id, {}), places.get(event.id)) for event, venue in rows]
+
+
+def prices_of(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     prices: dict[uuid.UUID, dict[str, int]] = {}
     for row in session.scalars(select(EventPrice).where(EventPrice.event_id.in_(event_ids))):
         prices.setdefault(row.event_id, {})[row.tier] = row.amount
@@ -60,32 +95,51 @@ def _prices(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID,
 
 @dataclass(frozen=True)
 class SeatState:
-    seat: Seat
+    id: uuid.UUID
+    section: str
+    row: str
+    number: int
+    tier: str
     price: int | None
-    status: str  # available, held, booked
+    status: str  # available, held, booked, blocked
 
 
-def seat_map(session: Session, event: EventView) -> list[SeatState]:
-    claims = dict(
-        session.execute(
-            select(BookingItem.seat_id, Booking.status)
-            .join(Booking, Booking.id == BookingItem.booking_id)
-            .where(BookingItem.event_id == event.event.id, BookingItem.holds_inventory)
-        ).all()
+def _seat_map_statement() -> DriverStatement:
+    """One statement for the whole map (a 60,000-seat venue in tens of milliseconds): a seat is
+    blocked, booked (confirmed), held (by a hold that has not lapsed) or available."""
+    event_id: BindParameter[uuid.UUID] = bindparam("event_id")
+    claim = (
+        select(BookingItem.seat_id, Booking.status, claims.lapsed(bindparam("now")).label("lapsed"))
+        .join(Booking, Booking.id == BookingItem.booking_id)
+        .join(Payment, Payment.booking_id == Booking.id)
+        .where(BookingItem.event_id == event_id, BookingItem.holds_inventory)
+        .subquery("claim")
     )
-    seats = session.scalars(
-        select(Seat).where(Seat.venue_id == event.venue.id).order_by(Seat.row, Seat.number)
-    ).all()
-    return [
-        SeatState(seat, event.prices.get(seat.tier), _seat_status(claims.get(seat.id)))
-        for seat in seats
-    ]
+    status = case(
+        (BlockedSeat.seat_id.is_not(None), literal_column("'blocked'")),
+        (claim.c.status == literal_column(f"'{BookingStatus.CONFIRMED.value}'"), literal_column("'booked'")),
+        (and_(claim.c.status.is_not(None), ~claim.c.lapsed), literal_column("'held'")),
+        else_=literal_column("'available'"),
+    )
+    return DriverStatement(
+        select(Seat.id, Seat.section, Seat.row, Seat.number, Seat.tier, EventPrice.amount, status)
+        .select_from(Seat)
+        .outerjoin(EventPrice, and_(EventPrice.event_id == event_id, EventPrice.tier == Seat.tier))
+        .outerjoin(BlockedSeat, and_(BlockedSeat.event_id == event_id, BlockedSeat.seat_id == Seat.id))
+        .outerjoin(claim, claim.c.seat_id == Seat.id)
+        .where(Seat.venue_id == bindparam("venue_id"))
+        .order_by(Seat.section, Seat.row, Seat.number)
+    )
 
 
-def _seat_status(booking_status: str | None) -> str:
-    if booking_status is None:
-        return "available"
-    return "booked" if booking_status == BookingStatus.CONFIRMED else "held"
+_SEAT_MAP = _seat_map_statement()
+
+
+def seat_map(session: Session, event: EventView, now: datetime) -> list[SeatState]:
+    if event.venue is None:
+        return []
+    rows = _SEAT_MAP.rows(session.connection(), {"event_id": event.event.id, "venue_id": event.venue.id, "now": now})
+    return [SeatState(*row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -103,16 +157,21 @@ class PricedSeat:
     seat: SeatLabel
     currency: str
     price: int | None  # None: the event has no price for the seat's tier
+    window: SaleWindow
+    event: EventLabel
 
 
-_seat, _event, _price = Seat.__table__.c, Event.__table__.c, EventPrice.__table__.c
+_seat, _event, _price, _venue = Seat.__table__.c, Event.__table__.c, EventPrice.__table__.c, Venue.__table__.c
 
 #: Built once and run by the driver: the accept path runs it on every booking request, and
 #: SQLAlchemy's per-execution work costs more Python time than PostgreSQL takes to answer it.
 _PRICED_SEATS = DriverStatement(
-    select(_seat.id, _seat.row, _seat.number, _seat.tier, _event.currency, _price.amount)
+    select(_seat.id, _seat.row, _seat.number, _seat.tier, _event.currency, _price.amount,
+           _event.sales_start_at, _event.sales_end_at, _event.starts_at, _event.status,
+           _event.id, _event.name, _event.ends_at, _venue.id, _venue.name)
     .select_from(Event.__table__)
     .join(Seat.__table__, _seat.venue_id == _event.venue_id)
+    .join(Venue.__table__, _venue.id == _event.venue_id)
     .outerjoin(EventPrice.__table__, (_price.event_id == _event.id) & (_price.tier == _seat.tier))
     .where(_event.id == bindparam("event_id"), _seat.id == any_(bindparam("seat_ids", type_=ARRAY(UUID))))
 )
@@ -122,19 +181,54 @@ def priced_seats(connection: Connection, event_id: uuid.UUID, seat_ids: Sequence
     """The requested seats at the event's venue with the event's price for each: one query."""
     rows = _PRICED_SEATS.rows(connection, {"event_id": event_id, "seat_ids": list(seat_ids)})
     found = {
-        seat_id: PricedSeat(SeatLabel(seat_id, row, number, tier), currency, price)
-        for seat_id, row, number, tier, currency, price in rows
+        row[0]: PricedSeat(
+            SeatLabel(*row[:4]), row[4], row[5], SaleWindow(row[6], row[7], row[8], row[9] == "cancelled"),
+            EventLabel(row[10], row[11], row[8], row[12], row[13], row[14]),
+        )
+        for row in rows
     }
     return [found[seat_id] for seat_id in seat_ids if seat_id in found]
 
 
-def event_exists(connection: Connection, event_id: uuid.UUID) -> bool:
-    return connection.scalar(select(_event.id).where(_event.id == event_id)) is not None
+@dataclass(frozen=True)
+class EventForSale:
+    id: uuid.UUID
+    currency: str
+    capacity: int | None
+    window: SaleWindow
+    #: A general-admission event's price per place (its "general" tier).
+    general_price: int | None
+    label: EventLabel
+
+
+def event_for_sale(connection: Connection, event_id: uuid.UUID) -> EventForSale | None:
+    row = connection.execute(
+        select(_event.id, _event.currency, _event.capacity, _event.sales_start_at, _event.sales_end_at,
+               _event.starts_at, _event.status, _price.amount, _event.name, _event.ends_at, _venue.id, _venue.name)
+        .outerjoin(EventPrice.__table__, (_price.event_id == _event.id) & (_price.tier == GENERAL_TIER))
+        .outerjoin(Venue.__table__, _venue.id == _event.venue_id)
+        .where(_event.id == event_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    (event_id, currency, capacity, opens, closes, starts_at, status, price, name, ends_at, venue_id,
+     venue_name) = row
+    return EventForSale(
+        event_id, currency, capacity, SaleWindow(opens, closes, starts_at, status == "cancelled"), price,
+        EventLabel(event_id, name, starts_at, ends_at, venue_id, venue_name),
+    )
+
+
+def lock_event(session: Session, event_id: uuid.UUID) -> EventForSale | None:
+    """Lock a general-admission event's row: its placements take places one at a time."""
+    session.execute(select(_event.id).where(_event.id == event_id).with_for_update(key_share=True))
+    return event_for_sale(session.connection(), event_id)
 
 
 _item = BookingItem.__table__.c
 
 _mine, _taken = BookingItem.__table__.alias("mine"), BookingItem.__table__.alias("taken")
+_holder, _holder_payment = Booking.__table__.alias("holder"), Payment.__table__.alias("holder_payment")
 
 _LOCK_SEATS_OF = DriverStatement(
     select(_seat.id)
@@ -147,6 +241,8 @@ _LOCK_SEATS_OF = DriverStatement(
             _mine.c.booking_id == bindparam("booking_id"),
             _taken.c.event_id == _mine.c.event_id, _taken.c.seat_id == _mine.c.seat_id,
             _taken.c.holds_inventory, _taken.c.booking_id != _mine.c.booking_id,
+            _holder.c.id == _taken.c.booking_id, _holder_payment.c.booking_id == _taken.c.booking_id,
+            ~claims.lapsed(bindparam("now"), _holder, _holder_payment),
         ),
     )
     .order_by(_seat.id)
@@ -154,101 +250,57 @@ _LOCK_SEATS_OF = DriverStatement(
 )
 
 
-def lock_seats_of(session: Session, booking_id: uuid.UUID) -> list[uuid.UUID]:
+def lock_seats_of(session: Session, booking_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
     """Lock the seats a booking asks for, in id order, so two placements of overlapping seats
     cannot deadlock; returns their ids, or none at all if one of them is already held by another
-    booking (a committed claim: the booking can be refused without waiting for any seat's lock,
-    which is what most requests of a sold-out seat meet).
+    booking whose hold has not lapsed (a committed claim: the booking can be refused without
+    waiting for any seat's lock, which is what most requests of a sold-out seat meet).
 
     A claim committed while this waited for a lock is not seen here (the check ran before the
-    wait): the caller checks again after the locks (`claimed_seats`).
+    wait): the caller checks again after the locks (`claims.seat_holders`).
 
     FOR NO KEY UPDATE, not FOR UPDATE: the lock serializes placements, and it must not conflict
     with the KEY SHARE locks that inserting a booking item takes on its seat (the foreign key
     check), or the API's accept path would wait on the workers (and could deadlock with them).
     """
-    return [seat_id for (seat_id,) in _LOCK_SEATS_OF.rows(session.connection(), {"booking_id": booking_id})]
-
-
-_CLAIMED_SEATS = DriverStatement(select(_item.seat_id).where(
-    _item.event_id == bindparam("event_id"),
-    _item.seat_id == any_(bindparam("seat_ids", type_=ARRAY(UUID))),
-    _item.holds_inventory,
-))
-
-
-def claimed_seats(
-    session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]
-) -> list[uuid.UUID]:
-    rows = _CLAIMED_SEATS.rows(session.connection(), {"event_id": event_id, "seat_ids": list(seat_ids)})
+    rows = _LOCK_SEATS_OF.rows(session.connection(), {"booking_id": booking_id, "now": now})
     return [seat_id for (seat_id,) in rows]
 
 
-def lock_resource(session: Session, resource_id: uuid.UUID) -> Resource | None:
-    return session.scalars(
-        select(Resource).where(Resource.id == resource_id).with_for_update(key_share=True)
-    ).one_or_none()
+@dataclass(frozen=True)
+class EventLabel:
+    """What a booking's answer names of the event it is for."""
 
-
-def windows_of(
-    session: Session, resource_ids: Sequence[uuid.UUID], within: Interval | None = None
-) -> dict[uuid.UUID, list[Interval]]:
-    query = select(AvailabilityWindow).where(AvailabilityWindow.resource_id.in_(resource_ids))
-    if within is not None:
-        query = query.where(AvailabilityWindow.period.overlaps(_range(within)))
-    windows: dict[uuid.UUID, list[Interval]] = {}
-    for row in session.scalars(query):
-        windows.setdefault(row.resource_id, []).append(interval_of(row.period))
-    return windows
-
-
-def busy_periods(
-    session: Session, resource_ids: Sequence[uuid.UUID], within: Interval | None = None
-) -> dict[uuid.UUID, list[Interval]]:
-    query = select(BookingItem.resource_id, BookingItem.period).where(
-        BookingItem.resource_id.in_(resource_ids), BookingItem.holds_inventory
-    )
-    if within is not None:
-        query = query.where(BookingItem.period.overlaps(_range(within)))
-    busy: dict[uuid.UUID, list[Interval]] = {}
-    for resource_id, period in session.execute(query):
-        assert resource_id is not None  # the IN filter above never matches NULL
-        busy.setdefault(resource_id, []).append(interval_of(period))
-    return busy
-
-
-def search_resources(
-    session: Session, *, category: str | None, max_rate: int | None
-) -> Sequence[Resource]:
-    query = select(Resource)
-    conditions = []
-    if category is not None:
-        conditions.append(Resource.category == category)
-    if max_rate is not None:
-        conditions.append(Resource.rate_per_minute <= max_rate)
-    if conditions:
-        query = query.where(and_(*conditions))
-    return session.scalars(query.order_by(Resource.name)).all()
+    id: uuid.UUID
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+    venue_id: uuid.UUID | None
+    venue_name: str | None
 
 
 @dataclass(frozen=True)
-class ResourceRate:
-    """What pricing a time slot needs of its resource."""
+class ResourceLabel:
+    """What a booking's answer names of the resource it is for."""
 
     id: uuid.UUID
-    rate_per_minute: int
-    currency: str
+    name: str
+    timezone: str
 
 
-_resource = Resource.__table__.c
-_RESOURCE_RATE = select(_resource.id, _resource.rate_per_minute, _resource.currency).where(
-    _resource.id == bindparam("resource_id")
-)
-
-
-def resource_rate(connection: Connection, resource_id: uuid.UUID) -> ResourceRate | None:
-    row = connection.execute(_RESOURCE_RATE, {"resource_id": resource_id}).one_or_none()
-    return ResourceRate(*row) if row is not None else None
+def label_of(session: Session, event_id: uuid.UUID | None, resource_id: uuid.UUID | None) -> EventLabel | ResourceLabel | None:
+    if event_id is not None:
+        row = session.execute(
+            select(Event.id, Event.name, Event.starts_at, Event.ends_at, Venue.id, Venue.name)
+            .outerjoin(Venue, Venue.id == Event.venue_id).where(Event.id == event_id)
+        ).one_or_none()
+        return EventLabel(*row) if row is not None else None
+    if resource_id is not None:
+        found = session.execute(
+            select(Resource.id, Resource.name, Resource.timezone).where(Resource.id == resource_id)
+        ).one_or_none()
+        return ResourceLabel(*found) if found is not None else None
+    return None
 
 
 def interval_of(period: Range[datetime] | None) -> Interval:

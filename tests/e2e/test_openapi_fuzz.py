@@ -47,6 +47,8 @@ from schemathesis.specs.openapi.formats import INVALID_HEADER_CHARS
 from sqlalchemy import select
 
 from api.openapi import build_spec
+from db.engine import transaction
+from db.queries.clients import create_client
 from tests.integration.conftest import runtime  # noqa: F401  (the fixture, used below)
 from tests.support import ApiClient, first_event, new_key, seat_request, wait_for_statuses
 
@@ -100,6 +102,8 @@ class Known:
 
     booking_ids: list[str]
     event_id: str
+    #: An event at the demo venue that writes (PATCH, block) may change.
+    scratch_event_id: str
     seat_ids: list[str]
     resource_ids: list[str]
 
@@ -114,7 +118,11 @@ def _aimed(draw: st.DrawFn, case: Any, known: Known) -> Any:
         booking_id = draw(st.sampled_from(known.booking_ids))
         case.path_parameters = {**case.path_parameters, "booking_id": booking_id}
     if "event_id" in case.path_parameters and draw(st.booleans()):
-        case.path_parameters = {**case.path_parameters, "event_id": known.event_id}
+        # Writes go to an event of their own: the demo event's window and prices must hold.
+        aimed = known.scratch_event_id if case.method in ("POST", "PATCH") else known.event_id
+        case.path_parameters = {**case.path_parameters, "event_id": aimed}
+    if "resource_id" in case.path_parameters and case.method == "GET" and draw(st.booleans()):
+        case.path_parameters = {**case.path_parameters, "resource_id": draw(st.sampled_from(known.resource_ids))}
     if "Idempotency-Key" in case.headers and draw(st.integers(0, 3)):
         # Generated keys repeat a lot ("0", "00"...), and a repeated key is answered from the
         # first request (a replay or `idempotency_key_reused`) without reaching the command.
@@ -130,8 +138,10 @@ def _aimed(draw: st.DrawFn, case: Any, known: Known) -> Any:
                 body["resource_id"] = draw(st.sampled_from(known.resource_ids))
             body = _short_slot(draw, body)
         case.body = body
-    if case.path == "/v1/resources":
+    if case.path == "/v1/resources" and case.method == "GET":
         case.query = _consistent_search(draw, dict(case.query))
+    if case.path == "/v1/events" and case.method == "POST" and isinstance(case.body, dict):
+        case.body = _far_future(case.body)
     return case
 
 
@@ -154,6 +164,18 @@ def _short_slot(draw: st.DrawFn, body: dict[str, Any]) -> dict[str, Any]:
     try:
         return {**body, "ends_at": (starts_at + length).isoformat()} if starts_at else body
     except OverflowError:
+        return body
+
+
+def _far_future(body: dict[str, Any]) -> dict[str, Any]:
+    """An event made by the fuzzer starts after every demo event (tests take the first of those)."""
+    starts_at, ends_at = _instant(body.get("starts_at")), _instant(body.get("ends_at"))
+    if starts_at is None or ends_at is None:
+        return body
+    try:
+        shift = starts_at.replace(year=2200) - starts_at
+        return {**body, "starts_at": (starts_at + shift).isoformat(), "ends_at": (ends_at + shift).isoformat()}
+    except (ValueError, OverflowError):
         return body
 
 
@@ -185,6 +207,12 @@ def flatmap_case(context: Any, case: Any) -> st.SearchStrategy[Any]:
 class Target:
     app: falcon.App
     key: str
+    #: For the catalog's write routes (a client key there is only ever a 403).
+    operator_key: str
+
+
+def _operator_only(case: Any) -> bool:
+    return case.method in ("POST", "PATCH") and case.path.startswith(("/v1/venues", "/v1/events", "/v1/resources"))
 
 
 @pytest.fixture
@@ -192,7 +220,7 @@ def target(runtime: Any, settings: Any) -> Iterator[Target]:  # noqa: F811
     """The app in process, a client key, and bookings of that client in several states."""
     global KNOWN
     from api.app import create_app
-    from db.models import Resource
+    from db.models import Event, Resource
 
     redis_client = redis.Redis.from_url(settings.redis_url)
     app = create_app(runtime.context, redis_client=redis_client)
@@ -203,6 +231,8 @@ def target(runtime: Any, settings: Any) -> Iterator[Target]:  # noqa: F811
     sessions = runtime.context.sessions
     api = ApiClient.for_new_client(client, sessions, "fuzzer")
     other = ApiClient.for_new_client(client, sessions, "someone-else")
+    with transaction(sessions) as session:
+        _, operator_key = create_client(session, "fuzzing-operator", operator=True)
     event_id, seats = first_event(sessions)
     without_method = seat_request(event_id, seats[2:3])
     del without_method["payment"]["payment_method"]
@@ -224,15 +254,23 @@ def target(runtime: Any, settings: Any) -> Iterator[Target]:  # noqa: F811
         worker.stop()
     with sessions() as session:
         resource_ids = [str(r) for r in session.scalars(select(Resource.id))]
+        venue_id = session.scalars(select(Event.venue_id).where(Event.id == event_id)).one()
 
+    scratch = client.simulate_post("/v1/events", headers={"Authorization": f"Bearer {operator_key}",
+                                                          "Idempotency-Key": new_key()}, json={
+        "name": "Fuzzed", "venue_id": str(venue_id), "starts_at": "2200-01-01T19:00:00Z",
+        "ends_at": "2200-01-01T22:00:00Z", "currency": "EUR", "prices": {"standard": 1000},
+    })
+    assert scratch.status_code == 201, scratch.json
     KNOWN = Known(
         booking_ids=[*made.values(), theirs],
         event_id=str(event_id),
+        scratch_event_id=scratch.json["id"],
         seat_ids=[str(s) for s in seats[4:40]],
         resource_ids=resource_ids,
     )
     try:
-        yield Target(app, api.key)
+        yield Target(app, api.key, operator_key)
     finally:
         KNOWN = None
         redis_client.close()
@@ -242,7 +280,8 @@ def _send(case: Any, target: Target, checks: list[Any], *, auth: bool = True) ->
     # The app exists only once the fixture ran. Both are set: `ignored_auth` sends its probes
     # through the schema's transport, which would otherwise be HTTP to nowhere.
     case.operation.app = case.operation.schema.app = target.app
-    headers = {"Authorization": f"Bearer {target.key}"} if auth else {}
+    key = target.operator_key if _operator_only(case) else target.key
+    headers = {"Authorization": f"Bearer {key}"} if auth else {}
     case.call_and_validate(headers=headers, checks=checks)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from db.engine import transaction
-from db.queries import catalog
+from db.queries import claims
 from services import queues
 from services.advance import advance_booking
 from services.outbox import StagedMessage
@@ -86,7 +86,7 @@ def test_control_without_the_recheck_overlapping_slots_hit_the_exclusion_constra
     api, runtime, worker, outcomes, monkeypatch
 ):
     # Monkeypatching removes our own re-check after the resource's lock; nothing external is mocked.
-    monkeypatch.setattr(catalog, "busy_periods", lambda session, resource_ids, within=None: {})
+    monkeypatch.setattr(claims, "slot_holders", lambda session, resource_id, around, now: [])
     _overlapping_slot_requests(api, runtime)
 
     violations = wait_for(lambda: outcomes.with_sqlstate(EXCLUSION_VIOLATION), what="an exclusion violation")

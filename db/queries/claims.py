@@ -31,8 +31,8 @@ from domain.availability import Interval
 from domain.lifecycle import EXPIRABLE, BookingStatus
 from domain.sales import Places
 
-_BOOKINGS: Table = Booking.__table__  # type: ignore[assignment]
-_PAYMENTS: Table = Payment.__table__  # type: ignore[assignment]
+_BOOKINGS: Table = Booking.__table__
+_PAYMENTS: Table = Payment.__table__
 
 
 def lapsed(

@@ -37,6 +37,7 @@ def busy_periods(
     )
     busy: dict[uuid.UUID, list[Interval]] = {}
     for resource_id, period in session.execute(query):
+        assert resource_id is not None  # the query asks for resources' items only
         busy.setdefault(resource_id, []).append(interval_of(period))
     return busy
 

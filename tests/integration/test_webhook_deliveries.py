@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy import text
 
 from adapters.webhooks import WebhookSender
+from db.engine import transaction
+from db.queries.clients import create_client
 from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
 from services import notifications
@@ -175,7 +177,9 @@ def test_a_delivery_that_never_succeeds_is_failed_after_three_days(api, runtime,
     assert (status, code) == ("failed", 500)
     assert attempts == len(waits) + 1 and max(waits) == timedelta(hours=4.5)  # 6 h cap, jitter 0.5
     assert timedelta(days=3) <= clock.now - started < timedelta(days=3, hours=6)
-    answer = api.get("/metrics")
+    with transaction(ctx.sessions) as session:
+        _, operator_key = create_client(session, "monitoring", operator=True)
+    answer = api.app.simulate_get("/metrics", headers={"Authorization": f"Bearer {operator_key}"})
     assert 'webhook_deliveries{status="failed"} 1.0' in answer.text
 
 

@@ -23,7 +23,7 @@ from api.resources.bookings import (
     BookingRefund,
     Bookings,
 )
-from api.resources.catalog import Event, Events, EventSeatBlocks, EventSeats
+from api.resources.catalog import Event, EventCancellation, Events, EventSeatBlocks, EventSeats
 from api.resources.checkout_return import CheckoutReturnPage, CheckoutReturnStatus
 from api.resources.health import Health, Readiness
 from api.resources.time_slots import Resource, Resources
@@ -83,6 +83,7 @@ def create_app(
     app.add_route("/v1/events", Events(ctx))
     app.add_route("/v1/events/{event_id:uuid}", Event(ctx))
     app.add_route("/v1/events/{event_id:uuid}/seats", EventSeats(ctx))
+    app.add_route("/v1/events/{event_id:uuid}/cancel", EventCancellation(ctx))
     app.add_route("/v1/events/{event_id:uuid}/seats/block", EventSeatBlocks(ctx, blocked=True))
     app.add_route("/v1/events/{event_id:uuid}/seats/unblock", EventSeatBlocks(ctx, blocked=False))
     app.add_route("/v1/venues", Venues(ctx))

@@ -226,6 +226,11 @@ def _catalog_paths() -> dict[str, Any]:
                                 ("200", schemas.EventOut, "Changed"), errors=(*write, "404"), body=c.EventUpdate,
                                 parameters=[EVENT_ID, IDEMPOTENCY_KEY]),
         },
+        "/v1/events/{event_id}/cancel": {"post": _operation(
+            "Cancel an event (operators): no new bookings; workers cancel and refund in full every live one",
+            ("202", schemas.EventOut, "Accepted; `cancellation` shows the progress"), errors=(*write, "404"),
+            parameters=[EVENT_ID, IDEMPOTENCY_KEY],
+        )},
         "/v1/events/{event_id}/seats/block": {"post": _operation(
             "Block seats of the event (operators); 409 seat_held if a live booking holds one",
             ("200", c.SeatBlockOut, "Blocked"), errors=(*write, "404"), body=c.SeatSelection,

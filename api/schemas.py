@@ -372,6 +372,15 @@ class EventOut(BaseModel):
     held: int | None = None
     sold: int | None = None
     available: int | None = None
+    cancellation: CancellationOut | None = Field(
+        default=None, description="A cancelled event: its bookings, those settled, those an operator must look at"
+    )
+
+
+class CancellationOut(BaseModel):
+    bookings: int
+    done: int
+    failed: int
 
 
 class EventPage(BaseModel):

@@ -17,11 +17,12 @@ from sqlalchemy import or_, select
 
 from db.archive import archive_batch
 from db.engine import transaction
-from db.models import Booking, Payment
+from db.models import Booking, Event, Payment
 from db.unit_of_work import UnitOfWork
 from domain.errors import DomainError
 from domain.lifecycle import FINAL, BookingStatus
 from domain.payments import PaymentStatus
+from services import event_cancellation
 from services.advance import advance_booking
 from services.context import Context
 from services.idempotency import purge_expired_keys
@@ -37,6 +38,7 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
     confirm, cancel, an operator's refund) recorded that long ago and not yet carried out, or a
     booking that ended unsold and still holds the customer's money.
     """
+    _finish_event_cancellations(ctx)
     cutoff = ctx.clock() - older_than
     waiting = [BookingStatus.REQUESTED.value]
     with ctx.sessions() as session:
@@ -61,6 +63,20 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
             .limit(batch_size)
         ).all()
     return _advance_each(ctx, stuck)
+
+
+def _finish_event_cancellations(ctx: Context) -> None:
+    """Cancelled events whose fan-out left live bookings behind (its message lost or dead)."""
+    with ctx.sessions() as session:
+        events = session.scalars(
+            select(Booking.event_id).join(Event, Event.id == Booking.event_id)
+            .where(Event.status == "cancelled", Booking.cancel_requested_at.is_(None))
+            .where(Booking.status.not_in([s.value for s in FINAL]))
+            .distinct()
+        ).all()
+    for event_id in events:
+        if event_id is not None:
+            event_cancellation.cancel_event_bookings(ctx, event_id)
 
 
 def _advance_each(ctx: Context, booking_ids: Sequence[uuid.UUID]) -> int:

@@ -26,6 +26,7 @@ CONFIRM_BOOKING = Route(PAYMENTS, "confirm_booking")
 CANCEL_BOOKING = Route(PAYMENTS, "cancel_booking")
 RETRY_PAYMENT = Route(PAYMENTS, "retry_payment")
 REFUND_BOOKING = Route(PAYMENTS, "refund_booking")
+CANCEL_EVENT_BOOKINGS = Route(PAYMENTS, "cancel_event_bookings")
 
 EXPIRE_BOOKINGS = Route(MAINTENANCE, "expire_due_bookings")
 RELAY_OUTBOX = Route(MAINTENANCE, "relay_outbox")

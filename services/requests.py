@@ -217,19 +217,28 @@ def request_cancel(
     refund up to it, and the booking ends once Stripe has refunded that much."""
     locked = _own_booking(uow, client_id, booking_id)
     lifecycle.ensure_cancellable(locked.status)
+    by_operator = client_id is None
+    choice = refund or (RefundChoice.FULL if by_operator else RefundChoice.POLICY)
+    reason = "cancelled_by_operator" if by_operator else "cancelled_by_client"
+    message = accept_cancel(uow, locked, choice, reason, now=now, refund_policy=refund_policy, request_id=request_id)
+    return view_of(uow.session, locked.booking, locked.payment), [message]
+
+
+def accept_cancel(
+    uow: UnitOfWork, locked: LockedBooking, choice: RefundChoice, reason: str, *, now: datetime,
+    refund_policy: RefundPolicy, request_id: str | None,
+) -> StagedMessage:
+    """Record a cancel of a booking that is not final (the first accepted cancel decides) and
+    stage the message that carries it out."""
     booking, payment = locked.booking, locked.payment
     if booking.cancel_requested_at is None:
-        by_operator = client_id is None
-        choice = refund or (RefundChoice.FULL if by_operator else RefundChoice.POLICY)
-        booking.cancel_requested_at, booking.cancel_refund = now, choice.value
-        booking.cancel_reason = "cancelled_by_operator" if by_operator else "cancelled_by_client"
+        booking.cancel_requested_at, booking.cancel_refund, booking.cancel_reason = now, choice.value, reason
         if locked.status is BookingStatus.CONFIRMED:
             due = cancel_refund_total(
                 choice, payment.amount_captured, refund_policy, starts_at_of(uow.session, booking), now
             )
             payment.refund_requested, payment.updated_at = max(payment.refund_requested, due), now
-    message = stage(uow.session, *queues.CANCEL_BOOKING, str(booking_id), request_id=request_id)
-    return view_of(uow.session, booking, payment), [message]
+    return stage(uow.session, *queues.CANCEL_BOOKING, str(booking.id), request_id=request_id)
 
 
 def request_refund(

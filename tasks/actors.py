@@ -21,7 +21,17 @@ from adapters.smtp import SmtpMailer
 from adapters.stripe import provider_event
 from adapters.webhooks import WebhookSender
 from domain.errors import PaymentRequestRejected
-from services import audit, emails, expiry, maintenance, notifications, outbox, queues, webhooks
+from services import (
+    audit,
+    emails,
+    event_cancellation,
+    expiry,
+    maintenance,
+    notifications,
+    outbox,
+    queues,
+    webhooks,
+)
 from services.advance import advance_booking
 from services.context import Context
 from services.payment_steps import StepInProgress
@@ -72,6 +82,13 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
     def refund_booking(booking_id: str) -> None:
         """An operator refunded part of a confirmed booking."""
         advance_booking(ctx, uuid.UUID(booking_id))
+
+    def cancel_event_bookings(event_id: str) -> None:
+        """An operator cancelled an event: cancel its live bookings, a batch at a time."""
+        left = event_cancellation.cancel_event_bookings(ctx, uuid.UUID(event_id))
+        if left:
+            # Held by other workers during the pass: come back for them.
+            raise dramatiq.Retry(f"{left} bookings of event {event_id} still to cancel", delay=5000)
 
     def expire_due_bookings() -> None:
         """Expire holds that ran out, in batches (scheduled every minute)."""
@@ -145,5 +162,6 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         _declare(broker, queues.CANCEL_BOOKING, cancel_booking),
         _declare(broker, queues.RETRY_PAYMENT, retry_payment),
         _declare(broker, queues.REFUND_BOOKING, refund_booking),
+        _declare(broker, queues.CANCEL_EVENT_BOOKINGS, cancel_event_bookings),
     ]
     return {actor.actor_name: actor for actor in actors}

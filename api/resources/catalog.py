@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import falcon
+from sqlalchemy.orm import Session
 
 from api.catalog_schemas import EventCreate, EventUpdate, PageQuery, SeatSelection
 from api.media import parse_body, parse_query, read_json
@@ -24,13 +25,25 @@ from db.queries import catalog
 from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from services import catalog as operations
+from services import event_cancellation
 from services.context import Context
 
 
 def _event_answer(ctx: Context, uow: UnitOfWork, event_id: uuid.UUID, status: int) -> Answer:
     view = catalog.get_event(uow.session, event_id, now=ctx.clock())
     assert view is not None
-    return status, event_body(view, ctx.clock()), f"/v1/events/{event_id}", ()
+    return status, _with_cancellation(ctx, uow.session, view), f"/v1/events/{event_id}", ()
+
+
+def _with_cancellation(ctx: Context, session: Session, view: catalog.EventView) -> dict[str, Any]:
+    """The event; a cancelled one with how far the cancellation of its bookings has got."""
+    body = event_body(view, ctx.clock())
+    if view.event.status == "cancelled":
+        done = event_cancellation.progress(
+            session, view.event.id, now=ctx.clock(), stuck_after=ctx.settings.reconcile_after.total_seconds()
+        )
+        body["cancellation"] = {"bookings": done.bookings, "done": done.done, "failed": done.failed}
+    return body
 
 
 class Events:
@@ -78,9 +91,9 @@ class Event:
         parse_query(NoQuery, req)
         with self.ctx.sessions() as session:
             view = catalog.get_event(session, event_id, now=self.ctx.clock())
-        if view is None:
-            raise NotFound("no such event")
-        resp.media = event_body(view, self.ctx.clock())
+            if view is None:
+                raise NotFound("no such event")
+            resp.media = _with_cancellation(self.ctx, session, view)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
         require_operator(req)
@@ -94,6 +107,24 @@ class Event:
             return _event_answer(self.ctx, uow, event_id, 200)
 
         respond(resp, write_once(self.ctx, req, body, change))
+
+
+class EventCancellation:
+    auth = "operator"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, event_id: uuid.UUID) -> None:
+        """The event is cancelled at once; its bookings are cancelled and refunded by workers."""
+        idempotency_key(req)
+
+        def cancel(uow: UnitOfWork) -> Answer:
+            messages = event_cancellation.cancel_event(uow, event_id, request_id=req.context.request_id)
+            status, body, location, _ = _event_answer(self.ctx, uow, event_id, 202)
+            return status, body, location, messages
+
+        respond(resp, write_once(self.ctx, req, None, cancel))
 
 
 class EventSeats:

@@ -83,8 +83,8 @@ def _refund_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequest
     or a refund whose answer was lost); anything else needs an operator (dead-letter queue)."""
     assert call.intent_id is not None
     state = ctx.payments().retrieve(call.intent_id)
-    if state.amount_refunded >= call.refunded_before + call.amount:
-        return ProviderResult(refunded=state.amount_refunded - call.refunded_before)
+    if state.amount_refunded >= call.refund_target:
+        return ProviderResult(refunded=0, state=state)
     _release_claim(ctx, call)
     raise rejected
 

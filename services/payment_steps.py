@@ -56,8 +56,12 @@ class ProviderCall:
     payment_mode: PaymentMode = PaymentMode.CARD
     checkout_session_id: str | None = None
     pay_by: datetime | None = None
-    #: Refunded before this call: a refund's answer is one refund, the payment records the total.
+    #: Refunded when this call was claimed: a refund with no answer to read back from the provider
+    #: (nothing to refund) records this total.
     refunded_before: int = 0
+    #: The refund total the booking asks for (a refund is done once the provider has refunded as
+    #: much, whoever made it): what operators or a cancel asked for, or all that was captured.
+    refund_target: int = 0
     #: When this call's claim was taken: only that claim is released if the call fails.
     claimed_at: datetime | None = None
     #: A void of a Checkout payment with no authorized intent: its session is expired (which
@@ -106,6 +110,7 @@ def claim(locked: LockedBooking, step: Step, *, now: datetime, lease: timedelta)
         payment_mode=PaymentMode(booking.payment_mode),
         checkout_session_id=payment.checkout_session_id, pay_by=booking.expires_at,
         refunded_before=payment.amount_refunded, claimed_at=now, refund_number=payment.refund_number,
+        refund_target=payment.refund_requested if booking.status == BookingStatus.CONFIRMED else payment.amount_captured,
         expire_session=payment.checkout_session_id is not None and (
             payment.intent_id is None or payment.status != PaymentStatus.AUTHORIZED
         ),
@@ -215,9 +220,10 @@ def _fact_of(locked: LockedBooking, call: ProviderCall, result: ProviderResult) 
     if call.step is Step.REFUND:
         # A total, not an increment: Stripe's charge.refunded (a running total) may have been
         # applied first, and a retried refund answers again with the same refund.
-        total = call.refunded_before + result.refunded
-        if result.state is not None:
-            total = max(total, result.state.amount_refunded)
+        # Stripe's running total, read after the refund, is the truth: a retry after a lost
+        # answer is answered with the same refund (counted once), and a refund made elsewhere
+        # meanwhile is in it.
+        total = result.state.amount_refunded if result.state is not None else call.refunded_before
         return PaymentFact(FactKind.REFUNDED, refunded=total)
     if result.state is None:
         return PaymentFact(FactKind.CHECKOUT_CLOSED)  # the void expired the checkout session

@@ -25,9 +25,10 @@ def make_open_events(database_url: str, *, seats: int, starts: list[datetime]) -
         events = []
         for start in starts:
             event_id = uuid.uuid4()
-            conn.execute(
-                "INSERT INTO events (id, venue_id, name, starts_at, ends_at, currency) VALUES (%s, %s, %s, %s, %s, 'EUR')",
-                (event_id, venue_id, f"Open night {start:%Y-%m-%d %H:%M}", start, start + timedelta(hours=3)))
+            conn.execute(  # on sale from now until it starts
+                "INSERT INTO events (id, venue_id, name, starts_at, ends_at, currency, sales_start_at, sales_end_at)"
+                " VALUES (%s, %s, %s, %s, %s, 'EUR', now() - interval '1 minute', %s)",
+                (event_id, venue_id, f"Open night {start:%Y-%m-%d %H:%M}", start, start + timedelta(hours=3), start))
             conn.execute("INSERT INTO event_prices (event_id, tier, amount) VALUES (%s, 'standard', %s)",
                          (event_id, PRICE))
             events.append((str(event_id), seat_ids))

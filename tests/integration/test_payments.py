@@ -228,6 +228,40 @@ def test_a_refund_recorded_after_stripe_reported_it_counts_once(app, api, runtim
     assert after["payment"]["amount_refunded"] == refund
 
 
+def test_a_refund_retried_after_its_lease_and_answered_again_counts_once(app, api, runtime, worker):
+    # Found by the fault campaign: the refund's answer is lost, Stripe's charge.refunded is applied,
+    # the claim lapses and is taken over (the retry's claim now sees the refund on the books), and
+    # Stripe answers the retry, under the same key, with the same refund. It was counted twice:
+    # the books said 100% refunded where Stripe had refunded 50%.
+    ctx = dataclasses.replace(runtime.context, settings=dataclasses.replace(
+        runtime.context.settings, refund_policy=RefundPolicy.parse("48h:50")
+    ))
+    event_id, seats = first_event(ctx.sessions)
+    booking = _booking(api, runtime, seat_request(event_id, seats[19:20], capture="immediate"), {"confirmed"})
+    booking_id, half = uuid.UUID(booking["id"]), booking["total_amount"] // 2
+    first = _claim_refund(ctx, booking["id"])
+    answer = call_with_recovery(ctx, booking_id, first)  # made at Stripe; its answer is lost
+    stripe = stripe_client(ctx.settings.stripe_api_base)
+    (intent,) = intents_for(stripe, booking["id"])
+    charge_event = stripe_event("charge.refunded", {**intent["latest_charge"], "metadata": {"booking_id": booking["id"]}})
+    assert post_webhook(app, charge_event, SECRET).status_code == 200
+    wait_for_ledger(ctx.sessions, charge_event["id"])
+
+    later = dataclasses.replace(ctx, clock=lambda: datetime.now(UTC) + ctx.settings.payment_step_lease)
+    retry, _ = _settle(later, booking_id, None, None)
+    assert retry is not None and retry.idempotency_key == first.idempotency_key
+    _settle(later, booking_id, retry, dataclasses.replace(answer, state=stripe_intent_state(stripe, intent["id"])))
+    after = api.get(f"/v1/bookings/{booking['id']}").json
+    assert (after["status"], after["payment"]["amount_refunded"]) == ("refunded", half)
+
+
+def stripe_intent_state(stripe: Any, intent_id: str) -> Any:
+    """Stripe's record of the intent as the adapter reads it after a refund."""
+    from adapters.stripe import intent_state
+
+    return intent_state(stripe.v1.payment_intents.retrieve(intent_id, params={"expand": ["latest_charge"]}))
+
+
 def test_a_cancel_refunds_only_what_stripe_has_not_refunded_already(app, api, runtime, worker):
     # Part of the money went back from Stripe's dashboard first: the policy's 100% tops it up.
     stripe = stripe_client(runtime.context.settings.stripe_api_base)

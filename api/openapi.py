@@ -358,8 +358,11 @@ def build_spec() -> dict[str, Any]:
             "200": {"description": "Ready"}, "503": {"description": "A dependency is down"}, "429": ADDRESS_LIMITED,
         }}},
         "/metrics": {"get": {
-            "summary": "Prometheus metrics (text exposition format)", "security": [],
+            "summary": "Prometheus metrics (text exposition format), for an operator key; without METRICS_BIND only",
+            "security": [{"apiKey": []}, {"operatorBasic": []}],
             "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "401": _json(schemas.ErrorOut, "No or bad key"),
+                          "403": _json(schemas.ErrorOut, "A client key, not an operator key"),
                           "429": ADDRESS_LIMITED},
         }},
         **_webhook_endpoint_paths(),

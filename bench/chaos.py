@@ -68,6 +68,8 @@ from testkit.open_events import make_open_events
 from testkit.stripe_webhooks import sign, stripe_event
 
 WEBHOOK_SECRET = "whsec_chaos_campaign"
+#: The codes the API refuses a booking request with when it breaks a sale rule of the catalog.
+SALE_RULES = frozenset({"sales_closed", "outside_availability", "too_soon", "too_far_ahead", "off_granularity"})
 SETTLED = tuple(str(status) for status in lifecycle.SETTLED)
 #: A test card that always asks for 3-D Secure.
 AUTHENTICATE_CARD = "4000002500003155"
@@ -96,6 +98,8 @@ class ChaosConfig:
 class Observations:
     answers: list[tuple[float, str, int]] = field(default_factory=list)  # (time, what, status)
     accepted: set[str] = field(default_factory=set)
+    #: Booking requests the API refused at once for a sale rule (a slot outside the hours, say).
+    refused_by_rule: Counter[str] = field(default_factory=Counter)
     outages: list[tuple[float, float]] = field(default_factory=list)  # PostgreSQL down, with grace
     kills: int = 0
     in_flight_at_kills: set[str] = field(default_factory=set)  # bookings whose placement a kill cut
@@ -378,6 +382,10 @@ class Caller:
 
     def book(self, body: dict[str, Any]) -> str | None:
         answer = self.post("/v1/bookings", body)
+        if answer is not None and answer.status_code == 422 and answer.json()["error"]["code"] in SALE_RULES:
+            with self.observations.lock:
+                self.observations.refused_by_rule[answer.json()["error"]["code"]] += 1
+            return None
         if answer is None or answer.status_code != 202:
             return None
         booking_id = str(answer.json()["id"])
@@ -827,6 +835,7 @@ def _check(cluster: Cluster, observations: Observations) -> dict[str, Any]:
               for i in (0, 1)]
     return {
         "requests accepted (202)": len(observations.accepted),
+        "requests refused at once by a sale rule (422)": sum(observations.refused_by_rule.values()),
         "bookings by status": ", ".join(f"{status} {count}" for status, count in sorted(by_status.items())),
         "requests settled": settled,
         "seats double booked": double_seats,

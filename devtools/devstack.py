@@ -302,7 +302,7 @@ def _print_summary(
   Stripe     {env["STRIPE_API_BASE"]} (localstripe; webhooks go to {base}/v1/webhooks/stripe)
   database   {env["DATABASE_URL"]}
   redis      {env["REDIS_URL"]}
-  mail       {env["SMTP_URL"]}{_maildir_note(env)}
+  mail       {env.get("SMTP_URL") or "off (no SMTP_URL)"}{_maildir_note(env)}
 
   Ctrl-C stops everything.
 """,
@@ -330,7 +330,7 @@ LOCALSTRIPE_NOTE = """  Note: localstripe keeps its payments in memory, so a res
   Run in the background (make passes no Ctrl-C on), it stops with: kill -INT {pid}
 """
 def _maildir_note(env: dict[str, str]) -> str:
-    if not env["SMTP_URL"].startswith("smtp://127.0.0.1:"):
+    if not env.get("SMTP_URL", "").startswith("smtp://127.0.0.1:"):
         return ""
     return " (customer emails: files in .local/dev/mail/new)"
 

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.queries import catalog
+from db.queries import catalog, claims
 from tests.integration.message_outcomes import (
     DEADLOCK_DETECTED,
     UNIQUE_VIOLATION,
@@ -93,7 +93,7 @@ def test_placements_queued_on_a_seats_lock_are_refused_once_the_first_claims_it(
 def test_control_without_the_recheck_queued_placements_hit_the_unique_index(
     api, runtime, worker, outcomes: MessageOutcomes, monkeypatch
 ):
-    monkeypatch.setattr(catalog, "claimed_seats", lambda session, event_id, seat_ids: [])
+    monkeypatch.setattr(claims, "seat_holders", lambda session, event_id, seat_ids, now: [])
     [seat] = sorted_seats(runtime, 1, start=1)
     ids = race_behind_a_held_seat(api, runtime, seat)
 
@@ -129,7 +129,7 @@ def locks_in_no_agreed_order() -> Any:
     the re-check after locking still refuses a seat claimed meanwhile)."""
     directions = itertools.cycle(["ASC", "DESC"])
 
-    def lock_seats_of(session: Session, booking_id: Any) -> list[Any]:
+    def lock_seats_of(session: Session, booking_id: Any, now: Any) -> list[Any]:
         seat_ids = session.scalars(text(
             f"SELECT seat_id FROM booking_items WHERE booking_id = :b ORDER BY seat_id {next(directions)}"
         ), {"b": booking_id}).all()

@@ -354,6 +354,24 @@ def rabbitmq_consumers(root: int) -> list[int]:
     return found
 
 
+def server_pids(env: BenchEnvironment) -> dict[str, int]:
+    """PostgreSQL's postmaster (its backends count with it) and Redis, where they can be found."""
+    pids: dict[str, int] = {}
+    try:
+        with psycopg.connect(env.database_url) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            pids["postgresql"] = _proc_table()[backend][0]  # the postmaster (while the backend lives)
+    except (psycopg.Error, KeyError):
+        pass
+    try:
+        client = redis.Redis.from_url(env.redis_url)
+        pids["redis"] = int(client.info("server")["process_id"])
+        client.close()
+    except redis.RedisError:
+        pass
+    return pids
+
+
 def component_pids(stack: Stack) -> dict[str, int]:
     """The root process of each component: its descendants count with it."""
     pids: dict[str, int] = {}
@@ -361,18 +379,7 @@ def component_pids(stack: Stack) -> dict[str, int]:
         pids["api (gunicorn)"] = stack.web.pid
     if stack.workers:
         pids["workers (dramatiq)"] = stack.workers[0].pid
-    try:
-        with psycopg.connect(stack.env.database_url) as conn:
-            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-            pids["postgresql"] = _proc_table()[backend][0]  # the postmaster (while the backend lives)
-    except (psycopg.Error, KeyError):
-        pass
-    try:
-        client = redis.Redis.from_url(stack.env.redis_url)
-        pids["redis"] = int(client.info("server")["process_id"])
-        client.close()
-    except redis.RedisError:
-        pass
+    pids.update(server_pids(stack.env))
     port = stack.stripe_url.rsplit(":", 1)[-1]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -413,4 +420,9 @@ class CpuMeter:
         self.used = {name: after.get(name, 0.0) - before for name, before in self.before.items()}
 
     def row(self) -> dict[str, float]:
+        """Cores busy per component (CPU seconds / wall seconds)."""
         return {name.split(" ")[0]: cpu / self.wall for name, cpu in self.used.items()} if self.wall else {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per component (\"machine\": busy seconds of all cores)."""
+        return {name.split(" ")[0]: cpu for name, cpu in self.used.items()}

@@ -122,6 +122,8 @@ class Stack:
     root: Path = field(default_factory=lambda: LOCAL / "runs" / uuid.uuid4().hex[:8])
     log_level: str = "INFO"  # the production default
     web_workers: int = 2
+    # gunicorn's worker class when not the project's (api.gunicorn_conf): to measure alternatives.
+    worker_class: str | None = None
     db_pool_size: int = 10
     namespace: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -175,7 +177,8 @@ class Stack:
         log = self.root / f"web-{self.port}.log"
         self.web = spawn(
             [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers or self.web_workers), "--no-control-socket", "-c", "python:api.gunicorn_conf"],
+             "--workers", str(workers or self.web_workers), "--no-control-socket", "-c", "python:api.gunicorn_conf",
+             *(["--worker-class", self.worker_class] if self.worker_class else [])],
             log=log, env=self.environ(),
         )
         wait_until_ready(self._answers, what="gunicorn", process=self.web, log=log)

@@ -4,7 +4,7 @@ beside pgbench running the very SQL transactions one booking costs, at the same 
     python -m bench.pipeline [--bookings 2000] [--clients 32] [--workers 2] [--threads 8]
                              [--payments both|stripe|none] [--stripe-calls 1000]
 
-The stack is started as the Procfile does: gunicorn (2 sync workers) and `dramatiq` with N
+The stack is started as the Procfile does: gunicorn (2 gevent workers) and `dramatiq` with N
 processes x T threads; no scheduler. C clients each POST a booking for a seat nobody else wants
 and send the next as soon as the 202 is in (a closed loop on the API, an open one on the
 workers). A booking counts when its status is settled (here: `authorized`); its time is that
@@ -282,7 +282,7 @@ def report(figures: dict[str, Any]) -> None:
     o = figures["options"]
     print_table(
         f"Pipeline: {o['bookings']} bookings of distinct seats, {o['clients']} clients, "
-        f"{o['workers']} worker processes x {o['threads']} threads, gunicorn {o['web_workers']} sync workers",
+        f"{o['workers']} worker processes x {o['threads']} threads, gunicorn {o['web_workers']} gevent workers",
         HEADER, figures["rows"])
     print(f"\npgbench: the same {figures['transactions']} transactions per booking at {o['clients']} clients "
           f"(one script run = one booking); {figures['round_trips']} round trips per booking from the code "
@@ -303,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--payments", choices=["both", "stripe", "none"], default="both")
     p.add_argument("--stripe-calls", type=int, default=1000, help="PaymentIntents for the Stripe leg alone")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the API and workers (production: INFO)")
-    p.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (the Procfile's default: 2)")
+    p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (the Procfile's default: 2)")
     p.add_argument("--show-statements", action="store_true", help="print the statements of one booking")
     return p
 

@@ -171,7 +171,7 @@ class Stack:
         }
 
     def start_web(self, app: str = "api.wsgi:create()", *, workers: int | None = None) -> None:
-        """`gunicorn APP` with the Procfile's settings (sync workers, the project's gunicorn_conf)."""
+        """`gunicorn APP` with the Procfile's settings (the project's gunicorn_conf: gevent workers)."""
         self.stop_web()
         self.port = free_port()
         log = self.root / f"web-{self.port}.log"

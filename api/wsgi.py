@@ -16,9 +16,12 @@ from tasks.broker import make_broker, make_dispatcher, make_inspector
 def create(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     configure_logging("api")
     settings = settings or Settings.from_env()
+    # The same ceiling as every process (2 x DB_POOL_SIZE), all of it kept open: a gevent worker
+    # serves many requests at once, so under load overflow connections were opened and closed
+    # by the burst, each a PostgreSQL backend started and torn down (bench/results/2026-12-06-speed.md).
     engine = make_engine(
-        settings.database_url, pool_size=settings.db_pool_size, application_name="bookings-api",
-        lock_timeout_ms=settings.lock_timeout_ms,
+        settings.database_url, pool_size=2 * settings.db_pool_size, max_overflow=0,
+        application_name="bookings-api", lock_timeout_ms=settings.lock_timeout_ms,
     )
     broker = make_broker(settings)
     ctx = Context(settings=settings, sessions=make_sessions(engine), dispatch=make_dispatcher(broker))

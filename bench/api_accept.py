@@ -156,6 +156,7 @@ class Options:
     loader: str = "auto"
     requests: int = 5000
     log_level: str = "INFO"
+    worker_class: str | None = None  # None: the project's (gevent, api.gunicorn_worker)
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -173,7 +174,8 @@ def run(options: Options) -> dict[str, Any]:
             "keys": keys, "event_id": event_id, "seats": arena.seats, "connections": options.connections,
             "duration": options.duration, "loader": loader, "requests": options.requests, "root": root,
         }
-        with Stack(env, log_level=options.log_level, web_workers=options.web_workers) as stack:
+        with Stack(env, log_level=options.log_level, web_workers=options.web_workers,
+                   worker_class=options.worker_class) as stack:
             stack.start_web("bench.trivial_app:create()")
             results.append(measure(stack, "trivial Falcon route (POST /trivial)", "/trivial", **common))
             results.append(measure(stack, "route that only enqueues to Dramatiq (POST /enqueue)", "/enqueue", **common))
@@ -191,7 +193,8 @@ def run(options: Options) -> dict[str, Any]:
 
 def report(figures: dict[str, Any]) -> None:
     o = figures["options"]
-    print_table(f"API accept path: {o['connections']} connections, gunicorn {o['web_workers']} sync workers, "
+    print_table(f"API accept path: {o['connections']} connections, gunicorn {o['web_workers']} "
+                f"{o.get('worker_class') or 'gevent'} workers, "
                 f"load from {o['loader']}",
                 ["route", "requests/s", "p50 ms", "p99 ms", "requests", "errors", "of trivial"], figures["rows"])
     api = figures["results"][-1]
@@ -211,9 +214,10 @@ def main() -> None:
     p.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--requests", type=int, default=5000, help="requests per route (python loader)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--worker-class", help="gunicorn worker class instead of the project's (e.g. sync, gthread)")
     args = p.parse_args()
     report(run(Options(args.connections, args.duration, args.web_workers, args.loader, args.requests,
-                       args.log_level)))
+                       args.log_level, args.worker_class)))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ beside pgbench running the very SQL transactions one booking costs, at the same 
     python -m bench.pipeline [--bookings 2000] [--clients 32] [--workers 2] [--threads 8]
                              [--payments both|stripe|none] [--stripe-calls 1000]
 
-The stack is started as the Procfile does: gunicorn (2 sync workers) and `dramatiq` with N
+The stack is started as the Procfile does: gunicorn (2 gevent workers) and `dramatiq` with N
 processes x T threads; no scheduler. C clients each POST a booking for a seat nobody else wants
 and send the next as soon as the 202 is in (a closed loop on the API, an open one on the
 workers). A booking counts when its status is settled (here: `authorized`); its time is that
@@ -49,6 +49,7 @@ from bench.stack import (
     pct,
     percentile,
     seat_body,
+    server_pids,
     settled_times,
     wait_settled,
 )
@@ -63,7 +64,8 @@ class PipelineRun:
     latencies: list[float]  # request sent -> booking settled, seconds
     statuses: dict[str, int]
     failures: int  # answers other than 202
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # cores busy per component
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU seconds per component
 
     @property
     def rate(self) -> float:
@@ -103,7 +105,7 @@ def drive(stack: Stack, arena: Arena, keys: list[str], *, event_index: int, firs
         statuses[status] = statuses.get(status, 0) + 1
     return PipelineRun(label, len(times), last_settled - first_sent,
                        max(a.finished for a in answers) - first_sent, latencies, statuses,
-                       sum(1 for a in answers if a.status != 202), meter.row())
+                       sum(1 for a in answers if a.status != 202), meter.row(), meter.cpu_seconds())
 
 
 def drain(stack: Stack, arena: Arena, keys: list[str], *, event_index: int, first_seat: int, count: int,
@@ -168,6 +170,11 @@ class Baseline:
     captured: Captured
     result: PgbenchResult
     clients: int
+    cpu_seconds: float = float("nan")  # PostgreSQL and pgbench together, during the run
+
+    @property
+    def cpu_ms_per_booking(self) -> float:
+        return self.cpu_seconds / self.result.transactions * 1000 if self.result.transactions else float("nan")
 
     def row(self, label: str = "pgbench, the same transactions") -> list[object]:
         return [label, self.result.transactions, f"{self.result.seconds:.2f}", f"{self.result.tps:,.0f}",
@@ -176,12 +183,20 @@ class Baseline:
 
 def pgbench_baseline(env: BenchEnvironment, arena: Arena, captured: Captured, *, event_index: int, clients: int,
                      bookings: int, first_seat: int, name: str, base: int = 1) -> Baseline:
-    """`base` (1, 2, ...) keeps the ids of several pgbench runs in one database apart."""
+    """`base` (1, 2, ...) keeps the ids of several pgbench runs in one database apart.
+
+    Its CPU is PostgreSQL's plus pgbench's own (a child of this process): the database work and the
+    client issuing it, as the pipeline's figure is the database's plus our processes'.
+    """
     script = pgbench_script(captured, env.database_url, event_id=str(arena.event_ids[event_index]))
     per_client = max(1, math.ceil(bookings / clients))
+    meter = CpuMeter(server_pids(env))
+    meter.start()
     result = run_pgbench(env.database_url, script, RESULTS / f"{name}.pgbench.sql", clients=clients,
                          transactions=per_client, base=base * 10**12, seat_base=first_seat)
-    return Baseline(captured, result, clients)
+    meter.stop()
+    used = meter.cpu_seconds()
+    return Baseline(captured, result, clients, used.get("postgresql", 0.0) + used.get("bench", 0.0))
 
 
 def seats_needed(bookings: int, clients: int, warmup: int) -> int:
@@ -222,7 +237,8 @@ def run(options: Options) -> dict[str, Any]:
                                                 base=m + 1)
                     kind = "Stripe" if mode == "stripe" else "payment-free"
                     rows.append(baseline.row(f"pgbench, the same transactions ({kind} mode's)"))
-                    figures["pgbench"] = {"tps": baseline.result.tps, "latency_ms": baseline.result.latency_ms}
+                    figures["pgbench"] = {"tps": baseline.result.tps, "latency_ms": baseline.result.latency_ms,
+                                          "cpu_ms_per_booking": baseline.cpu_ms_per_booking}
                     figures["statements"] = held.describe()
                     figures["round_trips"] = held.round_trips
                     figures["transactions"] = len(held.transactions)
@@ -236,7 +252,8 @@ def run(options: Options) -> dict[str, Any]:
                                         "p50": percentile(result.latencies, 50), "p99": percentile(result.latencies, 99),
                                         "accept_rate": result.bookings / result.accept_seconds,
                                         "statuses": result.statuses, "failures": result.failures,
-                                        "cpu": result.cpu, "ratio": result.rate / baseline.result.tps})
+                                        "cpu": result.cpu, "ratio": result.rate / baseline.result.tps,
+                                        "cpu_ms_per_booking": _served_cpu_ms(result)})
             stack.stop_workers()
             concurrency = options.workers * options.threads
             # On an empty local Stripe server, as each Stripe-mode run gets (see Stack.fresh_stripe).
@@ -251,6 +268,12 @@ def run(options: Options) -> dict[str, Any]:
     return figures
 
 
+def _served_cpu_ms(result: PipelineRun) -> float:
+    """CPU per settled booking of everything that serves it (API, workers, PostgreSQL, Redis), not the load."""
+    served = sum(v for k, v in result.cpu_seconds.items() if k not in ("bench", "machine"))
+    return served / result.bookings * 1000 if result.bookings else float("nan")
+
+
 def _shape(captured: Captured) -> list[str]:
     return [statement for tx in captured.transactions for statement, _ in tx.statements]
 
@@ -259,7 +282,7 @@ def report(figures: dict[str, Any]) -> None:
     o = figures["options"]
     print_table(
         f"Pipeline: {o['bookings']} bookings of distinct seats, {o['clients']} clients, "
-        f"{o['workers']} worker processes x {o['threads']} threads, gunicorn {o['web_workers']} sync workers",
+        f"{o['workers']} worker processes x {o['threads']} threads, gunicorn {o['web_workers']} gevent workers",
         HEADER, figures["rows"])
     print(f"\npgbench: the same {figures['transactions']} transactions per booking at {o['clients']} clients "
           f"(one script run = one booking); {figures['round_trips']} round trips per booking from the code "
@@ -280,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--payments", choices=["both", "stripe", "none"], default="both")
     p.add_argument("--stripe-calls", type=int, default=1000, help="PaymentIntents for the Stripe leg alone")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the API and workers (production: INFO)")
-    p.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (the Procfile's default: 2)")
+    p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (the Procfile's default: 2)")
     p.add_argument("--show-statements", action="store_true", help="print the statements of one booking")
     return p
 

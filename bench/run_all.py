@@ -4,7 +4,8 @@
     python -m bench.run_all --quick    # small sizes (a few minutes), to check that all of it works
     python -m bench.run_all --only pipeline hot_seat
 
-Writes bench/results/bench-<time>.png (and latest.png) and the figures as JSON beside it.
+Writes bench/results/bench-<time>.png (and latest.png) and the figures as JSON beside it, and
+bench/results/latest.json: every target with its figure, baseline and ratio (bench.targets).
 Every figure is a ratio to a baseline measured in the same run; the machine is shared and
 noisy, so compare ratios, not absolute rates, across runs.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import targets
 from bench.stack import RESULTS
 
 ALL = ["pipeline", "api_accept", "hot_seat", "expiry", "scale_out", "cpu_per_booking"]
@@ -100,9 +103,10 @@ def run_cpu_per_booking(size: dict[str, Any], log_level: str) -> dict[str, Any]:
     from bench import cpu_per_booking
     from bench.environment import print_table
 
-    rows = cpu_per_booking.run(size["requests"])
+    measured = cpu_per_booking.measure(size["requests"])
+    rows = cpu_per_booking.table(measured)
     print_table(f"CPU per call, one thread, {size['requests']} calls each", cpu_per_booking.HEADER, rows)
-    return {"rows": rows}
+    return {"rows": rows, "figures": measured}
 
 
 RUNNERS = {"pipeline": run_pipeline, "api_accept": run_api_accept, "hot_seat": run_hot_seat,
@@ -217,6 +221,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = SIZES["quick" if args.quick else "full"]
     figures: dict[str, Any] = {}
+    load_at_start = list(os.getloadavg())
     started = time.monotonic()
     failed = []
     for name in args.only:
@@ -233,6 +238,12 @@ def main() -> None:
     chart(figures, png, title)
     (args.out / "latest.png").write_bytes(png.read_bytes())
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(figures, indent=1, default=str))
+    found = targets.targets(figures)
+    targets.report(found)
+    summary = targets.summary(figures, sizes="quick" if args.quick else "full", stamp=stamp)
+    summary["load_average_at_start"] = load_at_start
+    (args.out / "latest.json").write_text(json.dumps(summary, indent=1))
+    print(f"load average (1, 5, 15 min) at start {load_at_start}, at end {summary['load_average']}")
     print(f"\nchart: {png} (also {args.out / 'latest.png'}); figures: {png.with_suffix('.json')}; "
           f"{time.monotonic() - started:.0f} s in all")
     if failed:
@@ -240,8 +251,6 @@ def main() -> None:
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

@@ -105,7 +105,7 @@ def run(*, processes: list[int], threads: int = 8, bookings: int = 1000, clients
 
 def report(figures: dict[str, Any]) -> None:
     o = figures["options"]
-    print_table(f"Scale-out: {o['bookings']} bookings per run, {o['clients']} clients, gunicorn 2 sync workers",
+    print_table(f"Scale-out: {o['bookings']} bookings per run, {o['clients']} clients, gunicorn 2 gevent workers",
                 ["what", "workers", "bookings/s", "API 202/s", "p50 ms", "p99 ms", "of pgbench",
                  *[f"{c} cores" for c in CPU_COLUMNS]], figures["rows"])
     print("\n'cores' = CPU seconds per second of the run, per component (the machine has 2; 'machine' counts "

@@ -42,7 +42,8 @@ Payments = Literal["stripe", "none"]
 #: The worker module each payment mode runs under `dramatiq` (what `bookings worker` runs).
 WORKER_MODULES: dict[str, str] = {"stripe": "tasks.worker", "none": "bench.nopay_worker"}
 #: Limits far above anything a benchmark sends: measure the limiter's cost, never its refusals.
-NO_RATE_LIMITS = "writes=10000000/second;reads=10000000/second;webhooks=10000000/second"
+# The load comes from one address, so the per-address budget for unvouched requests is lifted too.
+NO_RATE_LIMITS = "writes=10000000/second;reads=10000000/second;webhooks=10000000/second;anonymous=10000000/second"
 
 
 def seat_uuid(index: int) -> str:
@@ -121,6 +122,8 @@ class Stack:
     root: Path = field(default_factory=lambda: LOCAL / "runs" / uuid.uuid4().hex[:8])
     log_level: str = "INFO"  # the production default
     web_workers: int = 2
+    # gunicorn's worker class when not the project's (api.gunicorn_conf): to measure alternatives.
+    worker_class: str | None = None
     db_pool_size: int = 10
     namespace: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -168,13 +171,14 @@ class Stack:
         }
 
     def start_web(self, app: str = "api.wsgi:create()", *, workers: int | None = None) -> None:
-        """`gunicorn APP` with the Procfile's settings (sync workers, the project's gunicorn_conf)."""
+        """`gunicorn APP` with the Procfile's settings (the project's gunicorn_conf: gevent workers)."""
         self.stop_web()
         self.port = free_port()
         log = self.root / f"web-{self.port}.log"
         self.web = spawn(
             [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers or self.web_workers), "--no-control-socket", "-c", "python:api.gunicorn_conf"],
+             "--workers", str(workers or self.web_workers), "--no-control-socket", "-c", "python:api.gunicorn_conf",
+             *(["--worker-class", self.worker_class] if self.worker_class else [])],
             log=log, env=self.environ(),
         )
         wait_until_ready(self._answers, what="gunicorn", process=self.web, log=log)
@@ -303,7 +307,11 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _proc_table() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds used so far)."""
+    """pid -> (parent pid, CPU seconds used so far, with its reaped children's).
+
+    The children's share counts what ran and exited between two samples: pgbench, and the
+    PostgreSQL backends of its connections (reaped by the postmaster).
+    """
     table: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -312,7 +320,7 @@ def _proc_table() -> dict[int, tuple[int, float]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+        table[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / _TICK)
     return table
 
 
@@ -354,6 +362,24 @@ def rabbitmq_consumers(root: int) -> list[int]:
     return found
 
 
+def server_pids(env: BenchEnvironment) -> dict[str, int]:
+    """PostgreSQL's postmaster (its backends count with it) and Redis, where they can be found."""
+    pids: dict[str, int] = {}
+    try:
+        with psycopg.connect(env.database_url) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            pids["postgresql"] = _proc_table()[backend][0]  # the postmaster (while the backend lives)
+    except (psycopg.Error, KeyError):
+        pass
+    try:
+        client = redis.Redis.from_url(env.redis_url)
+        pids["redis"] = int(client.info("server")["process_id"])
+        client.close()
+    except redis.RedisError:
+        pass
+    return pids
+
+
 def component_pids(stack: Stack) -> dict[str, int]:
     """The root process of each component: its descendants count with it."""
     pids: dict[str, int] = {}
@@ -361,18 +387,7 @@ def component_pids(stack: Stack) -> dict[str, int]:
         pids["api (gunicorn)"] = stack.web.pid
     if stack.workers:
         pids["workers (dramatiq)"] = stack.workers[0].pid
-    try:
-        with psycopg.connect(stack.env.database_url) as conn:
-            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-            pids["postgresql"] = _proc_table()[backend][0]  # the postmaster (while the backend lives)
-    except (psycopg.Error, KeyError):
-        pass
-    try:
-        client = redis.Redis.from_url(stack.env.redis_url)
-        pids["redis"] = int(client.info("server")["process_id"])
-        client.close()
-    except redis.RedisError:
-        pass
+    pids.update(server_pids(stack.env))
     port = stack.stripe_url.rsplit(":", 1)[-1]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -413,4 +428,9 @@ class CpuMeter:
         self.used = {name: after.get(name, 0.0) - before for name, before in self.before.items()}
 
     def row(self) -> dict[str, float]:
+        """Cores busy per component (CPU seconds / wall seconds)."""
         return {name.split(" ")[0]: cpu / self.wall for name, cpu in self.used.items()} if self.wall else {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per component (\"machine\": busy seconds of all cores)."""
+        return {name.split(" ")[0]: cpu for name, cpu in self.used.items()}

@@ -19,6 +19,7 @@ from db.driver import refuse_listeners_needing_context
 def make_engine(
     database_url: str, *, pool_size: int = 10, application_name: str = "bookings",
     lock_timeout_ms: int = 2000, pre_ping: bool = True, ping_after_idle: float = 1.0,
+    max_overflow: int | None = None,
 ) -> Engine:
     """An engine whose every transaction waits at most `lock_timeout_ms` for a row lock.
 
@@ -30,11 +31,14 @@ def make_engine(
     moment ago skips the round trip (if the server died in that moment, the statement using it
     fails, and SQLAlchemy then replaces every pooled connection of that server). Workers turn it
     off: a message that meets a dead connection is retried.
+
+    `max_overflow` connections beyond `pool_size` are opened when needed and closed on return
+    (default: as many again as `pool_size`).
     """
     engine = create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_timeout=10,
         # Last in, first out: under load the same few connections are reused and skip the ping
         # below, and the rest sit idle long enough for PostgreSQL or the pool to retire them.

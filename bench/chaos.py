@@ -65,6 +65,7 @@ from services import queues
 from testkit import stripe_mischief
 from testkit.faults import FaultProxy, RandomFaults, WebhookRelay
 from testkit.open_events import make_open_events
+from testkit.processes import descends_from
 from testkit.stripe_webhooks import sign, stripe_event
 
 WEBHOOK_SECRET = "whsec_chaos_campaign"
@@ -200,7 +201,7 @@ class Cluster:
         client = redis.Redis.from_url(self.redis.url)
         try:
             beating = client.zrangebyscore("chaos:__heartbeats__", time.time() * 1000 - 3_000, "+inf")
-            ids = [m.decode() for m in beating if _descends_from(_pid_of(m.decode()), supervisor.pid)]
+            ids = [m.decode() for m in beating if descends_from(_pid_of(m.decode()), supervisor.pid)]
             if not ids:
                 return None
             os.kill(_pid_of(ids[0]), signal.SIGKILL)
@@ -934,15 +935,6 @@ def _pid_of(worker_id: str) -> int:
     return int(worker_id.rsplit("-", 2)[-2])  # broker ids are host-pid-random
 
 
-def _descends_from(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except FileNotFoundError:
-            return False
-    return False
 
 
 def _fetched_placements(client: redis.Redis, worker_id: str) -> set[str]:

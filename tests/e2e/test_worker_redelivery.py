@@ -26,6 +26,7 @@ from db.queries.clients import create_client
 from services import queues
 from services.outbox import StagedMessage
 from tasks.broker import make_broker, make_dispatcher, make_inspector
+from testkit.processes import descends_from
 from tests.support import (
     BOTH_BROKERS,
     first_event,
@@ -179,7 +180,7 @@ class Heartbeats:
 
     def of_descendants(self, ancestor: int) -> set[str]:
         fresh = self.client.zrangebyscore(f"{self.ns}:__heartbeats__", time.time() * 1000 - 1_000, "+inf")
-        return {m.decode() for m in fresh if _descends_from(self.pid(m.decode()), ancestor)}
+        return {m.decode() for m in fresh if descends_from(self.pid(m.decode()), ancestor)}
 
     def fetched_bookings(self, worker_id: str) -> set[str] | None:
         booking_ids = set()
@@ -190,15 +191,6 @@ class Heartbeats:
         return booking_ids
 
 
-def _descends_from(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-    return False
 
 
 def _completed_runs(logs: Path, actor: str) -> Counter[str]:

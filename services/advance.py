@@ -84,7 +84,7 @@ def _refund_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequest
     assert call.intent_id is not None
     state = ctx.payments().retrieve(call.intent_id)
     if state.amount_refunded >= call.refund_target:
-        return ProviderResult(refunded=0, state=state)
+        return ProviderResult(state=state)
     _release_claim(ctx, call)
     raise rejected
 

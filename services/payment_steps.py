@@ -82,7 +82,6 @@ class ProviderCall:
 class ProviderResult:
     state: IntentState | None = None
     declined: PaymentDeclined | None = None
-    refunded: int = 0
     checkout: CheckoutSession | None = None
     #: The decline is the provider not knowing the payment method, not the card's answer.
     method_invalid: bool = False
@@ -144,11 +143,11 @@ def call_provider(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult
     if call.step is Step.CAPTURE:
         return ProviderResult(state=gateway.capture(call.intent_id, amount=call.amount, idempotency_key=key))
     if call.amount == 0:
-        return ProviderResult(refunded=0)
-    refunded = gateway.refund(call.intent_id, amount=call.amount, idempotency_key=key)
+        return ProviderResult()  # nothing to refund: the books' total stands
+    gateway.refund(call.intent_id, amount=call.amount, idempotency_key=key)
     # Stripe's running total, read after the refund: a refund made elsewhere meanwhile (the
     # dashboard) is in it, where refunded_before + this refund would miss it.
-    return ProviderResult(refunded=refunded, state=gateway.retrieve(call.intent_id))
+    return ProviderResult(state=gateway.retrieve(call.intent_id))
 
 
 def _start_payment(gateway: PaymentGateway, call: ProviderCall) -> ProviderResult:

@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
@@ -32,6 +31,7 @@ from tests.support import (
     first_event,
     intents_for,
     new_key,
+    play_at_local_stripe,
     post_webhook,
     seat_request,
     stripe_client,
@@ -96,13 +96,10 @@ def _checkout_booking(api: ApiClient, runtime: Any, seat: Any) -> tuple[dict[str
 
 
 def _complete_checkout(runtime: Any, session_id: str, intent_id: str) -> dict[str, Any]:
-    """The customer pays on the hosted page: the local server's session completes with the intent
-    (an addition of ours: Stripe's own sessions complete on their page)."""
-    base = runtime.context.settings.stripe_api_base
-    answer = httpx.post(f"{base}/v1/checkout/sessions/{session_id}/_complete",
-                        data={"payment_intent": intent_id}, headers={"Authorization": "Bearer sk_test_local"})
-    answer.raise_for_status()
-    return dict(answer.json())
+    """The customer pays on the hosted page (the local server's session completes with the intent)."""
+    return play_at_local_stripe(runtime.context.settings.stripe_api_base,
+                                f"/v1/checkout/sessions/{session_id}/_complete", payment_intent=intent_id)
+
 
 
 def test_checkout_mode_exposes_a_url_and_follows_the_session_events(app, api, runtime, worker):

@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
 from adapters.stripe import provider_event
@@ -25,7 +24,14 @@ from services import requests, webhooks
 from services.advance import _settle, advance_booking, call_with_recovery
 from services.payment_steps import StepInProgress
 from testkit.stripe_webhooks import stripe_event
-from tests.support import first_event, intents_for, post_webhook, seat_request, stripe_client
+from tests.support import (
+    first_event,
+    intents_for,
+    play_at_local_stripe,
+    post_webhook,
+    seat_request,
+    stripe_client,
+)
 
 
 def _full_refund_policy(runtime: Any) -> Any:
@@ -139,10 +145,9 @@ def test_a_late_refund_answer_does_not_release_the_next_refunds_claim(api, runti
 
 
 def _complete_checkout(ctx: Any, session_id: str, intent_id: str) -> dict[str, Any]:
-    answer = httpx.post(f"{ctx.settings.stripe_api_base}/v1/checkout/sessions/{session_id}/_complete",
-                        data={"payment_intent": intent_id}, headers={"Authorization": "Bearer sk_test_local"})
-    answer.raise_for_status()
-    return dict(answer.json())
+    return play_at_local_stripe(ctx.settings.stripe_api_base, f"/v1/checkout/sessions/{session_id}/_complete",
+                                payment_intent=intent_id)
+
 
 
 def test_a_checkout_paid_while_its_expired_booking_closes_the_session_is_refunded_without_its_event(api, runtime):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
@@ -19,6 +18,7 @@ from testkit.stripe_webhooks import stripe_event
 from tests.support import (
     first_event,
     new_key,
+    play_at_local_stripe,
     post_webhook,
     seat_request,
     stripe_client,
@@ -167,12 +167,10 @@ def test_concurrent_payment_retries_make_one_attempt_and_refuse_the_rest(api, ru
     assert attempt == 2  # one attempt accepted, counted once
 
 
-def _bank(runtime: Any, path: str, **form: Any) -> dict[str, Any]:
+def _bank(runtime: Any, path: str, **form: str) -> dict[str, Any]:
     """The local server's routes that play the customer's bank."""
-    answer = httpx.post(f"{runtime.context.settings.stripe_api_base}{path}", data=form,
-                        headers={"Authorization": "Bearer sk_test_local"})
-    answer.raise_for_status()
-    return dict(answer.json())
+    return play_at_local_stripe(runtime.context.settings.stripe_api_base, path, **form)
+
 
 
 def test_a_dispute_is_recorded_from_stripes_record_and_a_lost_one_keeps_the_books_equal(app, api, runtime, worker):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
 from db.engine import transaction
@@ -21,6 +20,7 @@ from testkit.stripe_webhooks import stripe_event
 from tests.support import (
     first_event,
     new_key,
+    play_at_local_stripe,
     post_webhook,
     seat_request,
     stripe_client,
@@ -49,13 +49,10 @@ def _needs_authentication(api: Any, runtime: Any, seat_index: int) -> dict[str, 
 
 def _authenticate(runtime: Any, booking: dict[str, Any], success: bool) -> dict[str, Any]:
     """The customer completes (or fails) the bank's challenge in the front end."""
-    base = runtime.context.settings.stripe_api_base
-    intent_id, secret = booking["payment"]["provider_ref"], booking["payment"]["client_secret"]
-    answer = httpx.post(f"{base}/v1/payment_intents/{intent_id}/_authenticate",
-                        data={"client_secret": secret, "success": str(success).lower()},
-                        headers={"Authorization": "Bearer sk_test_local"})
-    answer.raise_for_status()
-    return dict(answer.json())
+    return play_at_local_stripe(
+        runtime.context.settings.stripe_api_base, f"/v1/payment_intents/{booking['payment']['provider_ref']}/_authenticate",
+        client_secret=booking["payment"]["client_secret"], success=str(success).lower(),
+    )
 
 
 def test_a_card_that_needs_authentication_is_handed_to_the_customer_and_then_authorized(app, api, runtime, worker):

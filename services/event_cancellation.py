@@ -21,7 +21,7 @@ from db.models import Booking, Event, Payment
 from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from domain.lifecycle import FINAL
-from domain.payments import RefundChoice
+from domain.payments import DISPUTES_ALLOWING_REFUNDS, RefundChoice
 from services import queues
 from services.context import Context
 from services.outbox import StagedMessage, stage
@@ -83,13 +83,19 @@ class Progress:
 
 
 def progress(session: Session, event_id: uuid.UUID, *, now: datetime, stuck_after: float) -> Progress:
-    """The event's cancelled bookings, those settled, and those whose Stripe step has been stuck
-    for longer than `stuck_after` seconds (an operator should look: dead letters, the console)."""
+    """The event's cancelled bookings, those settled, and those that failed: their Stripe step
+    stuck for longer than `stuck_after` seconds (an operator should look: dead letters, the
+    console), or their refund refused while a dispute holds the money (the booking shows
+    `refund_blocked`; the dispute's end settles it)."""
     of_event = (Booking.event_id == event_id) & (Booking.cancel_reason == EVENT_CANCELLED)
     settled = Booking.status.in_(_LIVE)
-    stuck = ~settled & Payment.step.is_not(None) & (
+    step_stuck = Payment.step.is_not(None) & (
         Payment.step_started_at.is_(None) | (func.extract("epoch", now - Payment.step_started_at) > stuck_after)
     )
+    held_by_dispute = (Payment.refund_requested > Payment.amount_refunded) & Payment.dispute.is_not(None) & (
+        Payment.dispute["status"].astext.not_in(sorted(DISPUTES_ALLOWING_REFUNDS))
+    )
+    stuck = ~settled & (step_stuck | held_by_dispute)
     row = session.execute(
         select(func.count(), func.count().filter(settled), func.count().filter(stuck))
         .select_from(Booking).join(Payment, Payment.booking_id == Booking.id).where(of_event)

@@ -162,6 +162,8 @@ class Stack:
             "DATABASE_URL": self.env.database_url, "REDIS_URL": self.env.redis_url,
             "STRIPE_API_BASE": self.stripe_url, "STRIPE_API_KEY": "sk_test_bench",
             "BROKER_NAMESPACE": self.namespace, "RATE_LIMITS": NO_RATE_LIMITS,
+            # Measure the pipeline, not the Stripe budget (bench.event_cancellation sets its own).
+            "STRIPE_MAX_REQUESTS_PER_SECOND": "0",
             "DB_POOL_SIZE": str(self.db_pool_size), "LOG_LEVEL": self.log_level, "PYTHONUNBUFFERED": "1",
             # Nothing here should expire or be relayed while we measure.
             "OUTBOX_RELAY_AFTER_SECONDS": "3600", "BOOKING_HOLD_TTL_SECONDS": "3600",

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from db.models import Booking, Event, Payment
@@ -75,6 +75,14 @@ def _uncancelled(session: Session, event_id: uuid.UUID) -> int:
     ) or 0)
 
 
+def refund_held_by_dispute() -> ColumnElement[bool]:
+    """A refund asked for that waits for the charge's dispute (Stripe refuses it meanwhile)."""
+    return and_(
+        Payment.refund_requested > Payment.amount_refunded, Payment.dispute.is_not(None),
+        Payment.dispute["status"].astext.not_in(sorted(DISPUTES_ALLOWING_REFUNDS)),
+    )
+
+
 @dataclass(frozen=True)
 class Progress:
     bookings: int
@@ -92,10 +100,7 @@ def progress(session: Session, event_id: uuid.UUID, *, now: datetime, stuck_afte
     step_stuck = Payment.step.is_not(None) & (
         Payment.step_started_at.is_(None) | (func.extract("epoch", now - Payment.step_started_at) > stuck_after)
     )
-    held_by_dispute = (Payment.refund_requested > Payment.amount_refunded) & Payment.dispute.is_not(None) & (
-        Payment.dispute["status"].astext.not_in(sorted(DISPUTES_ALLOWING_REFUNDS))
-    )
-    stuck = ~settled & (step_stuck | held_by_dispute)
+    stuck = ~settled & (step_stuck | refund_held_by_dispute())
     row = session.execute(
         select(func.count(), func.count().filter(settled), func.count().filter(stuck))
         .select_from(Booking).join(Payment, Payment.booking_id == Booking.id).where(of_event)

@@ -22,6 +22,7 @@ from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from domain.lifecycle import FINAL
 from domain.payments import DISPUTES_ALLOWING_REFUNDS, RefundChoice
+from domain.workflow import VOIDABLE
 from services import queues
 from services.context import Context
 from services.outbox import StagedMessage, stage
@@ -34,6 +35,7 @@ EVENT_CANCELLED = "event_cancelled"
 BATCH_SIZE = 200
 
 _LIVE = [status.value for status in FINAL]
+_HELD_AT_STRIPE = sorted(status.value for status in VOIDABLE)
 
 
 def cancel_event(uow: UnitOfWork, event_id: uuid.UUID, *, request_id: str | None) -> list[StagedMessage]:
@@ -91,12 +93,13 @@ class Progress:
 
 
 def progress(session: Session, event_id: uuid.UUID, *, now: datetime, stuck_after: float) -> Progress:
-    """The event's cancelled bookings, those settled, and those that failed: their Stripe step
-    stuck for longer than `stuck_after` seconds (an operator should look: dead letters, the
-    console), or their refund refused while a dispute holds the money (the booking shows
-    `refund_blocked`; the dispute's end settles it)."""
+    """The event's cancelled bookings, those settled (final, and nothing left to do at Stripe),
+    and those that failed: their Stripe step stuck for longer than `stuck_after` seconds (an
+    operator should look: dead letters, the console), or their refund refused while a dispute
+    holds the money (the booking shows `refund_blocked`; the dispute's end settles it)."""
     of_event = (Booking.event_id == event_id) & (Booking.cancel_reason == EVENT_CANCELLED)
-    settled = Booking.status.in_(_LIVE)
+    # Settled at Stripe too: a cancelled booking's authorization is voided after its status moves.
+    settled = Booking.status.in_(_LIVE) & Payment.step.is_(None) & Payment.status.not_in(_HELD_AT_STRIPE)
     step_stuck = Payment.step.is_not(None) & (
         Payment.step_started_at.is_(None) | (func.extract("epoch", now - Payment.step_started_at) > stuck_after)
     )

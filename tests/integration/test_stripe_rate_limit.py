@@ -32,8 +32,9 @@ def budgets(settings: Any) -> Iterator[Any]:
     """Budgets over one namespace, as separate worker processes have: `make(per_second, max_wait)`."""
     namespace, made = f"budget-test-{uuid.uuid4().hex[:8]}", []
 
-    def make(per_second: int, max_wait: float = 0.0, ns: str = namespace) -> StripeRequestBudget:
-        budget = StripeRequestBudget(settings.redis_url, per_second, ns, max_wait=max_wait)
+    def make(per_second: int, max_wait: float = 0.0, ns: str = namespace, sleep: Any = None) -> StripeRequestBudget:
+        budget = StripeRequestBudget(settings.redis_url, per_second, ns, max_wait=max_wait, **(
+            {"sleep": sleep} if sleep else {}))
         made.append(budget)
         return budget
 
@@ -45,13 +46,19 @@ def budgets(settings: Any) -> Iterator[Any]:
         budget.close()
 
 
-def test_worker_processes_share_one_budget_of_requests_per_second(budgets):
-    first, second = budgets(5), budgets(5)
+def test_worker_processes_take_turns_in_one_budget_in_the_order_they_ask(budgets):
+    # Two processes, five requests a second between them: turns 0.2 s apart, whoever asks. The
+    # waits are recorded, not slept, so the turns are reserved at (almost) the same instant.
+    waits: list[float] = []
+    first, second = budgets(5, max_wait=0.9, sleep=waits.append), budgets(5, max_wait=0.9, sleep=waits.append)
     for budget in (first, second, first, second, first):
         budget.take()
+    assert [round(w, 1) for w in waits] == [0.2, 0.4, 0.6, 0.8]  # the first went at once
     with pytest.raises(PaymentProviderRateLimited):
-        second.take()  # the sixth request in the second: over the shared five
-    budgets(5, ns=f"another-{uuid.uuid4().hex[:6]}").take()  # control: another account's budget is its own
+        second.take()  # its turn would be a second away: not sent, retried with backoff
+    other = budgets(5, max_wait=0.9, ns=f"another-{uuid.uuid4().hex[:6]}", sleep=waits.append)
+    other.take()  # control: another account's budget is its own
+    assert len(waits) == 4
 
 
 def test_a_429_pauses_every_worker_and_a_second_one_pauses_longer(settings, budgets):

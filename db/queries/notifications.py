@@ -111,6 +111,15 @@ def record_email_attempt(
     })
 
 
+def release_email_claims(session: Session, emails: list[DueEmail], now: datetime) -> None:
+    """Make claimed emails due again at once (a sweep giving back what it will not send)."""
+    session.execute(text("""
+        UPDATE booking_emails SET next_attempt_at = :now
+        WHERE (booking_id, kind) IN (SELECT * FROM unnest(CAST(:booking_ids AS uuid[]), CAST(:kinds AS text[])))
+          AND status = 'pending'
+    """), {"now": now, "booking_ids": [e.booking_id for e in emails], "kinds": [e.kind for e in emails]})
+
+
 @dataclass(frozen=True)
 class NotificationFigures:
     deliveries: dict[str, int]

@@ -37,6 +37,7 @@ from services.context import Context
 from services.payment_steps import StepInProgress
 from services.queues import Route
 from tasks.broker import make_inspector
+from tasks.notification_metrics import delivery_metrics
 
 
 def _retry_later(fn: Callable[[str], None]) -> Callable[[str], None]:
@@ -120,7 +121,8 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """Forget idempotency keys older than their TTL (hourly)."""
         maintenance.purge_idempotency_keys(ctx)
 
-    deliverer = notifications.Deliverer(WebhookSender(allow_private=ctx.settings.webhook_allow_private_urls))
+    deliverer = notifications.Deliverer(WebhookSender(allow_private=ctx.settings.webhook_allow_private_urls),
+                                        observe=delivery_metrics)
     mailer = SmtpMailer(ctx.settings.smtp_url) if ctx.settings.smtp_url else None
 
     def deliver_due_webhooks() -> None:

@@ -60,8 +60,9 @@ def store_event_data(session: Session, event_id: str, data: dict[str, Any]) -> d
 def record_delivery_attempt(
     session: Session, delivery: DueDelivery, *, status: str, status_code: int | None, error: str | None,
     next_attempt_at: datetime, now: datetime,
-) -> None:
-    session.execute(text("""
+) -> bool:
+    """Whether it was recorded: not if the row is no longer as this attempt claimed it."""
+    result = session.execute(text("""
         UPDATE webhook_deliveries
         SET attempts = attempts + 1, status = :status, last_status_code = :code, last_error = :error,
             next_attempt_at = :next_attempt_at,
@@ -71,6 +72,7 @@ def record_delivery_attempt(
         "id": delivery.id, "attempts": delivery.attempts, "status": status, "code": status_code,
         "error": error, "next_attempt_at": next_attempt_at, "finished_at": None if status == "pending" else now,
     })
+    return bool(getattr(result, "rowcount", 0))
 
 
 @dataclass(frozen=True)

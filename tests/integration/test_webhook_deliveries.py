@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from adapters.webhooks import WebhookSender
@@ -23,6 +24,7 @@ from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
 from services import notifications
 from services.notifications import Deliverer
+from tasks.notification_metrics import DeliveryMetrics
 from tests.integration.notification_fixtures import Clock, Receiver
 from tests.support import first_event, seat_request, wait_for, wait_for_statuses
 
@@ -214,3 +216,28 @@ def test_a_stalled_receiver_does_not_slow_bookings(api, runtime, worker, receive
 
 def _attempted_posts(receiver: Receiver) -> int:
     return receiver.stalled
+
+
+def test_a_delivery_counts_its_attempts_and_times_its_success_from_the_event(api, runtime, receiver):
+    answers = iter([503, 200])
+    receiver.answer = lambda: next(answers)
+    clock = Clock()
+    ctx = dataclasses.replace(runtime.context, clock=clock)
+    registry = CollectorRegistry()
+    deliverer = dataclasses.replace(_deliverer(), observe=DeliveryMetrics(registry))
+    register(api, receiver.url, ["booking.cancelled"])
+    _move(runtime, _booking(api, runtime, 8), S.CANCELLED, at=clock.now)
+    clock.advance(timedelta(seconds=2))  # the scheduler's tick
+
+    waits = _sweep_until_done(ctx, clock, deliverer)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"type": "booking.cancelled", **labels})
+
+    assert waits == [timedelta(seconds=7.5)]
+    assert sample("webhook_delivery_attempts_total", outcome="retried") == 1
+    assert sample("webhook_delivery_attempts_total", outcome="succeeded") == 1
+    assert sample("webhook_delivery_latency_seconds_count") == 1
+    assert sample("webhook_delivery_latency_seconds_sum") == 9.5  # 2 s to the first attempt, 7.5 s to the next
+    assert sample("webhook_delivery_latency_seconds_bucket", le="5.0") == 0
+    assert sample("webhook_delivery_latency_seconds_bucket", le="10.0") == 1

@@ -139,3 +139,45 @@ def notification_figures(session: Session, now: datetime) -> NotificationFigures
         {status: count for status, count in deliveries}, {status: count for status, count in emails},
         (now - oldest).total_seconds() if oldest is not None else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class FailingEndpoint:
+    """An endpoint whose deliveries fail: given up on (`failed`) or still being retried (`retrying`)."""
+
+    endpoint_id: uuid.UUID
+    client_id: uuid.UUID
+    client_name: str
+    url: str
+    failed: int
+    retrying: int
+    last_status_code: int | None
+    last_error: str | None
+    oldest_undelivered_at: datetime
+
+
+#: Reads only the deliveries not yet succeeded (webhook_deliveries_undelivered); the last error is
+#: that of the most recently attempted of them.
+_FAILING_ENDPOINTS = text("""
+SELECT e.id, e.client_id, c.name, e.url,
+       count(*) FILTER (WHERE d.status = 'failed'),
+       count(*) FILTER (WHERE d.status = 'pending' AND d.attempts > 0),
+       (array_agg(d.last_status_code ORDER BY COALESCE(d.finished_at, d.next_attempt_at) DESC)
+            FILTER (WHERE d.attempts > 0))[1],
+       (array_agg(d.last_error ORDER BY COALESCE(d.finished_at, d.next_attempt_at) DESC)
+            FILTER (WHERE d.attempts > 0))[1],
+       min(d.created_at)
+FROM webhook_deliveries d
+JOIN webhook_endpoints e ON e.id = d.endpoint_id
+JOIN clients c ON c.id = e.client_id
+WHERE d.status <> 'succeeded'
+GROUP BY e.id, c.id
+HAVING count(*) FILTER (WHERE d.status = 'failed' OR d.attempts > 0) > 0
+ORDER BY 5 DESC, 9
+LIMIT :limit
+""")
+
+
+def failing_endpoints(session: Session, *, limit: int = 200) -> list[FailingEndpoint]:
+    """Endpoints with deliveries failed or failing, those given up on most first."""
+    return [FailingEndpoint(*row) for row in session.execute(_FAILING_ENDPOINTS, {"limit": limit})]

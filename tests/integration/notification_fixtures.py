@@ -33,6 +33,7 @@ class Receiver:
         self.released = threading.Event()
         #: POSTs being held without an answer right now.
         self.stalled = 0
+        self.counting = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +41,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver.answer()
                 if status is None:
-                    receiver.stalled += 1
+                    with receiver.counting:
+                        receiver.stalled += 1
                     receiver.released.wait(30)
                     return
                 receiver.received.append(Received(dict(self.headers.items()), body, status))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from email.message import EmailMessage
@@ -73,9 +74,23 @@ class Mailer(Protocol):
 
 def send_due_emails(
     ctx: Context, mailer: Mailer | None, *, schedule: RetrySchedule = RetrySchedule(),
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] = random.random, running: threading.Lock | None = None,
 ) -> int:
-    """Send what is due, one claimed batch; the number of emails attempted."""
+    """Send what is due, one claimed batch; the number of emails attempted.
+
+    `running` is the process's: a sweep arriving while another runs returns at once, so a mail
+    server that stalls holds one worker thread, not one per tick of the scheduler."""
+    if running is None:
+        return _send_batch(ctx, mailer, schedule, jitter)
+    if not running.acquire(blocking=False):
+        return 0
+    try:
+        return _send_batch(ctx, mailer, schedule, jitter)
+    finally:
+        running.release()
+
+
+def _send_batch(ctx: Context, mailer: Mailer | None, schedule: RetrySchedule, jitter: Callable[[], float]) -> int:
     claimed_at = ctx.clock()
     with transaction(ctx.sessions) as session:
         due = claim_due_emails(session, claimed_at, claimed_at + CLAIM_LEASE, BATCH)

@@ -9,6 +9,7 @@ Stripe rejecting a request as invalid is not retried and lands in the dead-lette
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -124,6 +125,7 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
     deliverer = notifications.Deliverer(WebhookSender(allow_private=ctx.settings.webhook_allow_private_urls),
                                         observe=delivery_metrics)
     mailer = SmtpMailer(ctx.settings.smtp_url) if ctx.settings.smtp_url else None
+    emailing = threading.Lock()
 
     def deliver_due_webhooks() -> None:
         """POST due webhook deliveries, signed (scheduled every few seconds)."""
@@ -131,7 +133,7 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
 
     def send_due_emails() -> None:
         """Send the customer emails that are due (scheduled every few seconds)."""
-        emails.send_due_emails(ctx, mailer)
+        emails.send_due_emails(ctx, mailer, running=emailing)
 
     def apply_webhook_event(event_id: str) -> None:
         """A Stripe event in the ledger: apply it once, in whatever order it came."""

@@ -197,6 +197,8 @@ class PipelineState(Collector):
         for email_status in EmailStatus:
             mails.add_metric([email_status.value], figures.emails.get(email_status.value, 0))
         yield mails
+        yield _gauge("booking_email_oldest_due_seconds", "How long the oldest due customer email has waited",
+                     figures.oldest_due_email_seconds)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

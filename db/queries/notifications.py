@@ -127,6 +127,7 @@ class NotificationFigures:
     deliveries: dict[str, int]
     emails: dict[str, int]
     oldest_due_seconds: float
+    oldest_due_email_seconds: float = 0.0
 
 
 def notification_figures(session: Session, now: datetime) -> NotificationFigures:
@@ -135,9 +136,13 @@ def notification_figures(session: Session, now: datetime) -> NotificationFigures
     oldest = session.scalar(text(
         "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= :now"
     ), {"now": now})
+    oldest_email = session.scalar(text(
+        "SELECT min(next_attempt_at) FROM booking_emails WHERE status = 'pending' AND next_attempt_at <= :now"
+    ), {"now": now})
     return NotificationFigures(
         {status: count for status, count in deliveries}, {status: count for status, count in emails},
         (now - oldest).total_seconds() if oldest is not None else 0.0,
+        (now - oldest_email).total_seconds() if oldest_email is not None else 0.0,
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.smtp import SmtpMailer
+from db.queries.notifications import notification_figures
 from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
 from services import emails
@@ -198,3 +199,12 @@ def test_a_slow_server_never_gets_one_mail_from_two_sweeps(api, ctx, sink):
 
     assert Counter(m["Message-ID"] for m in sink.mails) == dict.fromkeys({m["Message-ID"] for m in sink.mails}, 1)
     assert len(sink.mails) == 4 and {row[1] for row in _emails(ctx)} == {"sent"}
+
+
+def test_the_oldest_due_email_is_the_email_queue_age(api, ctx, sink):
+    _booking_moved(api, ctx, 11, S.CANCELLED)
+    with ctx.sessions() as session:
+        assert notification_figures(session, ctx.clock.now + timedelta(minutes=2)).oldest_due_email_seconds == 120
+    send_due_emails(ctx, SmtpMailer(sink.url))
+    with ctx.sessions() as session:
+        assert notification_figures(session, ctx.clock.now + timedelta(minutes=2)).oldest_due_email_seconds == 0

@@ -243,8 +243,8 @@ class OneThread:
 
 
 def serve_metrics(settings: Settings) -> Any:
-    """The METRICS_BIND listener, in a thread of gunicorn's master (api/gunicorn_conf.py): one per
-    web process whatever its number of workers, answering for all of them."""
+    """The METRICS_BIND listener, in the process gunicorn's master starts (api/metrics_listener.py):
+    one per web server whatever its number of workers, answering for all of them."""
     from db.engine import make_engine, make_sessions
     from tasks.broker import make_broker, make_inspector
 

@@ -103,6 +103,8 @@ def _ops_paths() -> dict[str, Any]:
         "/ops/bookings": "Find a booking by id, email, PaymentIntent or Checkout Session id (HTML)",
         "/ops/bookings/{booking_id}": "One booking's timeline and operator actions (HTML)",
         "/ops/events": "Per event capacity, held, sold and revenue (HTML)",
+        "/ops/webhooks": "Webhook endpoints with failing deliveries (HTML)",
+        "/ops/webhooks/{endpoint_id}": "One webhook endpoint's delivery log, with retries (HTML)",
     }
     feeds = {
         "/ops/api/overview": "The overview's figures", "/ops/api/queues": "Queue depths and live workers",
@@ -110,6 +112,8 @@ def _ops_paths() -> dict[str, Any]:
         "/ops/api/dead": "Dead letters matching queue, actor, error",
         "/ops/api/bookings": "Bookings matching q", "/ops/api/bookings/{booking_id}": "One booking's timeline",
         "/ops/api/events": "Event sales",
+        "/ops/api/webhooks": "Webhook endpoints with failing deliveries",
+        "/ops/api/webhooks/{endpoint_id}": "One webhook endpoint's delivery log",
     }
     paths: dict[str, Any] = {
         path: {"get": {"summary": summary, "security": operator, "responses": html | denied}}
@@ -125,6 +129,23 @@ def _ops_paths() -> dict[str, Any]:
         paths[path]["get"]["parameters"] = [
             {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
         paths[path]["get"]["responses"]["404"] = _json(schemas.ErrorOut, "No such booking")
+    for path in ("/ops/webhooks/{endpoint_id}", "/ops/api/webhooks/{endpoint_id}"):
+        paths[path]["get"]["parameters"] = [
+            {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
+        paths[path]["get"]["responses"]["404"] = _json(schemas.ErrorOut, "No such webhook endpoint")
+    paths["/ops/webhooks/{endpoint_id}"]["post"] = {
+        "summary": "Retry one delivery, or every failed one, of the endpoint (form with its CSRF token)",
+        "security": operator,
+        "parameters": paths["/ops/webhooks/{endpoint_id}"]["get"]["parameters"],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["token", "do"], "properties": {
+                "token": {"type": "string"},
+                "do": {"type": "string", "description": "retry-failed, or retry:<delivery id> for one"},
+            }}}}},
+        "responses": {"303": {"description": "Done; back to the log"},
+                      "404": _json(schemas.ErrorOut, "No such webhook endpoint or delivery"),
+                      "422": _json(schemas.ErrorOut, "Unknown action")} | denied,
+    }
     for path in ("/ops/bookings", "/ops/api/bookings"):
         paths[path]["get"]["parameters"] = [{"name": "q", "in": "query", "required": False, "schema": {"type": "string"}}]
     for path in ("/ops/dead", "/ops/api/dead"):

@@ -402,6 +402,9 @@ class WebhookDelivery(Base):
         UniqueConstraint("endpoint_id", "event_id"),
         Index("webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
         Index("webhook_deliveries_log", "endpoint_id", text("created_at DESC"), text("id DESC")),
+        # The console's failing endpoints: the few deliveries not (yet) delivered, not the many that were.
+        Index("webhook_deliveries_undelivered", "endpoint_id", "created_at",
+              postgresql_where=text("status <> 'succeeded'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 from sqlalchemy.orm import Session
 
-from api.catalog_schemas import EventCreate, EventUpdate, PageQuery, SeatSelection
+from api.catalog_schemas import PageQuery, SeatSelection
 from api.media import parse_body, parse_query, read_json
 from api.representations import (
     decode_keyset,
@@ -26,6 +26,7 @@ from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from services import catalog as operations
 from services import event_cancellation
+from services.catalog_documents import EventCreate, EventUpdate
 from services.context import Context
 
 

@@ -16,7 +16,6 @@ from api.representations import (
     encode_keyset,
     event_body,
     invalid_cursor,
-    seat_map_body,
 )
 from api.resources.bookings import idempotency_key, respond
 from api.resources.operators import Answer, require_operator, write_once
@@ -139,8 +138,8 @@ class EventSeats:
             view = catalog.get_event(session, event_id, now=now)
             if view is None:
                 raise NotFound("no such event")
-            seats = catalog.seat_map(session, view, now)
-        resp.media = seat_map_body(event_id, seats)
+            resp.data = catalog.seat_map_json(session, view, now)
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class EventSeatBlocks:

@@ -194,6 +194,35 @@ def worker_later(runtime: Any):  # type: ignore[no-untyped-def]
         worker.stop()
 
 
+# Seat maps.
+
+
+def test_a_seat_map_lists_every_seat_in_order_with_its_price_and_the_counts(operator, api):
+    """PostgreSQL writes the map: its JSON is what the API's shape says, seat by seat."""
+    layout = [{"row": row, "number": n, "tier": tier, **({"section": section} if section else {})}
+              for section, tier in (("", "standard"), ("Balcony", "box"), ("Stalls", "standard"))
+              for row in ("B", "A") for n in (2, 1)]
+    venue = operator.create("/v1/venues", {"name": f"Hall {new_key()[:6]}", "timezone": "UTC", "seats": layout})
+    event = _event(operator, venue_id=venue["id"], prices={"standard": 4000})
+    answer = api.get(f"/v1/events/{event['id']}/seats")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
+    seat_map = answer.json
+    assert set(seat_map) == {"event_id", "seats", "summary"} and seat_map["event_id"] == event["id"]
+    shown = [(s.get("section", ""), s["row"], s["number"], s["tier"], s["price"], s["status"]) for s in seat_map["seats"]]
+    assert shown == [(section, row, n, tier, 4000 if tier == "standard" else None, "available")
+                     for section, tier in (("", "standard"), ("Balcony", "box"), ("Stalls", "standard"))
+                     for row in ("A", "B") for n in (1, 2)]
+    assert set(seat_map["seats"][0]) == {"id", "row", "number", "tier", "price", "status"}
+    assert set(seat_map["seats"][-1]) == {"section", "id", "row", "number", "tier", "price", "status"}
+    assert seat_map["summary"] == {"available": 12, "held": 0, "booked": 0, "blocked": 0, "total": 12}
+    general = _general_event(operator, capacity=3)
+    assert api.get(f"/v1/events/{general['id']}/seats").json == {
+        "event_id": general["id"], "seats": [],
+        "summary": {"available": 0, "held": 0, "booked": 0, "blocked": 0, "total": 0},
+    }
+    assert api.get(f"/v1/events/{uuid.uuid4()}/seats").status_code == 404
+
+
 # Blocked seats.
 
 

@@ -248,6 +248,9 @@ class BookingItem(Base):
             name="booking_items_no_overlapping_slots",
         ),
         Index("booking_items_by_booking", "booking_id"),
+        # Whether any booking points at a seat a re-imported layout drops (and the foreign key's
+        # check when one is deleted), without reading every item.
+        Index("booking_items_by_seat", "seat_id", postgresql_where=text("seat_id IS NOT NULL")),
         # What a general-admission placement sums under its event's lock.
         Index(
             "booking_items_general_claims", "event_id",

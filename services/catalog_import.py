@@ -49,7 +49,7 @@ def import_catalog(
     with UnitOfWork(sessions) as uow:
         for venue in document.venues:
             if not _kept(uow, report, "venue", Venue, venue.ref, keep_existing):
-                report.counts[("venue", operations.put_venue(uow, venue.spec())[1])] += 1
+                report.counts[("venue", operations.put_venue(uow, venue.spec(), now=now)[1])] += 1
         for event in document.events:
             if not _kept(uow, report, "event", Event, event.ref, keep_existing):
                 venue_id = _venue_id(uow, event.venue_ref) if event.venue_ref else None

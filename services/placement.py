@@ -98,7 +98,7 @@ def _seat_refusal(
     if not catalog.lock_seats_of(session, booking.id, now):  # another booking holds one of them
         return UNAVAILABLE
     # Checked after the locks: a competing booking may have claimed a seat while we waited.
-    if claims.blocked_seats(session, booking.event_id, seat_ids):
+    if claims.seats_not_for_sale(session, booking.event_id, seat_ids):
         return UNAVAILABLE
     holders = claims.seat_holders(session, booking.event_id, seat_ids, now)
     if any(not holder.lapsed for holder in holders):

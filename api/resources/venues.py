@@ -46,7 +46,7 @@ class Venues:
         spec = parse_body(VenueCreate, body).spec()
 
         def create(uow: UnitOfWork) -> Answer:
-            venue, _ = operations.put_venue(uow, spec, create_only=True)
+            venue, _ = operations.put_venue(uow, spec, now=self.ctx.clock(), create_only=True)
             return 201, venue_body(venue, len(spec.seats)), f"/v1/venues/{venue.id}", ()
 
         respond(resp, write_once(self.ctx, req, body, create))

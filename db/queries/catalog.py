@@ -23,6 +23,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     tuple_,
 )
@@ -128,7 +129,9 @@ def _seat_map_statement() -> DriverStatement:
         .outerjoin(EventPrice, and_(EventPrice.event_id == event_id, EventPrice.tier == Seat.tier))
         .outerjoin(BlockedSeat, and_(BlockedSeat.event_id == event_id, BlockedSeat.seat_id == Seat.id))
         .outerjoin(claim, claim.c.seat_id == Seat.id)
-        .where(Seat.venue_id == bindparam("venue_id", type_=UUID))
+        # A retired seat is shown only where a live booking still holds it.
+        .where(Seat.venue_id == bindparam("venue_id", type_=UUID),
+               or_(Seat.retired_at.is_(None), status.in_([literal_column("'booked'"), literal_column("'held'")])))
         # Sorted here, not in json_agg(... ORDER BY): an aggregate's own sort carries every
         # seat's JSON and spills to disk. An aggregate over a sorted subquery alone keeps its order.
         .order_by(Seat.section, Seat.row, Seat.number)
@@ -196,12 +199,14 @@ _PRICED_SEATS = DriverStatement(
     .join(Seat.__table__, _seat.venue_id == _event.venue_id)
     .join(Venue.__table__, _venue.id == _event.venue_id)
     .outerjoin(EventPrice.__table__, (_price.event_id == _event.id) & (_price.tier == _seat.tier))
-    .where(_event.id == bindparam("event_id"), _seat.id == any_(bindparam("seat_ids", type_=ARRAY(UUID))))
+    .where(_event.id == bindparam("event_id"), _seat.id == any_(bindparam("seat_ids", type_=ARRAY(UUID))),
+           _seat.retired_at.is_(None))
 )
 
 
 def priced_seats(connection: Connection, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[PricedSeat]:
-    """The requested seats at the event's venue with the event's price for each: one query."""
+    """The requested seats at the event's venue (retired ones are no longer there) with the
+    event's price for each: one query."""
     rows = _PRICED_SEATS.rows(connection, {"event_id": event_id, "seat_ids": list(seat_ids)})
     found = {
         row[0]: PricedSeat(

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api import catalog_schemas, schemas
+from services import catalog_documents
 
 ERRORS = {
     "400": "Malformed request (bad JSON, missing Idempotency-Key, unknown or bad query parameter, bad cursor)",
@@ -218,14 +219,14 @@ def _webhook_endpoint_paths() -> dict[str, Any]:
 
 def _catalog_paths() -> dict[str, Any]:
     """The catalog: clients read it; operators write it, each write once per Idempotency-Key."""
-    c = catalog_schemas
+    c, d = catalog_schemas, catalog_documents
     write = ("400", "401", "403", "409", "413", "415", "422")
     page = ("400", "401")
     read = ("400", "401", "404")
     return {
         "/v1/venues": {
             "post": _operation("Create a venue with its seat layout (operators)",
-                               ("201", c.VenueDetailOut, "Created"), errors=write, body=c.VenueCreate,
+                               ("201", c.VenueDetailOut, "Created"), errors=write, body=d.VenueCreate,
                                parameters=[IDEMPOTENCY_KEY]),
             "get": _operation("List venues", ("200", c.VenuePage, "A page"), errors=page,
                               parameters=_query(c.PageQuery)),
@@ -237,14 +238,14 @@ def _catalog_paths() -> dict[str, Any]:
             "get": _operation("List events, by start time", ("200", schemas.EventPage, "A page"), errors=page,
                               parameters=_query(c.PageQuery)),
             "post": _operation("Create an event, seated (venue_id) or general admission (capacity) (operators)",
-                               ("201", schemas.EventOut, "Created"), errors=write, body=c.EventCreate,
+                               ("201", schemas.EventOut, "Created"), errors=write, body=d.EventCreate,
                                parameters=[IDEMPOTENCY_KEY]),
         },
         "/v1/events/{event_id}": {
             "get": _operation("Read an event", ("200", schemas.EventOut, "The event"), errors=read,
                               parameters=[EVENT_ID]),
             "patch": _operation("Change an event's name, prices or sale window (operators)",
-                                ("200", schemas.EventOut, "Changed"), errors=(*write, "404"), body=c.EventUpdate,
+                                ("200", schemas.EventOut, "Changed"), errors=(*write, "404"), body=d.EventUpdate,
                                 parameters=[EVENT_ID, IDEMPOTENCY_KEY]),
         },
         "/v1/events/{event_id}/cancel": {"post": _operation(
@@ -265,7 +266,7 @@ def _catalog_paths() -> dict[str, Any]:
             "get": _operation("Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
                               errors=page, parameters=_query(schemas.ResourceSearchQuery)),
             "post": _operation("Create a time-slot resource with its weekly hours (operators)",
-                               ("201", schemas.ResourceOut, "Created"), errors=write, body=c.ResourceCreate,
+                               ("201", schemas.ResourceOut, "Created"), errors=write, body=d.ResourceCreate,
                                parameters=[IDEMPOTENCY_KEY]),
         },
         "/v1/resources/{resource_id}": {
@@ -274,7 +275,7 @@ def _catalog_paths() -> dict[str, Any]:
                               parameters=[RESOURCE_ID]),
             "patch": _operation("Change a resource; bookings made stay (operators)",
                                 ("200", schemas.ResourceOut, "Changed"), errors=(*write, "404"),
-                                body=c.ResourceUpdate, parameters=[RESOURCE_ID, IDEMPOTENCY_KEY]),
+                                body=d.ResourceUpdate, parameters=[RESOURCE_ID, IDEMPOTENCY_KEY]),
         },
     }
 
@@ -291,10 +292,10 @@ ADDRESS_LIMITED = _error("429", "Too many requests from this address; retry afte
 
 
 def build_spec() -> dict[str, Any]:
-    c = catalog_schemas
+    c, d = catalog_schemas, catalog_documents
     requests = (schemas.BookingCreate, schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund,
-                schemas.WebhookEndpointCreate, c.VenueCreate, c.EventCreate, c.EventUpdate, c.SeatSelection,
-                c.ResourceCreate, c.ResourceUpdate)
+                schemas.WebhookEndpointCreate, d.VenueCreate, d.EventCreate, d.EventUpdate, c.SeatSelection,
+                d.ResourceCreate, d.ResourceUpdate)
     models: list[type[BaseModel]] = [
         *requests, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut, schemas.EventOut,
         schemas.EventPage, schemas.SeatMap, schemas.ResourceOut, schemas.ResourcePage, schemas.BookingStatusOut,

@@ -1,7 +1,7 @@
 """An index of the webhook deliveries not yet delivered, for the console's failing endpoints.
 
 Revision ID: 0010_notification_metrics
-Revises: 0007_catalog
+Revises: 0008_catalog_backstops
 Create Date: 2026-12-07
 """
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0010_notification_metrics'
-down_revision: str | Sequence[str] | None = '0007_catalog'
+down_revision: str | Sequence[str] | None = '0008_catalog_backstops'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -17,7 +17,9 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, Protocol
 
 import falcon
 import redis
@@ -43,7 +45,7 @@ from domain.lifecycle import BookingStatus
 from domain.notifications import DeliveryStatus, EmailStatus
 from domain.webhooks import HANDLED_TYPES
 from services.context import utc_now
-from tasks.queue_inspection import QueueInspection, QueueInspector
+from tasks.queue_inspection import QueueDepth, QueueInspection, QueueInspector
 from tasks.scheduler import LEADER_LOCK
 
 log = logging.getLogger("api.access")
@@ -105,12 +107,18 @@ def route_of(req: falcon.Request, static_prefixes: tuple[str, ...]) -> str:
     return "unmatched"
 
 
+class QueueDepths(Protocol):
+    """What the metrics read of a broker's queues."""
+
+    def depths(self, *, now: datetime | None = None) -> list[QueueDepth]: ...
+
+
 class PipelineState(Collector):
     """Read at scrape time: bookings by status and the alerting gauges from PostgreSQL, queue
     depths and latency from the broker. A source that is down is left out of the answer (and
     logged), so requests and latencies are still scraped while it is away."""
 
-    def __init__(self, sessions: sessionmaker[Session], inspector: QueueInspection, settings: Settings) -> None:
+    def __init__(self, sessions: sessionmaker[Session], inspector: QueueDepths, settings: Settings) -> None:
         self.sessions, self.inspector, self.settings = sessions, inspector, settings
 
     def collect(self) -> Iterator[Metric]:
@@ -189,6 +197,8 @@ class PipelineState(Collector):
         for email_status in EmailStatus:
             mails.add_metric([email_status.value], figures.emails.get(email_status.value, 0))
         yield mails
+        yield _gauge("booking_email_oldest_due_seconds", "How long the oldest due customer email has waited",
+                     figures.oldest_due_email_seconds)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -219,16 +229,34 @@ class Metrics:
         resp.data = generate_latest(metrics_registry(self.state))
 
 
+class OneThread:
+    """Reads queue depths on one thread of its own: the listener answers each scrape on a new
+    thread, and the RabbitMQ broker keeps a connection per thread (pika's are not shared), so
+    each scrape would open one more."""
+
+    def __init__(self, inspector: QueueInspection) -> None:
+        self.inspector = inspector
+        self.thread = ThreadPoolExecutor(1, "queue-depths")
+
+    def depths(self, *, now: datetime | None = None) -> list[QueueDepth]:
+        return self.thread.submit(lambda: self.inspector.depths(now=now)).result(timeout=10)
+
+
 def serve_metrics(settings: Settings) -> Any:
-    """The METRICS_BIND listener, in a thread of gunicorn's master (api/gunicorn_conf.py): one per
-    web process whatever its number of workers, answering for all of them."""
+    """The METRICS_BIND listener, in the process gunicorn's master starts (api/metrics_listener.py):
+    one per web server whatever its number of workers, answering for all of them."""
     from db.engine import make_engine, make_sessions
+    from tasks.broker import make_broker, make_inspector
 
     assert settings.metrics_bind is not None
     host, port = settings.metrics_bind
     sessions = make_sessions(make_engine(settings.database_url, pool_size=1, application_name="bookings-metrics"))
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    state = PipelineState(sessions, QueueInspector(client, settings.broker_namespace), settings)
+    if settings.uses_rabbitmq:
+        # The queues are RabbitMQ's, not Redis's (where nothing would be found: all zeros).
+        inspector: QueueDepths = OneThread(make_inspector(make_broker(settings)))
+    else:
+        inspector = QueueInspector(redis.Redis.from_url(settings.redis_url, socket_timeout=2), settings.broker_namespace)
+    state = PipelineState(sessions, inspector, settings)
     server, _ = start_http_server(port, addr=host, registry=metrics_registry(state))
     log.info("metrics served on %s:%s", host, port)
     return server

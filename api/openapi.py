@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api import catalog_schemas, schemas
+from services import catalog_documents
 
 ERRORS = {
     "400": "Malformed request (bad JSON, missing Idempotency-Key, unknown or bad query parameter, bad cursor)",
@@ -103,6 +104,8 @@ def _ops_paths() -> dict[str, Any]:
         "/ops/bookings": "Find a booking by id, email, PaymentIntent or Checkout Session id (HTML)",
         "/ops/bookings/{booking_id}": "One booking's timeline and operator actions (HTML)",
         "/ops/events": "Per event capacity, held, sold and revenue (HTML)",
+        "/ops/webhooks": "Webhook endpoints with failing deliveries (HTML)",
+        "/ops/webhooks/{endpoint_id}": "One webhook endpoint's delivery log, with retries (HTML)",
     }
     feeds = {
         "/ops/api/overview": "The overview's figures", "/ops/api/queues": "Queue depths and live workers",
@@ -110,6 +113,8 @@ def _ops_paths() -> dict[str, Any]:
         "/ops/api/dead": "Dead letters matching queue, actor, error",
         "/ops/api/bookings": "Bookings matching q", "/ops/api/bookings/{booking_id}": "One booking's timeline",
         "/ops/api/events": "Event sales",
+        "/ops/api/webhooks": "Webhook endpoints with failing deliveries",
+        "/ops/api/webhooks/{endpoint_id}": "One webhook endpoint's delivery log",
     }
     paths: dict[str, Any] = {
         path: {"get": {"summary": summary, "security": operator, "responses": html | denied}}
@@ -125,6 +130,23 @@ def _ops_paths() -> dict[str, Any]:
         paths[path]["get"]["parameters"] = [
             {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
         paths[path]["get"]["responses"]["404"] = _json(schemas.ErrorOut, "No such booking")
+    for path in ("/ops/webhooks/{endpoint_id}", "/ops/api/webhooks/{endpoint_id}"):
+        paths[path]["get"]["parameters"] = [
+            {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
+        paths[path]["get"]["responses"]["404"] = _json(schemas.ErrorOut, "No such webhook endpoint")
+    paths["/ops/webhooks/{endpoint_id}"]["post"] = {
+        "summary": "Retry one delivery, or every failed one, of the endpoint (form with its CSRF token)",
+        "security": operator,
+        "parameters": paths["/ops/webhooks/{endpoint_id}"]["get"]["parameters"],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["token", "do"], "properties": {
+                "token": {"type": "string"},
+                "do": {"type": "string", "description": "retry-failed, or retry:<delivery id> for one"},
+            }}}}},
+        "responses": {"303": {"description": "Done; back to the log"},
+                      "404": _json(schemas.ErrorOut, "No such webhook endpoint or delivery"),
+                      "422": _json(schemas.ErrorOut, "Unknown action")} | denied,
+    }
     for path in ("/ops/bookings", "/ops/api/bookings"):
         paths[path]["get"]["parameters"] = [{"name": "q", "in": "query", "required": False, "schema": {"type": "string"}}]
     for path in ("/ops/dead", "/ops/api/dead"):
@@ -197,14 +219,14 @@ def _webhook_endpoint_paths() -> dict[str, Any]:
 
 def _catalog_paths() -> dict[str, Any]:
     """The catalog: clients read it; operators write it, each write once per Idempotency-Key."""
-    c = catalog_schemas
+    c, d = catalog_schemas, catalog_documents
     write = ("400", "401", "403", "409", "413", "415", "422")
     page = ("400", "401")
     read = ("400", "401", "404")
     return {
         "/v1/venues": {
             "post": _operation("Create a venue with its seat layout (operators)",
-                               ("201", c.VenueDetailOut, "Created"), errors=write, body=c.VenueCreate,
+                               ("201", c.VenueDetailOut, "Created"), errors=write, body=d.VenueCreate,
                                parameters=[IDEMPOTENCY_KEY]),
             "get": _operation("List venues", ("200", c.VenuePage, "A page"), errors=page,
                               parameters=_query(c.PageQuery)),
@@ -216,14 +238,14 @@ def _catalog_paths() -> dict[str, Any]:
             "get": _operation("List events, by start time", ("200", schemas.EventPage, "A page"), errors=page,
                               parameters=_query(c.PageQuery)),
             "post": _operation("Create an event, seated (venue_id) or general admission (capacity) (operators)",
-                               ("201", schemas.EventOut, "Created"), errors=write, body=c.EventCreate,
+                               ("201", schemas.EventOut, "Created"), errors=write, body=d.EventCreate,
                                parameters=[IDEMPOTENCY_KEY]),
         },
         "/v1/events/{event_id}": {
             "get": _operation("Read an event", ("200", schemas.EventOut, "The event"), errors=read,
                               parameters=[EVENT_ID]),
             "patch": _operation("Change an event's name, prices or sale window (operators)",
-                                ("200", schemas.EventOut, "Changed"), errors=(*write, "404"), body=c.EventUpdate,
+                                ("200", schemas.EventOut, "Changed"), errors=(*write, "404"), body=d.EventUpdate,
                                 parameters=[EVENT_ID, IDEMPOTENCY_KEY]),
         },
         "/v1/events/{event_id}/cancel": {"post": _operation(
@@ -244,7 +266,7 @@ def _catalog_paths() -> dict[str, Any]:
             "get": _operation("Search time-slot resources", ("200", schemas.ResourcePage, "Matching resources"),
                               errors=page, parameters=_query(schemas.ResourceSearchQuery)),
             "post": _operation("Create a time-slot resource with its weekly hours (operators)",
-                               ("201", schemas.ResourceOut, "Created"), errors=write, body=c.ResourceCreate,
+                               ("201", schemas.ResourceOut, "Created"), errors=write, body=d.ResourceCreate,
                                parameters=[IDEMPOTENCY_KEY]),
         },
         "/v1/resources/{resource_id}": {
@@ -253,7 +275,7 @@ def _catalog_paths() -> dict[str, Any]:
                               parameters=[RESOURCE_ID]),
             "patch": _operation("Change a resource; bookings made stay (operators)",
                                 ("200", schemas.ResourceOut, "Changed"), errors=(*write, "404"),
-                                body=c.ResourceUpdate, parameters=[RESOURCE_ID, IDEMPOTENCY_KEY]),
+                                body=d.ResourceUpdate, parameters=[RESOURCE_ID, IDEMPOTENCY_KEY]),
         },
     }
 
@@ -270,10 +292,10 @@ ADDRESS_LIMITED = _error("429", "Too many requests from this address; retry afte
 
 
 def build_spec() -> dict[str, Any]:
-    c = catalog_schemas
+    c, d = catalog_schemas, catalog_documents
     requests = (schemas.BookingCreate, schemas.PaymentRetry, schemas.OperatorCancel, schemas.OperatorRefund,
-                schemas.WebhookEndpointCreate, c.VenueCreate, c.EventCreate, c.EventUpdate, c.SeatSelection,
-                c.ResourceCreate, c.ResourceUpdate)
+                schemas.WebhookEndpointCreate, d.VenueCreate, d.EventCreate, d.EventUpdate, c.SeatSelection,
+                d.ResourceCreate, d.ResourceUpdate)
     models: list[type[BaseModel]] = [
         *requests, schemas.BookingOut, schemas.BookingPage, schemas.ErrorOut, schemas.EventOut,
         schemas.EventPage, schemas.SeatMap, schemas.ResourceOut, schemas.ResourcePage, schemas.BookingStatusOut,

@@ -14,11 +14,11 @@ import orjson
 
 from api.errors import APIError
 from db.models import Resource, Venue
-from db.queries.catalog import EventView, SeatState
+from db.queries.catalog import EventView
 from domain.availability import Interval
 from services.representation import booking_body, iso
 
-__all__ = ["booking_body", "decode_cursor", "encode_cursor", "event_body", "iso", "seat_map_body"]
+__all__ = ["booking_body", "decode_cursor", "encode_cursor", "event_body", "iso"]
 
 
 def event_body(view: EventView, now: datetime) -> dict[str, Any]:
@@ -35,21 +35,6 @@ def event_body(view: EventView, now: datetime) -> dict[str, Any]:
     if places is not None:
         body |= {"capacity": places.capacity, "held": places.held, "sold": places.sold, "available": places.available}
     return body
-
-
-def seat_map_body(event_id: uuid.UUID, seats: list[SeatState]) -> dict[str, Any]:
-    summary = {"available": 0, "held": 0, "booked": 0, "blocked": 0}
-    for state in seats:
-        summary[state.status] += 1
-    summary["total"] = len(seats)
-    return {"event_id": str(event_id), "seats": [_seat(s) for s in seats], "summary": summary}
-
-
-def _seat(state: SeatState) -> dict[str, Any]:
-    seat = {"id": str(state.id), "row": state.row, "number": state.number, "tier": state.tier,
-            "price": state.price, "status": state.status}
-    # Only where the venue has sections: a seat of a plain hall keeps its six fields.
-    return {"section": state.section, **seat} if state.section else seat
 
 
 def venue_body(venue: Venue, seat_count: int) -> dict[str, Any]:

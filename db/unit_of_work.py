@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, bindparam, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from db import notifications
@@ -79,6 +80,14 @@ WHERE booking_id = :booking_id
     *(bindparam(f"b_{key}", type_=column.type) for key, column in _BOOKING_WRITTEN),
     *(bindparam(f"p_{key}", type_=column.type) for key, column in _PAYMENT_WRITTEN),
 ))
+
+_SET_CLAIMS = DriverStatement(text(
+    "UPDATE booking_items SET holds_inventory = CAST(:claims AS boolean)"
+    " WHERE booking_id = ANY(CAST(:booking_ids AS uuid[]))"
+))
+
+#: The check that refuses a general-admission claim past the event's capacity.
+PLACES_WITHIN_CAPACITY = "event_places_within_capacity"
 
 Entity = TypeVar("Entity", Booking, Payment)
 
@@ -235,6 +244,25 @@ class UnitOfWork:
         )
         rows = self.session.execute(statement).all()
         return [self._hold(tuple(row)) for row in rows if row[_ID] not in self._held]
+
+    def claim_places(self, claimant: LockedBooking) -> bool:
+        """Write now, in a savepoint, the claim of a general-admission booking on its places,
+        after the frees of the bookings this unit of work has expired (their places pass to it):
+        False, with neither written, if the database refuses the claim because the event's places
+        claimed would pass its capacity (`event_places_within_capacity`). Commit writes the same
+        values again, which changes nothing."""
+        session = self.session
+        freed = [locked.id for locked in self._held.values() if locked.claims is False]
+        try:
+            with session.begin_nested():
+                connection = session.connection()
+                _SET_CLAIMS.execute(connection, {"booking_ids": freed, "claims": False})
+                _SET_CLAIMS.execute(connection, {"booking_ids": [claimant.id], "claims": True})
+        except IntegrityError as error:
+            if getattr(getattr(error.orig, "diag", None), "constraint_name", None) != PLACES_WITHIN_CAPACITY:
+                raise
+            return False
+        return True
 
     def commit(self) -> None:
         # Frees before claims: a seat or slot passed from a lapsed hold to a new booking in this

@@ -59,7 +59,9 @@ class ResourceSpec:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
-def put_venue(uow: UnitOfWork, spec: VenueSpec, *, create_only: bool = False) -> tuple[Venue, Change]:
+def put_venue(
+    uow: UnitOfWork, spec: VenueSpec, *, now: datetime, create_only: bool = False
+) -> tuple[Venue, Change]:
     session = uow.session
     venue = _existing(uow, Venue, spec.ref, create_only)
     change = Change.UNCHANGED
@@ -70,9 +72,13 @@ def put_venue(uow: UnitOfWork, spec: VenueSpec, *, create_only: bool = False) ->
         venue.name, venue.timezone, venue.city = spec.name, spec.timezone, spec.city
         change = change if change is Change.CREATED else Change.UPDATED
     session.flush()
-    # Seats are added or re-tiered, never removed: bookings may point at them.
-    added, retiered = writes.upsert_seats(session, venue.id, spec.seats)
-    if change is Change.UNCHANGED and (added or retiered):
+    # The layout is the venue's seats: what it adds is added, what it drops is deleted, or
+    # retired if bookings point at it.
+    added, changed = writes.upsert_seats(session, venue.id, spec.seats)
+    deleted = retired = 0
+    if change is not Change.CREATED:
+        deleted, retired = writes.drop_seats_not_in(session, venue.id, spec.seats, now)
+    if change is Change.UNCHANGED and (added or changed or deleted or retired):
         change = Change.UPDATED
     return venue, change
 

@@ -1,7 +1,7 @@
 """Importing a catalog document (`bookings catalog import FILE`, `bookings seed --demo`).
 
 The document holds the API's own bodies (events name their venue by `venue_ref`), validated by
-the API's rules and written by the same service functions, in one unit of work: a file is
+the same rules (services.catalog_documents) and written by the same service functions, in one unit of work: a file is
 imported whole or not at all. Objects are matched by `ref`, so importing the same file again
 changes nothing, and a changed file updates what changed.
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.catalog_schemas import CatalogDocument
 from db.models import Event, Resource, Venue
 from db.queries import catalog_writes as writes
 from db.unit_of_work import UnitOfWork
 from domain.errors import InvalidRequest
 from services import catalog as operations
 from services.catalog import Change
+from services.catalog_documents import CatalogDocument
 
 
 @dataclass
@@ -49,7 +49,7 @@ def import_catalog(
     with UnitOfWork(sessions) as uow:
         for venue in document.venues:
             if not _kept(uow, report, "venue", Venue, venue.ref, keep_existing):
-                report.counts[("venue", operations.put_venue(uow, venue.spec())[1])] += 1
+                report.counts[("venue", operations.put_venue(uow, venue.spec(), now=now)[1])] += 1
         for event in document.events:
             if not _kept(uow, report, "event", Event, event.ref, keep_existing):
                 venue_id = _venue_id(uow, event.venue_ref) if event.venue_ref else None

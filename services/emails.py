@@ -1,7 +1,11 @@
 """Customer emails: one per (booking, kind), rendered from templates and sent by a worker.
 
 Each email row is claimed, sent, then marked at once in its own transaction: only a worker
-dying between the send and the mark can send it twice. A server that refuses the message (5xx)
+dying between the server's accepting it and the mark can send it twice (SMTP has no way to ask
+"did you get this?"), and then both copies carry the same Message-ID, made from the booking and
+the kind, so a mail system or client that drops repeats sees one. A sweep starts no send its
+claim could not finish: what it has not sent when its lease nears its end goes back for the next
+sweep, which would otherwise take it while this one still sends. A server that refuses the message (5xx)
 marks it failed, never to be sent again; a server out of reach leaves it for later, on the
 webhooks' schedule. Without SMTP_URL nothing is sent: due rows are marked `skipped`, so
 configuring a server later does not mail customers about bookings long settled.
@@ -11,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,13 +31,21 @@ from adapters.smtp import MailNotSent, MailRefused
 from db.engine import transaction
 from db.models import Booking, Event, Payment, Resource, Seat, Venue
 from db.queries.bookings import items_of
-from db.queries.notifications import DueEmail, claim_due_emails, record_email_attempt
+from db.queries.notifications import (
+    DueEmail,
+    claim_due_emails,
+    record_email_attempt,
+    release_email_claims,
+)
 from domain.notifications import EmailStatus, RetrySchedule
 from services.context import Context
 
 log = logging.getLogger(__name__)
 
 CLAIM_LEASE = timedelta(minutes=5)
+#: No send starts with less of the lease left than this: a send that outlived the lease could
+#: overlap another sweep's send of the same mail (the SMTP client's timeout is 30 s an exchange).
+SEND_ALLOWANCE = timedelta(minutes=2)
 BATCH = 20
 
 _TEMPLATES = Environment(
@@ -61,12 +74,31 @@ class Mailer(Protocol):
 
 def send_due_emails(
     ctx: Context, mailer: Mailer | None, *, schedule: RetrySchedule = RetrySchedule(),
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] = random.random, running: threading.Lock | None = None,
 ) -> int:
-    now = ctx.clock()
+    """Send what is due, one claimed batch; the number of emails attempted.
+
+    `running` is the process's: a sweep arriving while another runs returns at once, so a mail
+    server that stalls holds one worker thread, not one per tick of the scheduler."""
+    if running is None:
+        return _send_batch(ctx, mailer, schedule, jitter)
+    if not running.acquire(blocking=False):
+        return 0
+    try:
+        return _send_batch(ctx, mailer, schedule, jitter)
+    finally:
+        running.release()
+
+
+def _send_batch(ctx: Context, mailer: Mailer | None, schedule: RetrySchedule, jitter: Callable[[], float]) -> int:
+    claimed_at = ctx.clock()
     with transaction(ctx.sessions) as session:
-        due = claim_due_emails(session, now, now + CLAIM_LEASE, BATCH)
-    for email in due:
+        due = claim_due_emails(session, claimed_at, claimed_at + CLAIM_LEASE, BATCH)
+    for done, email in enumerate(due):
+        if ctx.clock() >= claimed_at + CLAIM_LEASE - SEND_ALLOWANCE:
+            with transaction(ctx.sessions) as session:
+                release_email_claims(session, due[done:], ctx.clock())
+            return done
         status, error = _send(ctx, mailer, email)
         now = ctx.clock()
         next_at = schedule.next_attempt(email.attempts + 1, now, email.created_at, jitter())
@@ -101,10 +133,16 @@ def compose(session: Session, email: DueEmail, sender: str) -> EmailMessage | No
         return None
     message = EmailMessage()
     message["Subject"], message["From"], message["To"] = SUBJECTS[email.kind], sender, email.recipient
-    message["Message-ID"] = make_msgid(idstring=f"{email.booking_id}.{email.kind}")
+    message["Message-ID"] = message_id(email, sender)
     message.set_content(_TEMPLATES.get_template("booking_email.txt").render(details))
     message.add_alternative(_TEMPLATES.get_template("booking_email.html").render(details), subtype="html")
     return message
+
+
+def message_id(email: DueEmail, sender: str) -> str:
+    """The same for every attempt at one (booking, kind): a repeat is recognisable as one."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    return f"<booking-{email.booking_id}.{email.kind}@{domain}>"
 
 
 def booking_details(session: Session, email: DueEmail) -> dict[str, Any] | None:

@@ -59,6 +59,8 @@ class Deliverer:
     jitter: Callable[[], float] = random.random
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(PARALLEL, "webhook"))
     running: threading.Lock = field(default_factory=threading.Lock)
+    #: Told of each attempt: the event's type, the outcome, and the time since the event (metrics).
+    observe: Callable[[str, DeliveryStatus, timedelta], None] = lambda event_type, status, since_event: None
 
 
 def deliver_due_webhooks(ctx: Context, deliverer: Deliverer) -> int:
@@ -83,16 +85,20 @@ def _deliver_batch(ctx: Context, deliverer: Deliverer) -> int:
         due = claim_due_deliveries(session, now, now + CLAIM_LEASE, BATCH)
     answers = list(deliverer.pool.map(lambda delivery: _post(ctx, deliverer.sender, delivery), due))
     now = ctx.clock()
+    recorded = []
     with transaction(ctx.sessions) as session:
         for delivery, answer in zip(due, answers, strict=True):
             next_at = deliverer.schedule.next_attempt(delivery.attempts + 1, now, delivery.event_created_at,
                                                       deliverer.jitter())
             status = DeliveryStatus.SUCCEEDED if answer.ok else DeliveryStatus.PENDING if next_at else DeliveryStatus.FAILED
-            record_delivery_attempt(
+            if record_delivery_attempt(
                 session, delivery, status=status.value, status_code=answer.status_code, error=answer.error,
                 next_attempt_at=next_at if status is DeliveryStatus.PENDING and next_at else now, now=now,
-            )
+            ):
+                recorded.append((delivery, status))
             _log_outcome(delivery, answer, status)
+    for delivery, status in recorded:  # committed, and not counted by a sweep that took over
+        deliverer.observe(delivery.type, status, now - delivery.event_created_at)
     return len(due)
 
 

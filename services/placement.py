@@ -3,8 +3,9 @@
 Locks are taken booking first, then inventory rows in id order (seats; a resource's or a
 general-admission event's row), so two placements that want the same inventory wait for each
 other instead of deadlocking. After the locks, the claim is checked again: a competing booking
-may have won while we waited. The partial unique index and the exclusion constraint stay as the
-backstop if this code is ever wrong; a general-admission event has only its row lock.
+may have won while we waited. The partial unique index, the exclusion constraint and the check
+of a general-admission event's places claimed against its capacity stay as the backstop if this
+code is ever wrong.
 
 The sale rules are checked again here (the API checked them at accept; the sale may have closed
 since). A hold that has lapsed does not stand in the way: the booking that holds it is expired
@@ -44,7 +45,7 @@ def hold_inventory(
     if booking.resource_id is not None:
         refusal = _slot_refusal(uow, first, now, released)
     elif first.seat_id is None:
-        refusal = _places_refusal(uow, first, now, released)
+        refusal = _places_refusal(uow, locked, first, now, released)
     else:
         refusal = _seat_refusal(uow, booking, [item.seat_id for item in items if item.seat_id], now, released)
     if refusal is not None:
@@ -97,7 +98,7 @@ def _seat_refusal(
     if not catalog.lock_seats_of(session, booking.id, now):  # another booking holds one of them
         return UNAVAILABLE
     # Checked after the locks: a competing booking may have claimed a seat while we waited.
-    if claims.blocked_seats(session, booking.event_id, seat_ids):
+    if claims.seats_not_for_sale(session, booking.event_id, seat_ids):
         return UNAVAILABLE
     holders = claims.seat_holders(session, booking.event_id, seat_ids, now)
     if any(not holder.lapsed for holder in holders):
@@ -107,8 +108,12 @@ def _seat_refusal(
     return None
 
 
-def _places_refusal(uow: UnitOfWork, item: BookingItem, now: datetime, released: list[StagedMessage]) -> str | None:
-    """General admission: under the event's row lock, count and claim; exactly the capacity is sold."""
+def _places_refusal(
+    uow: UnitOfWork, locked: LockedBooking, item: BookingItem, now: datetime, released: list[StagedMessage]
+) -> str | None:
+    """General admission: under the event's row lock, count and claim; exactly the capacity is sold.
+    The claim is written here, so that the database's own check of the places claimed against
+    the capacity, the backstop if this count were ever wrong, refuses it as a rejection."""
     assert item.event_id is not None
     session = uow.session
     event = catalog.lock_event(session, item.event_id)
@@ -125,7 +130,9 @@ def _places_refusal(uow: UnitOfWork, item: BookingItem, now: datetime, released:
     for booking_id, quantity in claims.lapsed_general_holders(session, event.id, now, limit=shortfall):
         if shortfall > 0 and _expire_if_lapsed(uow, booking_id, now, released) is not None:
             shortfall -= quantity
-    return UNAVAILABLE if shortfall > 0 else None
+    if shortfall > 0 or not uow.claim_places(locked):
+        return UNAVAILABLE
+    return None
 
 
 def _slot_refusal(uow: UnitOfWork, item: BookingItem, now: datetime, released: list[StagedMessage]) -> str | None:

@@ -120,3 +120,29 @@ def _own_endpoint(session: Session, client_id: uuid.UUID, endpoint_id: uuid.UUID
     )
     if found is None:
         raise NotFound("no such webhook endpoint")
+
+
+# What the operators' console does for any client's endpoint.
+
+
+def owner_of(ctx: Context, endpoint_id: uuid.UUID) -> tuple[uuid.UUID, str]:
+    """The client an endpoint belongs to, and its URL."""
+    with ctx.sessions() as session:
+        found = session.execute(
+            select(WebhookEndpoint.client_id, WebhookEndpoint.url).where(WebhookEndpoint.id == endpoint_id)
+        ).first()
+    if found is None:
+        raise NotFound("no such webhook endpoint")
+    return found[0], found[1]
+
+
+def retry_failed_deliveries(ctx: Context, endpoint_id: uuid.UUID) -> int:
+    """Make every delivery of the endpoint given up on due now (as a retry of each would)."""
+    with transaction(ctx.sessions) as session:
+        retried = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == DeliveryStatus.FAILED.value)
+            .values(status=DeliveryStatus.PENDING.value, next_attempt_at=ctx.clock(), finished_at=None)
+            .returning(WebhookDelivery.id)
+        ).all()
+    return len(retried)

@@ -9,6 +9,7 @@ Stripe rejecting a request as invalid is not retried and lands in the dead-lette
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -37,6 +38,7 @@ from services.context import Context
 from services.payment_steps import StepInProgress
 from services.queues import Route
 from tasks.broker import make_inspector
+from tasks.notification_metrics import delivery_metrics
 
 
 def _retry_later(fn: Callable[[str], None]) -> Callable[[str], None]:
@@ -120,8 +122,10 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
         """Forget idempotency keys older than their TTL (hourly)."""
         maintenance.purge_idempotency_keys(ctx)
 
-    deliverer = notifications.Deliverer(WebhookSender(allow_private=ctx.settings.webhook_allow_private_urls))
+    deliverer = notifications.Deliverer(WebhookSender(allow_private=ctx.settings.webhook_allow_private_urls),
+                                        observe=delivery_metrics)
     mailer = SmtpMailer(ctx.settings.smtp_url) if ctx.settings.smtp_url else None
+    emailing = threading.Lock()
 
     def deliver_due_webhooks() -> None:
         """POST due webhook deliveries, signed (scheduled every few seconds)."""
@@ -129,7 +133,7 @@ def declare_actors(broker: dramatiq.Broker, ctx: Context) -> dict[str, dramatiq.
 
     def send_due_emails() -> None:
         """Send the customer emails that are due (scheduled every few seconds)."""
-        emails.send_due_emails(ctx, mailer)
+        emails.send_due_emails(ctx, mailer, running=emailing)
 
     def apply_webhook_event(event_id: str) -> None:
         """A Stripe event in the ledger: apply it once, in whatever order it came."""

@@ -22,6 +22,12 @@ from api.console.dead_letters import DeadLetters, DeadLettersJson
 from api.console.events import EventsJson, EventsPage
 from api.console.overview import Overview, OverviewJson
 from api.console.queues import DelayedJson, Queues, QueuesJson, Workers, WorkersJson
+from api.console.webhooks import (
+    EndpointDeliveries,
+    EndpointDeliveriesJson,
+    FailingEndpoints,
+    FailingEndpointsJson,
+)
 from services.context import Context
 from tasks.queue_inspection import QueueInspection
 from tasks.worker_activity import WorkerRegistry
@@ -50,4 +56,8 @@ def add_console_routes(
     app.add_route("/ops/bookings/{booking_id:uuid}/{action}", BookingAction(*collaborators))
     app.add_route("/ops/events", EventsPage(*collaborators))
     app.add_route("/ops/api/events", EventsJson(*collaborators))
+    app.add_route("/ops/webhooks", FailingEndpoints(*collaborators))
+    app.add_route("/ops/api/webhooks", FailingEndpointsJson(*collaborators))
+    app.add_route("/ops/webhooks/{endpoint_id:uuid}", EndpointDeliveries(*collaborators))
+    app.add_route("/ops/api/webhooks/{endpoint_id:uuid}", EndpointDeliveriesJson(*collaborators))
     app.add_static_route("/ops/static", str(STATIC))

@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 NAV = (
     ("/ops/", "Overview"), ("/ops/queues", "Queues"), ("/ops/workers", "Workers"),
     ("/ops/dead", "Dead letters"), ("/ops/bookings", "Bookings"), ("/ops/events", "Events"),
+    ("/ops/webhooks", "Webhooks"),
 )
 
 

@@ -9,14 +9,13 @@ from typing import Any
 import falcon
 from sqlalchemy.orm import Session
 
-from api.catalog_schemas import EventCreate, EventUpdate, PageQuery, SeatSelection
+from api.catalog_schemas import PageQuery, SeatSelection
 from api.media import parse_body, parse_query, read_json
 from api.representations import (
     decode_keyset,
     encode_keyset,
     event_body,
     invalid_cursor,
-    seat_map_body,
 )
 from api.resources.bookings import idempotency_key, respond
 from api.resources.operators import Answer, require_operator, write_once
@@ -26,6 +25,7 @@ from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from services import catalog as operations
 from services import event_cancellation
+from services.catalog_documents import EventCreate, EventUpdate
 from services.context import Context
 
 
@@ -138,8 +138,8 @@ class EventSeats:
             view = catalog.get_event(session, event_id, now=now)
             if view is None:
                 raise NotFound("no such event")
-            seats = catalog.seat_map(session, view, now)
-        resp.media = seat_map_body(event_id, seats)
+            resp.data = catalog.seat_map_json(session, view, now)
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class EventSeatBlocks:

@@ -9,7 +9,6 @@ from typing import Any
 
 import falcon
 
-from api.catalog_schemas import ResourceCreate, ResourceUpdate
 from api.media import parse_body, parse_query, read_json
 from api.representations import decode_keyset, encode_keyset, invalid_cursor, resource_body
 from api.resources.bookings import idempotency_key, respond
@@ -22,6 +21,7 @@ from domain.availability import Interval, distance_km
 from domain.errors import NotFound
 from domain.schedule import bookable_windows
 from services import catalog as operations
+from services.catalog_documents import ResourceCreate, ResourceUpdate
 from services.context import Context
 
 #: Without an explicit window, a resource's free time is shown for the coming week.

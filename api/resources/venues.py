@@ -6,7 +6,7 @@ import uuid
 
 import falcon
 
-from api.catalog_schemas import PageQuery, VenueCreate
+from api.catalog_schemas import PageQuery
 from api.media import parse_body, parse_query, read_json
 from api.representations import decode_keyset, encode_keyset, invalid_cursor, venue_body
 from api.resources.bookings import idempotency_key, respond
@@ -16,6 +16,7 @@ from db.queries import venues
 from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from services import catalog as operations
+from services.catalog_documents import VenueCreate
 from services.context import Context
 
 #: A layout of 100,000 seats is about 8 MB of JSON; other bodies stay small.
@@ -45,7 +46,7 @@ class Venues:
         spec = parse_body(VenueCreate, body).spec()
 
         def create(uow: UnitOfWork) -> Answer:
-            venue, _ = operations.put_venue(uow, spec, create_only=True)
+            venue, _ = operations.put_venue(uow, spec, now=self.ctx.clock(), create_only=True)
             return 201, venue_body(venue, len(spec.seats)), f"/v1/venues/{venue.id}", ()
 
         respond(resp, write_once(self.ctx, req, body, create))

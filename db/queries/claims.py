@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.models import BlockedSeat, Booking, BookingItem, Event, Payment
+from db.models import BlockedSeat, Booking, BookingItem, Event, Payment, Seat
 from domain.availability import Interval
 from domain.lifecycle import EXPIRABLE, BookingStatus
 from domain.sales import Places
@@ -89,9 +89,11 @@ def slot_holders(
     ]
 
 
-def blocked_seats(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+def seats_not_for_sale(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """The seats among `seat_ids` blocked at the event, or retired from their venue's layout."""
     return list(session.scalars(
         select(BlockedSeat.seat_id).where(BlockedSeat.event_id == event_id, BlockedSeat.seat_id.in_(seat_ids))
+        .union(select(Seat.id).where(Seat.id.in_(seat_ids), Seat.retired_at.is_not(None)))
     ))
 
 

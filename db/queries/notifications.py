@@ -60,8 +60,9 @@ def store_event_data(session: Session, event_id: str, data: dict[str, Any]) -> d
 def record_delivery_attempt(
     session: Session, delivery: DueDelivery, *, status: str, status_code: int | None, error: str | None,
     next_attempt_at: datetime, now: datetime,
-) -> None:
-    session.execute(text("""
+) -> bool:
+    """Whether it was recorded: not if the row is no longer as this attempt claimed it."""
+    result = session.execute(text("""
         UPDATE webhook_deliveries
         SET attempts = attempts + 1, status = :status, last_status_code = :code, last_error = :error,
             next_attempt_at = :next_attempt_at,
@@ -71,6 +72,7 @@ def record_delivery_attempt(
         "id": delivery.id, "attempts": delivery.attempts, "status": status, "code": status_code,
         "error": error, "next_attempt_at": next_attempt_at, "finished_at": None if status == "pending" else now,
     })
+    return bool(getattr(result, "rowcount", 0))
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,21 @@ def record_email_attempt(
     })
 
 
+def release_email_claims(session: Session, emails: list[DueEmail], now: datetime) -> None:
+    """Make claimed emails due again at once (a sweep giving back what it will not send)."""
+    session.execute(text("""
+        UPDATE booking_emails SET next_attempt_at = :now
+        WHERE (booking_id, kind) IN (SELECT * FROM unnest(CAST(:booking_ids AS uuid[]), CAST(:kinds AS text[])))
+          AND status = 'pending'
+    """), {"now": now, "booking_ids": [e.booking_id for e in emails], "kinds": [e.kind for e in emails]})
+
+
 @dataclass(frozen=True)
 class NotificationFigures:
     deliveries: dict[str, int]
     emails: dict[str, int]
     oldest_due_seconds: float
+    oldest_due_email_seconds: float = 0.0
 
 
 def notification_figures(session: Session, now: datetime) -> NotificationFigures:
@@ -124,7 +136,53 @@ def notification_figures(session: Session, now: datetime) -> NotificationFigures
     oldest = session.scalar(text(
         "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= :now"
     ), {"now": now})
+    oldest_email = session.scalar(text(
+        "SELECT min(next_attempt_at) FROM booking_emails WHERE status = 'pending' AND next_attempt_at <= :now"
+    ), {"now": now})
     return NotificationFigures(
         {status: count for status, count in deliveries}, {status: count for status, count in emails},
         (now - oldest).total_seconds() if oldest is not None else 0.0,
+        (now - oldest_email).total_seconds() if oldest_email is not None else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class FailingEndpoint:
+    """An endpoint whose deliveries fail: given up on (`failed`) or still being retried (`retrying`)."""
+
+    endpoint_id: uuid.UUID
+    client_id: uuid.UUID
+    client_name: str
+    url: str
+    failed: int
+    retrying: int
+    last_status_code: int | None
+    last_error: str | None
+    oldest_undelivered_at: datetime
+
+
+#: Reads only the deliveries not yet succeeded (webhook_deliveries_undelivered); the last error is
+#: that of the most recently attempted of them.
+_FAILING_ENDPOINTS = text("""
+SELECT e.id, e.client_id, c.name, e.url,
+       count(*) FILTER (WHERE d.status = 'failed'),
+       count(*) FILTER (WHERE d.status = 'pending' AND d.attempts > 0),
+       (array_agg(d.last_status_code ORDER BY COALESCE(d.finished_at, d.next_attempt_at) DESC)
+            FILTER (WHERE d.attempts > 0))[1],
+       (array_agg(d.last_error ORDER BY COALESCE(d.finished_at, d.next_attempt_at) DESC)
+            FILTER (WHERE d.attempts > 0))[1],
+       min(d.created_at)
+FROM webhook_deliveries d
+JOIN webhook_endpoints e ON e.id = d.endpoint_id
+JOIN clients c ON c.id = e.client_id
+WHERE d.status <> 'succeeded'
+GROUP BY e.id, c.id
+HAVING count(*) FILTER (WHERE d.status = 'failed' OR d.attempts > 0) > 0
+ORDER BY 5 DESC, 9
+LIMIT :limit
+""")
+
+
+def failing_endpoints(session: Session, *, limit: int = 200) -> list[FailingEndpoint]:
+    """Endpoints with deliveries failed or failing, those given up on most first."""
+    return [FailingEndpoint(*row) for row in session.execute(_FAILING_ENDPOINTS, {"limit": limit})]

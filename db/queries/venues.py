@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from db.models import Seat, Venue
 
 _SEAT_COUNT = (
-    select(func.count()).select_from(Seat).where(Seat.venue_id == Venue.id).correlate(Venue).scalar_subquery()
+    select(func.count()).select_from(Seat).where(Seat.venue_id == Venue.id, Seat.retired_at.is_(None))
+    .correlate(Venue).scalar_subquery()
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable
@@ -32,6 +33,7 @@ class Receiver:
         self.released = threading.Event()
         #: POSTs being held without an answer right now.
         self.stalled = 0
+        self.counting = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,7 +41,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver.answer()
                 if status is None:
-                    receiver.stalled += 1
+                    with receiver.counting:
+                        receiver.stalled += 1
                     receiver.released.wait(30)
                     return
                 receiver.received.append(Received(dict(self.headers.items()), body, status))
@@ -95,6 +98,33 @@ class Sink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class HoldingSink(Sink):
+    """A sink that holds the first message's DATA unanswered until its client hangs up (a worker
+    killed while sending), so a kill lands mid-send for sure. `keep_held` says whether the
+    server already had that message when the client died: like a server that stored it and was
+    about to answer 250, or (False) like one that drops a message whose sender left before the
+    answer, as an SMTP server does."""
+
+    def __init__(self, *, keep_held: bool) -> None:
+        super().__init__()
+        self.keep_held = keep_held
+        self.holding = threading.Event()
+        self.hung_up = threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if self.holding.is_set():
+            return await super().handle_DATA(server, session, envelope)
+        if self.keep_held:
+            await super().handle_DATA(server, session, envelope)
+        self.holding.set()
+        try:
+            await asyncio.sleep(120)  # aiosmtpd cancels this when the client's connection is lost
+        except asyncio.CancelledError:
+            self.hung_up.set()
+            raise
+        return "451 4.3.0 held too long; the test never killed the sender"
 
 
 @dataclass

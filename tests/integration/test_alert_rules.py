@@ -25,7 +25,8 @@ EXPORTED = {
     "bookings_payments_recent", "bookings_payments_stuck", "bookings_scheduler_leaders",
     "dramatiq_messages_total", "dramatiq_message_errors_total", "dramatiq_message_retries_total",
     "dramatiq_message_rejects_total", "dramatiq_messages_inprogress", "dramatiq_message_duration_milliseconds_bucket",
-    "webhook_deliveries", "webhook_delivery_oldest_due_seconds", "booking_emails",
+    "webhook_deliveries", "webhook_delivery_oldest_due_seconds", "booking_emails", "booking_email_oldest_due_seconds",
+    "webhook_delivery_latency_seconds_bucket", "webhook_delivery_attempts_total",
 }
 _METRIC = re.compile(r"\b((?:http|bookings|stripe|dramatiq|webhook|booking)_\w+|bookings)\b(?!\s*\()")
 

@@ -194,6 +194,35 @@ def worker_later(runtime: Any):  # type: ignore[no-untyped-def]
         worker.stop()
 
 
+# Seat maps.
+
+
+def test_a_seat_map_lists_every_seat_in_order_with_its_price_and_the_counts(operator, api):
+    """PostgreSQL writes the map: its JSON is what the API's shape says, seat by seat."""
+    layout = [{"row": row, "number": n, "tier": tier, **({"section": section} if section else {})}
+              for section, tier in (("", "standard"), ("Balcony", "box"), ("Stalls", "standard"))
+              for row in ("B", "A") for n in (2, 1)]
+    venue = operator.create("/v1/venues", {"name": f"Hall {new_key()[:6]}", "timezone": "UTC", "seats": layout})
+    event = _event(operator, venue_id=venue["id"], prices={"standard": 4000})
+    answer = api.get(f"/v1/events/{event['id']}/seats")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
+    seat_map = answer.json
+    assert set(seat_map) == {"event_id", "seats", "summary"} and seat_map["event_id"] == event["id"]
+    shown = [(s.get("section", ""), s["row"], s["number"], s["tier"], s["price"], s["status"]) for s in seat_map["seats"]]
+    assert shown == [(section, row, n, tier, 4000 if tier == "standard" else None, "available")
+                     for section, tier in (("", "standard"), ("Balcony", "box"), ("Stalls", "standard"))
+                     for row in ("A", "B") for n in (1, 2)]
+    assert set(seat_map["seats"][0]) == {"id", "row", "number", "tier", "price", "status"}
+    assert set(seat_map["seats"][-1]) == {"section", "id", "row", "number", "tier", "price", "status"}
+    assert seat_map["summary"] == {"available": 12, "held": 0, "booked": 0, "blocked": 0, "total": 12}
+    general = _general_event(operator, capacity=3)
+    assert api.get(f"/v1/events/{general['id']}/seats").json == {
+        "event_id": general["id"], "seats": [],
+        "summary": {"available": 0, "held": 0, "booked": 0, "blocked": 0, "total": 0},
+    }
+    assert api.get(f"/v1/events/{uuid.uuid4()}/seats").status_code == 404
+
+
 # Blocked seats.
 
 
@@ -320,16 +349,17 @@ def test_many_concurrent_requests_for_the_last_ten_places_leave_exactly_ten_held
 
 
 @pytest.mark.commits  # workers or threads of its own must see its writes
-@pytest.mark.parametrize("protected", [
-    pytest.param(True, id="with the event lock"),
-    pytest.param(False, id="control: lock switched off", marks=pytest.mark.control),
+@pytest.mark.parametrize(("locked", "backstop"), [
+    pytest.param(True, True, id="with the event lock"),
+    pytest.param(False, True, id="control: lock switched off, the database refuses", marks=pytest.mark.control),
+    pytest.param(False, False, id="control: lock and backstop switched off", marks=pytest.mark.control),
 ])
-def test_placements_that_all_count_before_any_claims_oversell_only_without_the_event_lock(
-    operator, api, runtime, monkeypatch, protected
-):
+def test_placements_that_all_count_before_any_claims_never_oversell(operator, api, runtime, monkeypatch, locked, backstop):
     """Twelve placements for the last four places, made to count at the same moment: with the
-    event's row lock they take turns and exactly four are held; with the lock switched off (the
-    control) every one of them sees four free places, and more than four are held."""
+    event's row lock they take turns and exactly four are held. With the lock switched off every
+    one of them sees four free places, and the database's check of the places claimed against
+    the capacity refuses all but four: clean rejections, no error. With its triggers switched
+    off too, more than four are held (the race is real)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -342,35 +372,75 @@ def test_placements_that_all_count_before_any_claims_oversell_only_without_the_e
     together = threading.Barrier(len(ids))
     # With the lock, the first to count holds it at the barrier until the wait times out (well
     # inside the 2 s lock timeout of those queued behind it); without, all arrive at once.
-    patience = 0.3 if protected else 10
-    counted = claims.places_of
+    patience = 0.3 if locked else 10
+    counted, claim_places = claims.places_of, UnitOfWork.claim_places
+    seen_free: list[int] = []
+    refused_by_the_database: list[str] = []
 
     def places_of_after_all_counted(session, event_ids, now):  # type: ignore[no-untyped-def]
         places = counted(session, event_ids, now)
+        seen_free.append(places[event_ids[0]].available)
         try:
             together.wait(timeout=patience)
         except threading.BrokenBarrierError:
             pass
         return places
 
+    def claim_places_watched(uow, claimant):  # type: ignore[no-untyped-def]
+        claimed = claim_places(uow, claimant)
+        if not claimed:
+            refused_by_the_database.append(str(claimant.id))
+        return claimed
+
     monkeypatch.setattr(claims, "places_of", places_of_after_all_counted)
-    if not protected:
+    monkeypatch.setattr(UnitOfWork, "claim_places", claim_places_watched)
+    if not locked:
         monkeypatch.setattr(catalog, "lock_event", lambda session, event_id: catalog.event_for_sale(session.connection(), event_id))
 
     def place(booking_id: str) -> None:
         with UnitOfWork(runtime.context.sessions) as uow:
-            locked = uow.lock(uuid.UUID(booking_id))
-            assert locked is not None
-            hold_inventory(uow, locked, now=runtime.context.clock(), hold_ttl=timedelta(minutes=15))
+            if not backstop:  # this transaction's triggers off: the places claimed are not counted
+                uow.session.execute(text("SET LOCAL session_replication_role = replica"))
+            locked_booking = uow.lock(uuid.UUID(booking_id))
+            assert locked_booking is not None
+            hold_inventory(uow, locked_booking, now=runtime.context.clock(), hold_ttl=timedelta(minutes=15))
             uow.commit()
 
     with ThreadPoolExecutor(max_workers=len(ids)) as pool:
-        list(pool.map(place, ids))
-    held = sorted(wait_for_statuses(runtime.context.sessions, ids, {"awaiting_payment", "rejected"}).values())
-    if protected:
-        assert held.count("awaiting_payment") == 4
-    else:
-        assert held.count("awaiting_payment") > 4
+        list(pool.map(place, ids))  # re-raises any error of a placement
+    final = wait_for_statuses(runtime.context.sessions, ids, {"awaiting_payment", "rejected"})
+    held = sorted(final.values()).count("awaiting_payment")
+    if not backstop:
+        assert held > 4
+        return
+    assert held == 4
+    if not locked:
+        assert seen_free == [4] * 12  # every placement counted four free places
+        assert sorted(refused_by_the_database) == sorted(i for i, status in final.items() if status == "rejected")
+        assert len(refused_by_the_database) == 8
+    with runtime.context.sessions() as session:
+        reasons = session.execute(text("SELECT DISTINCT reason FROM bookings WHERE id = ANY(:ids) AND status = 'rejected'"),
+                                  {"ids": [uuid.UUID(i) for i in ids]}).scalars().all()
+        shown = session.execute(text("SELECT places_claimed FROM events WHERE id = :e"), {"e": event["id"]}).scalar()
+    assert reasons == ["unavailable"] and shown == 4
+
+
+def test_the_database_refuses_general_admission_claims_past_the_capacity_even_without_locks(operator, api, runtime):
+    """The backstop alone: claims written straight to the items, as wrong code would."""
+    from sqlalchemy.exc import IntegrityError
+
+    event = _general_event(operator, capacity=3)
+    first, second = (api.book(_places(event["id"], quantity)).json["id"] for quantity in (2, 2))
+    claim = text("UPDATE booking_items SET holds_inventory = :claims WHERE booking_id = :b")
+    with transaction(runtime.context.sessions) as session:
+        session.execute(claim, {"b": first, "claims": True})
+    with pytest.raises(IntegrityError, match="event_places_within_capacity"):
+        with transaction(runtime.context.sessions) as session:
+            session.execute(claim, {"b": second, "claims": True})
+    with transaction(runtime.context.sessions) as session:  # freed, the places pass to the other
+        session.execute(claim, {"b": first, "claims": False})
+        session.execute(claim, {"b": second, "claims": True})
+        assert session.execute(text("SELECT places_claimed FROM events WHERE id = :e"), {"e": event["id"]}).scalar() == 2
 
 
 # Lapsed holds.

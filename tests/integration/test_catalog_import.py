@@ -74,3 +74,50 @@ def test_a_file_the_api_would_refuse_is_refused_whole(tmp_path, settings, runtim
 
         assert session.execute(text("SELECT count(*) FROM venues WHERE ref = :r"),
                                {"r": document["venues"][0]["ref"]}).scalar() == 0
+
+
+def _seat_ids(api: Any, event_id: str) -> dict[int, str]:
+    return {seat["number"]: seat["id"] for seat in api.get(f"/v1/events/{event_id}/seats").json["seats"]}
+
+
+@pytest.mark.commits
+def test_a_layout_that_drops_seats_deletes_the_unbooked_and_retires_the_booked(tmp_path, settings, api, runtime, worker):
+    from sqlalchemy import text
+
+    from tests.support import seat_request, wait_for_statuses
+
+    tag = new_key()[:8]
+    _import(tmp_path, settings, _document(tag, seats=4))
+    gig = next(e for e in api.get("/v1/events", limit=200).json["items"] if e["ref"] == f"gig-{tag}")
+    before = _seat_ids(api, gig["id"])
+    held = api.book(seat_request(gig["id"], [before[3]])).json["id"]
+    wait_for_statuses(runtime.context.sessions, [held], {"authorized"})
+
+    smaller = _document(tag, seats=2)
+    assert _import(tmp_path, settings, smaller)[0] == "venues: 0 created, 1 updated, 0 unchanged"
+    retired_at = "SELECT id, retired_at FROM seats WHERE id = ANY(:ids) ORDER BY number"
+    with runtime.context.sessions() as session:
+        rows = session.execute(text(retired_at), {"ids": [before[3], before[4]]}).all()
+    assert [(str(seat_id), at is not None) for seat_id, at in rows] == [(before[3], True)]  # seat 4 deleted
+    # The live booking still shows on the map; the venue no longer counts the seat; nobody else gets it.
+    assert {n: s["status"] for n, s in _by_number(api, gig["id"]).items()} == {1: "available", 2: "available", 3: "held"}
+    venue = next(v for v in api.get("/v1/venues", limit=200).json["items"] if v["ref"] == f"club-{tag}")
+    assert venue["seat_count"] == 2
+    assert api.book(seat_request(gig["id"], [before[3]])).status_code == 422
+
+    # The same file again changes nothing, not even when the seat was retired.
+    assert _import(tmp_path, settings, smaller)[0] == "venues: 0 created, 0 updated, 1 unchanged"
+    with runtime.context.sessions() as session:
+        assert session.execute(text(retired_at), {"ids": [before[3]]}).all() == rows
+
+    # Once no live booking holds it, a retired seat is off the map; a layout that has it again brings it back.
+    assert api.post(f"/v1/bookings/{held}/cancel", None, key=new_key()).status_code == 202
+    wait_for_statuses(runtime.context.sessions, [held], {"cancelled"})
+    assert sorted(_by_number(api, gig["id"])) == [1, 2]
+    assert _import(tmp_path, settings, _document(tag, seats=4))[0] == "venues: 0 created, 1 updated, 0 unchanged"
+    after = _seat_ids(api, gig["id"])
+    assert after[3] == before[3] and after[4] != before[4] and len(after) == 4
+
+
+def _by_number(api: Any, event_id: str) -> dict[int, dict[str, Any]]:
+    return {seat["number"]: seat for seat in api.get(f"/v1/events/{event_id}/seats").json["seats"]}

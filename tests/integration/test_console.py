@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import dramatiq
 import redis
+from sqlalchemy import text
 
 from db.engine import transaction
-from db.models import Booking, Payment, WebhookEvent
+from db.models import Booking, Payment, WebhookEndpoint, WebhookEvent
+from db.unit_of_work import UnitOfWork
+from domain.lifecycle import BookingStatus
 from services import queues
 from tasks.queue_inspection import QueueInspector
 from tasks.worker_activity import WorkerActivity, WorkerRegistry, worker_key
@@ -227,3 +230,70 @@ def test_event_sales_count_held_seats_per_event(app, api, runtime, worker):
     assert sum(e["held"] for e in events) == 1
     page = app.simulate_get("/ops/events", headers=_basic(key)).text
     assert f"<td>{mine['name']}</td>" in page
+
+
+def _endpoint(runtime, client_id, url):
+    with transaction(runtime.context.sessions) as session:
+        endpoint = WebhookEndpoint(client_id=client_id, url=url, events=["*"], secret="whsec_console")
+        session.add(endpoint)
+        session.flush()
+        return endpoint.id
+
+
+def test_failing_webhook_endpoints_are_listed_with_their_log_and_retried(app, api, runtime):
+    key = _operator_key(runtime)
+    event_id, seats = first_event(runtime.context.sessions)
+    booking = api.book(seat_request(event_id, seats[:1])).json
+    with runtime.context.sessions() as session:
+        client_id, client_name = session.execute(
+            text("SELECT c.id, c.name FROM bookings b JOIN clients c ON c.id = b.client_id WHERE b.id = :id"),
+            {"id": booking["id"]}).one()
+    failing = _endpoint(runtime, client_id, "https://hooks.example.com/bookings?v=1")
+    healthy = _endpoint(runtime, client_id, "https://fine.example.org/hooks")
+    with UnitOfWork(runtime.context.sessions) as uow:
+        locked = uow.lock(uuid.UUID(booking["id"]))
+        for target in (BookingStatus.AWAITING_PAYMENT, BookingStatus.AUTHORIZED, BookingStatus.CANCELLED):
+            locked.move(target, datetime.now(UTC))
+        uow.commit()
+    with transaction(runtime.context.sessions) as session:
+        # The failing endpoint: authorized given up on an hour ago, cancelled still retried; the other all delivered.
+        session.execute(text("""
+            UPDATE webhook_deliveries d SET
+              status = CASE WHEN endpoint_id = :healthy THEN 'succeeded' WHEN e.type = 'booking.authorized'
+                            THEN 'failed' ELSE 'pending' END,
+              attempts = CASE WHEN e.type = 'booking.authorized' THEN 12 ELSE 2 END,
+              last_status_code = CASE WHEN e.type = 'booking.authorized' THEN 500 END,
+              last_error = CASE WHEN e.type = 'booking.cancelled' THEN 'timeout' END,
+              created_at = now() - interval '1 hour',
+              finished_at = CASE WHEN e.type = 'booking.authorized' THEN now() - interval '1 minute' END,
+              next_attempt_at = now() + interval '1 minute'
+            FROM notification_events e WHERE e.id = d.event_id
+        """), {"healthy": healthy})
+
+    (listed,) = app.simulate_get("/ops/api/webhooks", headers=_basic(key)).json["endpoints"]
+    assert (listed["endpoint_id"], listed["client"], listed["host"]) == (str(failing), client_name, "hooks.example.com")
+    assert (listed["failed"], listed["retrying"]) == (1, 1)
+    assert (listed["last_status_code"], listed["last_error"]) == (None, "timeout")  # the latest attempt's
+    assert 3600 <= listed["oldest_undelivered_seconds"] < 3600 + 60
+    page = app.simulate_get("/ops/webhooks", headers=_basic(key)).text
+    assert f'href="/ops/webhooks/{failing}"' in page and "hooks.example.com" in page and "fine.example.org" not in page
+
+    log = app.simulate_get(f"/ops/api/webhooks/{failing}", headers=_basic(key)).json
+    assert sorted((d["type"], d["status"]) for d in log["deliveries"]) == [
+        ("booking.authorized", "failed"), ("booking.cancelled", "pending")]
+    page = app.simulate_get(f"/ops/webhooks/{failing}", headers=_basic(key)).text
+    token = re.search(r'name="token" value="(\w+)"', page).group(1)
+    headers = {**_basic(key), "Content-Type": "application/x-www-form-urlencoded"}
+    retried = app.simulate_post(f"/ops/webhooks/{failing}", body=f"token={token}&do=retry-failed", headers=headers)
+    assert retried.status_code == 303 and retried.headers["Location"] == f"/ops/webhooks/{failing}?done=1"
+    log = app.simulate_get(f"/ops/api/webhooks/{failing}", headers=_basic(key)).json
+    assert {d["status"] for d in log["deliveries"]} == {"pending"}
+    (pending,) = [d for d in log["deliveries"] if d["type"] == "booking.cancelled"]
+    one = app.simulate_post(f"/ops/webhooks/{failing}", body=f"token={token}&do=retry:{pending['id']}", headers=headers)
+    assert one.status_code == 303
+    assert app.simulate_get("/ops/api/webhooks", headers=_basic(key)).json["endpoints"][0]["failed"] == 0
+    forged = app.simulate_post(f"/ops/webhooks/{failing}", body="token=x&do=retry-failed", headers=headers)
+    assert forged.status_code == 403 and forged.json["error"]["code"] == "forbidden"
+    assert app.simulate_post(f"/ops/webhooks/{failing}", body=f"token={token}&do=drop",
+                             headers=headers).json["error"]["code"] == "invalid_action"
+    assert app.simulate_get(f"/ops/webhooks/{uuid.uuid4()}", headers=_basic(key)).status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,8 +14,10 @@ import pytest
 from sqlalchemy import text
 
 from adapters.smtp import SmtpMailer
+from db.queries.notifications import notification_figures
 from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
+from services import emails
 from services.emails import send_due_emails
 from tests.integration.notification_fixtures import Clock, Sink
 from tests.support import first_event, seat_request, wait_for
@@ -125,3 +128,83 @@ def test_workers_send_the_customer_emails(api, runtime, worker, sink):
     runtime.actors["send_due_emails"].send()
     wait_for(lambda: sink.mails, what="the email in the sink")
     assert [m["Subject"] for m in sink.mails] == ["Your booking is cancelled"]
+
+
+def test_a_booking_whose_customer_has_no_address_gets_no_email(api, ctx, sink):
+    event_id, seats = first_event(ctx.sessions)
+    booking_id = api.book(seat_request(event_id, seats[5:6])).json["id"]
+    with ctx.sessions.begin() as session:
+        session.execute(text("UPDATE bookings SET customer_email = '' WHERE id = :id"), {"id": booking_id})
+    with UnitOfWork(ctx.sessions) as uow:
+        uow.lock(uuid.UUID(booking_id)).move(S.CANCELLED, ctx.clock())
+        uow.commit()
+
+    assert send_due_emails(ctx, SmtpMailer(sink.url)) == 0
+    assert sink.mails == [] and _emails(ctx) == []
+
+
+class WorkerDied(BaseException):
+    """What a SIGKILL does to a sweep, as far as the database can tell: it stops, marking nothing."""
+
+
+class DiesAfterTheServerTakesIt:
+    def __init__(self, url: str) -> None:
+        self.mailer = SmtpMailer(url)
+
+    def send(self, message: Any) -> None:
+        self.mailer.send(message)
+        raise WorkerDied
+
+
+def test_a_mail_sent_again_after_a_worker_died_before_its_mark_has_the_same_message_id(api, ctx, sink):
+    _booking_moved(api, ctx, 6, S.CANCELLED)
+    with pytest.raises(WorkerDied):
+        send_due_emails(ctx, DiesAfterTheServerTakesIt(sink.url))
+    ctx.clock.advance(emails.CLAIM_LEASE)
+    send_due_emails(ctx, SmtpMailer(sink.url))
+
+    first, again = sink.mails
+    assert first["Message-ID"] == again["Message-ID"] and first["Subject"] == again["Subject"]
+    assert _emails(ctx) == [("cancelled", "sent", 1, None)]
+
+
+class SlowServer:
+    """A server taking two minutes a mail (on the test's clock). When a send outlives the sweep's
+    lease, another worker's sweep runs meanwhile, as the scheduler would start one."""
+
+    def __init__(self, ctx: Any, url: str) -> None:
+        self.ctx, self.mailer, self.claimed_at = ctx, SmtpMailer(url), ctx.clock()
+        self.overlapped = False
+
+    def send(self, message: Any) -> None:
+        self.ctx.clock.advance(timedelta(minutes=2))
+        if not self.overlapped and self.ctx.clock() > self.claimed_at + emails.CLAIM_LEASE:
+            self.overlapped = True
+            send_due_emails(self.ctx, self.mailer)
+        self.mailer.send(message)
+
+
+def test_a_slow_server_never_gets_one_mail_from_two_sweeps(api, ctx, sink):
+    for seat in range(7, 11):
+        _booking_moved(api, ctx, seat, S.CANCELLED)
+    server = SlowServer(ctx, sink.url)
+
+    sent = send_due_emails(ctx, server)
+    assert sent < 4  # the sweep stopped before its lease ran out, and gave the rest back at once
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM booking_emails WHERE status = 'pending'"
+                                 " AND next_attempt_at <= :now"), {"now": ctx.clock()}).scalar_one() == 4 - sent
+    while send_due_emails(ctx, server):
+        pass
+
+    assert Counter(m["Message-ID"] for m in sink.mails) == dict.fromkeys({m["Message-ID"] for m in sink.mails}, 1)
+    assert len(sink.mails) == 4 and {row[1] for row in _emails(ctx)} == {"sent"}
+
+
+def test_the_oldest_due_email_is_the_email_queue_age(api, ctx, sink):
+    _booking_moved(api, ctx, 11, S.CANCELLED)
+    with ctx.sessions() as session:
+        assert notification_figures(session, ctx.clock.now + timedelta(minutes=2)).oldest_due_email_seconds == 120
+    send_due_emails(ctx, SmtpMailer(sink.url))
+    with ctx.sessions() as session:
+        assert notification_figures(session, ctx.clock.now + timedelta(minutes=2)).oldest_due_email_seconds == 0

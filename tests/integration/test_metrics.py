@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from datetime import timedelta
 
 import falcon.testing
@@ -16,8 +17,10 @@ from db.models import OutboxMessage, WebhookEvent
 from db.queries.alerting import pipeline_gauges
 from db.queries.clients import create_client
 from devtools.local_services import free_port
+from services import queues
+from services.outbox import StagedMessage
 from tasks.scheduler import LEADER_LOCK
-from tests.support import wait_for
+from tests.support import BOTH_BROKERS, wait_for
 
 
 def _operator(runtime) -> dict[str, str]:
@@ -65,6 +68,24 @@ def test_the_metrics_bind_listener_answers_without_a_key(settings):
         server.server_close()
     for name in ("bookings_outbox_messages", "bookings_queue_messages", "bookings_payments_recent"):
         assert f"# TYPE {name} gauge" in text
+
+
+@BOTH_BROKERS
+def test_the_metrics_bind_listener_counts_the_messages_on_the_configured_broker(runtime, settings):
+    """On RabbitMQ as on Redis: the listener reads the broker the settings name, not Redis alone."""
+    from api.metrics import serve_metrics
+
+    runtime.context.dispatch([StagedMessage(uuid.uuid4(), *queues.PLACE_BOOKING, (str(uuid.uuid4()),))
+                              for _ in range(3)])
+    port = free_port()
+    server = serve_metrics(dataclasses.replace(settings, metrics_bind=("127.0.0.1", port)))
+    try:
+        texts = [httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False, timeout=10).text for _ in range(3)]
+    finally:
+        server.shutdown()
+        server.server_close()
+    ready = 'bookings_queue_messages{queue="bookings",state="ready"} 3.0'
+    assert all(ready in text for text in texts), texts[0]
 
 
 def test_backlog_ages_and_webhook_problems_are_read_from_the_tables(runtime):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from adapters.webhooks import WebhookSender
@@ -23,6 +24,7 @@ from db.unit_of_work import UnitOfWork
 from domain.lifecycle import BookingStatus
 from services import notifications
 from services.notifications import Deliverer
+from tasks.notification_metrics import DeliveryMetrics
 from tests.integration.notification_fixtures import Clock, Receiver
 from tests.support import first_event, seat_request, wait_for, wait_for_statuses
 
@@ -196,21 +198,63 @@ def test_a_receiver_that_does_not_answer_in_time_is_retried(api, runtime, receiv
         assert conn.execute(text("SELECT last_error FROM webhook_deliveries")).scalar_one() == "timeout"
 
 
-def test_a_stalled_receiver_does_not_slow_bookings(api, runtime, worker, receiver):
+@pytest.mark.parametrize("isolated", [
+    pytest.param(True, id="one sweep per worker, posting on its own pool"),
+    pytest.param(False, id="control: each delivery on a worker thread", marks=pytest.mark.control),
+])
+def test_a_stalled_receiver_does_not_slow_bookings(api, runtime, worker, receiver, monkeypatch, isolated):
+    """Eight stalled deliveries and eight ticks of the scheduler: a sweep holds one of the worker's
+    eight threads and the bookings keep the rest. The control switches the isolation off: each
+    tick delivers one event on the worker thread that runs it (as a message per delivery would),
+    no sweep stepping aside for the one already running, and the bookings wait out the stalls."""
+    if not isolated:
+        monkeypatch.setattr(notifications, "BATCH", 1)
+        monkeypatch.setattr(notifications, "deliver_due_webhooks", notifications._deliver_batch)
     receiver.answer = lambda: None  # accepts, never answers: each POST waits out the 10 s timeout
-    register(api, receiver.url, ["*"])
+    for _ in range(2):
+        register(api, receiver.url, ["*"])
     event_id, seats = first_event(runtime.context.sessions)
     first = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[10:14]]
     wait_for_statuses(runtime.context.sessions, first, {"authorized"})
-    for _ in range(5):  # the scheduler's ticks while the receiver stalls
+    for _ in range(worker.worker_threads):  # the scheduler's ticks while the receiver stalls
         runtime.actors["deliver_due_webhooks"].send()
-    wait_for(lambda: len(receiver.received) == 0 and _attempted_posts(receiver) > 0, what="a stalled POST")
+    # Eight deliveries (four bookings, two endpoints) stall at once: in one sweep, or in eight.
+    wait_for(lambda: len(receiver.received) == 0 and _attempted_posts(receiver) == 8, what="eight stalled POSTs")
 
     started = time.monotonic()
     later = [api.book(seat_request(event_id, [seat])).json["id"] for seat in seats[14:30]]
-    wait_for_statuses(runtime.context.sessions, later, {"authorized"}, timeout=30)
-    assert time.monotonic() - started < 8  # well inside the 10 s a stalled POST takes
+    wait_for_statuses(runtime.context.sessions, later, {"authorized"}, timeout=60)
+    waited = time.monotonic() - started
+    if isolated:
+        assert waited < 8  # well inside the 10 s a stalled POST takes
+    else:
+        assert waited >= 8  # every worker thread waited on a stalled POST
 
 
 def _attempted_posts(receiver: Receiver) -> int:
     return receiver.stalled
+
+
+def test_a_delivery_counts_its_attempts_and_times_its_success_from_the_event(api, runtime, receiver):
+    answers = iter([503, 200])
+    receiver.answer = lambda: next(answers)
+    clock = Clock()
+    ctx = dataclasses.replace(runtime.context, clock=clock)
+    registry = CollectorRegistry()
+    deliverer = dataclasses.replace(_deliverer(), observe=DeliveryMetrics(registry))
+    register(api, receiver.url, ["booking.cancelled"])
+    _move(runtime, _booking(api, runtime, 8), S.CANCELLED, at=clock.now)
+    clock.advance(timedelta(seconds=2))  # the scheduler's tick
+
+    waits = _sweep_until_done(ctx, clock, deliverer)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"type": "booking.cancelled", **labels})
+
+    assert waits == [timedelta(seconds=7.5)]
+    assert sample("webhook_delivery_attempts_total", outcome="retried") == 1
+    assert sample("webhook_delivery_attempts_total", outcome="succeeded") == 1
+    assert sample("webhook_delivery_latency_seconds_count") == 1
+    assert sample("webhook_delivery_latency_seconds_sum") == 9.5  # 2 s to the first attempt, 7.5 s to the next
+    assert sample("webhook_delivery_latency_seconds_bucket", le="5.0") == 0
+    assert sample("webhook_delivery_latency_seconds_bucket", le="10.0") == 1

@@ -14,8 +14,11 @@ from typing import Any
 
 import stripe
 
+from adapters.stripe_budget import BudgetedHTTPClient, StripeRequestBudget
 from domain.errors import (
+    ChargeDisputed,
     PaymentDeclined,
+    PaymentProviderRateLimited,
     PaymentProviderUnavailable,
     PaymentRequestInvalid,
     PaymentRequestRejected,
@@ -36,14 +39,18 @@ _STATUS = {
 }
 
 
-def make_stripe_client(api_key: str, api_base: str | None, *, timeout_seconds: float = 20) -> stripe.StripeClient:
-    """`api_base` points the SDK at a local Stripe-compatible server in development and tests."""
+def make_stripe_client(
+    api_key: str, api_base: str | None, *, timeout_seconds: float = 20, budget: StripeRequestBudget | None = None
+) -> stripe.StripeClient:
+    """`api_base` points the SDK at a local Stripe-compatible server in development and tests;
+    `budget` paces every request (see adapters.stripe_budget)."""
+    options: Any = {"timeout": timeout_seconds, "allow_sync_methods": True}
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base} if api_base else None,
         # The SDK retries connection failures itself, reusing our idempotency key.
         max_network_retries=2,
-        http_client=stripe.HTTPXClient(timeout=timeout_seconds, allow_sync_methods=True),
+        http_client=BudgetedHTTPClient(budget, **options) if budget else stripe.HTTPXClient(**options),
     )
 
 
@@ -201,12 +208,13 @@ class StripeGateway:
     def retrieve_dispute(self, dispute_id: str) -> DisputeState:
         with _classified():
             dispute = self._client.v1.disputes.retrieve(dispute_id).to_dict()
-        intent = dispute.get("payment_intent")
-        return DisputeState(
-            dispute_id=dispute["id"], intent_id=intent["id"] if isinstance(intent, dict) else intent,
-            status=str(dispute["status"]), amount=int(dispute["amount"]), currency=str(dispute["currency"]),
-            reason=dispute.get("reason"),
-        )
+        return _dispute_state(dispute)
+
+    def disputes_of(self, intent_id: str) -> list[DisputeState]:
+        """The disputes of the intent's charge, newest first (as Stripe lists them)."""
+        with _classified():
+            listing = self._client.v1.disputes.list(params={"payment_intent": intent_id, "limit": 10})
+        return [_dispute_state(dispute.to_dict()) for dispute in listing.data]
 
     def retrieve_checkout(self, session_id: str) -> CheckoutState:
         with _classified():
@@ -220,6 +228,15 @@ class StripeGateway:
         )
 
 
+def _dispute_state(dispute: dict[str, Any]) -> DisputeState:
+    intent = dispute.get("payment_intent")
+    return DisputeState(
+        dispute_id=dispute["id"], intent_id=intent["id"] if isinstance(intent, dict) else intent,
+        status=str(dispute["status"]), amount=int(dispute["amount"]), currency=str(dispute["currency"]),
+        reason=dispute.get("reason"),
+    )
+
+
 @contextmanager
 def _classified() -> Iterator[None]:
     """Translate Stripe's exception tree into the domain's three kinds of payment failure."""
@@ -229,7 +246,10 @@ def _classified() -> Iterator[None]:
         raise PaymentDeclined(
             str(exc.user_message or "card declined"), details=exc.code, intent_id=_intent_id(exc)
         ) from exc
-    except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
+    except stripe.RateLimitError as exc:
+        # Every worker has paused already (adapters.stripe_budget); this message backs off too.
+        raise PaymentProviderRateLimited(f"Stripe refused our request rate: {exc.code or 'rate_limit'}") from exc
+    except stripe.APIConnectionError as exc:
         raise PaymentProviderUnavailable(f"Stripe unreachable: {type(exc).__name__}") from exc
     except (stripe.AuthenticationError, stripe.PermissionError) as exc:
         # Our key, not the booking: retried until an operator fixes the configuration.
@@ -238,6 +258,8 @@ def _classified() -> Iterator[None]:
         if exc.http_status is not None and exc.http_status >= 500:
             raise PaymentProviderUnavailable(f"Stripe failed: HTTP {exc.http_status}") from exc
         message = f"Stripe rejected the request: {exc.user_message or exc}"
+        if isinstance(exc, stripe.InvalidRequestError) and exc.code == "charge_disputed":
+            raise ChargeDisputed(message, details=exc.code) from exc
         if _refused_for_the_booking(exc):
             raise PaymentRequestInvalid(
                 message, details=exc.code or "resource_missing", intent_id=_intent_id(exc)

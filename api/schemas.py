@@ -251,6 +251,9 @@ class PaymentOut(BaseModel):
     next_action: dict[str, Any] | None = Field(default=None, description="3-D Secure: what the customer must do")
     decline_code: str | None = Field(default=None, description="Stripe's code for the last failed attempt")
     dispute: DisputeOut | None = None
+    refund_blocked: Literal["charge_disputed"] | None = Field(
+        default=None, description="A refund asked for waits: the dispute holds the money (Stripe refuses the refund)"
+    )
 
 
 class DisputeOut(BaseModel):

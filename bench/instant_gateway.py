@@ -61,6 +61,9 @@ class InstantGateway:
     def retrieve_dispute(self, dispute_id: str) -> DisputeState:
         raise NotImplementedError("the benchmarks raise no disputes")
 
+    def disputes_of(self, intent_id: str) -> list[DisputeState]:
+        return []
+
 
 def compose_worker(settings: Settings, gateway: PaymentGateway | None = None, *,
                    namespace: str | None = None) -> WorkerRuntime:

@@ -25,7 +25,7 @@ from typing import Any
 from bench import targets
 from bench.stack import RESULTS
 
-ALL = ["pipeline", "api_accept", "hot_seat", "expiry", "scale_out", "cpu_per_booking"]
+ALL = ["pipeline", "api_accept", "hot_seat", "expiry", "scale_out", "cpu_per_booking", "event_cancellation"]
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
@@ -35,6 +35,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "expiry": {"count": 10_000, "authorized": 100},
         "scale_out": {"bookings": 1000, "clients": 32, "processes": [1, 2, 4]},
         "cpu_per_booking": {"requests": 2000},
+        # docs/performance.md has the 10,000-booking run (python -m bench.event_cancellation).
+        "event_cancellation": {"bookings": 2000, "kills": 2},
     },
     "quick": {
         "pipeline": {"bookings": 300, "clients": 16, "stripe_calls": 200},
@@ -43,6 +45,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "expiry": {"count": 1000, "authorized": 10},
         "scale_out": {"bookings": 200, "clients": 16, "processes": [1, 2, 4]},
         "cpu_per_booking": {"requests": 300},
+        "event_cancellation": {"bookings": 500, "kills": 1},
     },
 }
 
@@ -109,8 +112,20 @@ def run_cpu_per_booking(size: dict[str, Any], log_level: str) -> dict[str, Any]:
     return {"rows": rows, "figures": measured}
 
 
+def run_event_cancellation(size: dict[str, Any], log_level: str) -> dict[str, Any]:
+    from bench import event_cancellation
+
+    figures = event_cancellation.run(event_cancellation.Options(bookings=size["bookings"], kills=size["kills"]))
+    event_cancellation.report(figures)
+    broken = event_cancellation.failures(figures)
+    if broken:
+        raise RuntimeError("; ".join(broken))
+    return figures
+
+
 RUNNERS = {"pipeline": run_pipeline, "api_accept": run_api_accept, "hot_seat": run_hot_seat,
-           "expiry": run_expiry, "scale_out": run_scale_out, "cpu_per_booking": run_cpu_per_booking}
+           "expiry": run_expiry, "scale_out": run_scale_out, "cpu_per_booking": run_cpu_per_booking,
+           "event_cancellation": run_event_cancellation}
 
 
 def chart(figures: dict[str, Any], path: Path, title: str) -> None:

@@ -162,6 +162,8 @@ class Stack:
             "DATABASE_URL": self.env.database_url, "REDIS_URL": self.env.redis_url,
             "STRIPE_API_BASE": self.stripe_url, "STRIPE_API_KEY": "sk_test_bench",
             "BROKER_NAMESPACE": self.namespace, "RATE_LIMITS": NO_RATE_LIMITS,
+            # Measure the pipeline, not the Stripe budget (bench.event_cancellation sets its own).
+            "STRIPE_MAX_REQUESTS_PER_SECOND": "0",
             "DB_POOL_SIZE": str(self.db_pool_size), "LOG_LEVEL": self.log_level, "PYTHONUNBUFFERED": "1",
             # Nothing here should expire or be relayed while we measure.
             "OUTBOX_RELAY_AFTER_SECONDS": "3600", "BOOKING_HOLD_TTL_SECONDS": "3600",
@@ -194,10 +196,11 @@ class Stack:
             terminate(self.web)
             self.web = None
 
-    def start_workers(self, processes: int, threads: int, payments: Payments) -> None:
-        """`dramatiq <module> --processes N --threads T` (what `bookings worker` execs)."""
+    def start_workers(self, processes: int, threads: int, payments: Payments, *, keep_stripe: bool = False) -> None:
+        """`dramatiq <module> --processes N --threads T` (what `bookings worker` execs); Stripe
+        workers get a fresh local Stripe server unless `keep_stripe` (its intents are the run's)."""
         self.stop_workers()
-        if payments == "stripe":
+        if payments == "stripe" and not keep_stripe:
             self.fresh_stripe()
         env = {**self.environ(), "dramatiq_prom_port": str(free_port())}
         log = self.root / f"worker-{payments}-{processes}x{threads}-{uuid.uuid4().hex[:4]}.log"
@@ -208,6 +211,15 @@ class Stack:
         since_ms = int(time.time() * 1000)
         wait_until_ready(lambda: self.live_consumers(since_ms) >= processes, what="dramatiq workers",
                          process=process, log=log, timeout=60)
+
+    def kill_workers(self) -> None:
+        """SIGKILL the workers' whole process group, the dramatiq parent and its children, mid-work."""
+        import signal
+
+        for process in self.workers:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        self.workers, self.worker_count = [], 0
 
     @property
     def uses_rabbitmq(self) -> bool:

@@ -90,6 +90,9 @@ class Settings:
     stripe_api_key: str = "sk_test_local"
     stripe_api_base: str | None = None
     stripe_webhook_secret: str = ""
+    #: Stripe requests per second, all worker processes together (adapters.stripe_budget); 0: no pacing.
+    #: Stripe allows 100 in live mode and 25 in test mode: leave room for everything else on the account.
+    stripe_max_requests_per_second: int = 25
     environment: str = "development"
     broker_namespace: str = "bookings"
     hold_ttl: timedelta = timedelta(seconds=900)
@@ -167,6 +170,7 @@ class Settings:
             stripe_api_key=env.get("STRIPE_API_KEY", "").strip() or "sk_test_local",
             stripe_api_base=env.get("STRIPE_API_BASE", "").strip() or None,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", "").strip(),
+            stripe_max_requests_per_second=_int(env, "STRIPE_MAX_REQUESTS_PER_SECOND", 25),
             environment=env.get("BOOKINGS_ENV", "development").strip() or "development",
             broker_namespace=env.get("BROKER_NAMESPACE", "bookings").strip() or "bookings",
             hold_ttl=timedelta(seconds=_int(env, "BOOKING_HOLD_TTL_SECONDS", 900)),

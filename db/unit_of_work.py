@@ -191,6 +191,7 @@ class LockedBooking:
             amount_refunded=payment.amount_refunded,
             has_provider_payment=payment.intent_id is not None or payment.checkout_session_id is not None,
             refund_requested=payment.refund_requested,
+            dispute_status=(payment.dispute or {}).get("status"),
         )
 
 

@@ -13,7 +13,12 @@
 4. Disputes (localstripe has none): retrieve and close as Stripe's, and two routes of ours that
    play the bank (`POST /v1/charges/{id}/_dispute` opens one, `POST /v1/disputes/{id}/_resolve`
    decides it), so tests drive `charge.dispute.*` through the real SDK's retrieve.
-5. Listing a type from an index instead of scanning the whole store: upstream's lists (and each
+5. Stripe's refusals that tests must provoke: refunding a charge with an open or lost dispute
+   (400 `charge_disputed`, as Stripe answers), and its rate limit: `POST /_config/rate_limit` with
+   `count=N` (ours alone) makes the next N API requests answer 429 `rate_limit`, as Stripe does
+   past its limit; `GET /_config/rate_limit` tells how many were refused and served since.
+   Disputes are also listed by `payment_intent`, as Stripe's `GET /v1/disputes` does.
+6. Listing a type from an index instead of scanning the whole store: upstream's lists (and each
    charge's refunds, which every PaymentIntent answer includes) scan every object, so creating an
    intent got four times slower after two thousand (82% of its time in that scan, profiled).
 """
@@ -121,6 +126,69 @@ async def complete_session(request: web.Request) -> web.Response:
 
 _disputes: dict[str, dict[str, Any]] = {}
 
+#: Where a dispute leaves the charge's money with the bank: Stripe refuses to refund it.
+_REFUND_REFUSED = ("warning_needs_response", "warning_under_review", "needs_response", "under_review", "lost")
+_REFUNDS = "/v1/refunds"
+
+
+@web.middleware
+async def refuse_refunds_of_disputed_charges(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.method != "POST" or request.path != _REFUNDS:
+        return await handler(request)
+    form = dict(parse_qsl((await request.read()).decode()))
+    charge = form.get("charge")
+    if charge is None and form.get("payment_intent"):
+        latest = resources.PaymentIntent._api_retrieve(form["payment_intent"]).latest_charge
+        charge = getattr(latest, "id", latest)
+    if any(d["charge"] == charge and d["status"] in _REFUND_REFUSED for d in _disputes.values()):
+        return web.json_response({"error": {
+            "type": "invalid_request_error", "code": "charge_disputed",
+            "message": f"Charge {charge} has been charged back; cannot issue a refund.",
+        }}, status=400)
+    return await handler(request)
+
+
+async def list_disputes(request: web.Request) -> web.Response:
+    intent = request.query.get("payment_intent")
+    found = sorted((d for d in _disputes.values() if intent is None or d["payment_intent"] == intent),
+                   key=lambda d: d["created"], reverse=True)
+    return web.json_response({"object": "list", "url": "/v1/disputes", "has_more": False, "data": found})
+
+
+class _RateLimit:
+    """The next `left` API requests are refused with 429; counts kept for the tests to read."""
+
+    left = 0
+    refused = 0
+    served = 0
+
+
+@web.middleware
+async def rate_limit(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    if _RateLimit.left > 0:
+        _RateLimit.left -= 1
+        _RateLimit.refused += 1
+        return web.json_response({"error": {
+            "type": "invalid_request_error", "code": "rate_limit",
+            "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+        }}, status=429)
+    _RateLimit.served += 1
+    return await handler(request)
+
+
+async def configure_rate_limit(request: web.Request) -> web.Response:
+    if request.method == "POST":
+        form = dict(parse_qsl((await request.read()).decode()))
+        _RateLimit.left = int(form.get("count") or 0)
+        _RateLimit.refused = _RateLimit.served = 0
+    return web.json_response({"left": _RateLimit.left, "refused": _RateLimit.refused, "served": _RateLimit.served})
+
 
 async def open_dispute(request: web.Request) -> web.Response:
     """Plays the customer's bank (not a Stripe route): a dispute of the charge, needing a response."""
@@ -207,6 +275,13 @@ def install(app: web.Application) -> None:
     _decline_names_the_intent()
     # Innermost, so localstripe's own middleware turns a UserError into Stripe's error body.
     app.middlewares.append(confirm_with_payment_method)
+    app.middlewares.append(refuse_refunds_of_disputed_charges)
+    # Outermost: a refused request reaches nothing, not even the idempotency keys (Stripe does not
+    # save a 429 under its key either).
+    app.middlewares.insert(0, rate_limit)
+    app.router.add_post("/_config/rate_limit", configure_rate_limit)
+    app.router.add_get("/_config/rate_limit", configure_rate_limit)
+    app.router.add_get("/v1/disputes", list_disputes)
     app.router.add_post("/v1/checkout/sessions", create_session)
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
     app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)

@@ -63,6 +63,11 @@ class PaymentProviderUnavailable(DomainError):
     code = "payment_provider_unavailable"
 
 
+class PaymentProviderRateLimited(PaymentProviderUnavailable):
+    """The provider refused the request for our request rate (429), or our own budget of its rate
+    is spent: retried later, with backoff."""
+
+
 class PaymentRequestRejected(DomainError):
     """The payment provider rejected our request as invalid; a bug or bad data, not retryable."""
 
@@ -77,6 +82,11 @@ class PaymentRequestInvalid(PaymentRequestRejected):
         super().__init__(message, details=details)
         #: The intent the refusal happened on, if the provider had made one.
         self.intent_id = intent_id
+
+
+class ChargeDisputed(PaymentRequestRejected):
+    """The provider refuses to refund a charge a dispute holds (open, or lost: the money went back
+    to the customer through it): the dispute decides where the money goes."""
 
 
 class UrlNotAllowed(InvalidRequest):

@@ -100,6 +100,15 @@ class IntentState:
     next_action: dict[str, object] | None = None
 
 
+#: Where a dispute ends with the money ours again: a refund can follow. Under any other dispute
+#: (open, or lost: the money went back through it) Stripe refuses to refund (`charge_disputed`).
+DISPUTES_ALLOWING_REFUNDS = frozenset({"won", "warning_closed"})
+
+
+def dispute_blocks_refunds(status: str | None) -> bool:
+    return status is not None and status not in DISPUTES_ALLOWING_REFUNDS
+
+
 @dataclass(frozen=True)
 class DisputeState:
     """The provider's view of a dispute (chargeback) on a charge."""

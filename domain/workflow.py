@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from domain.lifecycle import EXPIRABLE, FINAL, BookingStatus
-from domain.payments import CaptureMode, PaymentMode, PaymentStatus, PaymentStep
+from domain.payments import (
+    CaptureMode,
+    PaymentMode,
+    PaymentStatus,
+    PaymentStep,
+    dispute_blocks_refunds,
+)
 
 S = BookingStatus
 
@@ -27,6 +33,7 @@ class Step(enum.StrEnum):
     EXPIRE = "expire"  # the hold ran out: release inventory
     VOID = "void"  # release a live authorization (Stripe call)
     REFUND = "refund"  # a confirmed booking was cancelled or partly refunded (Stripe call)
+    SETTLE_CHARGEBACK = "settle_chargeback"  # a cancel whose refund a lost dispute made already
 
 
 #: Payment states a finished booking must not leave behind: money held, or a payment the
@@ -54,6 +61,8 @@ class BookingSnapshot:
     has_provider_payment: bool = False
     #: The refund total operators asked for without cancelling (partial refunds).
     refund_requested: int = 0
+    #: The status of the dispute on the charge, if any (Stripe's: needs_response, won, lost...).
+    dispute_status: str | None = None
 
 
 def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
@@ -71,12 +80,21 @@ def next_step(booking: BookingSnapshot, now: datetime) -> Step | None:
             booking.payment_status in (PaymentStatus.FAILED, PaymentStatus.NONE) and booking.has_provider_payment
         ):
             return Step.VOID
-        if status is not S.REFUNDED and booking.amount_captured > booking.amount_refunded:
+        if status is not S.REFUNDED and booking.amount_captured > booking.amount_refunded and not (
+            dispute_blocks_refunds(booking.dispute_status)
+        ):
             # Money taken for a booking that ended without being delivered goes back in full.
             return Step.REFUND
         return None
     if status is S.CONFIRMED:
-        if booking.cancel_requested or booking.refund_requested > booking.amount_refunded:
+        refund_due = booking.refund_requested > booking.amount_refunded
+        if refund_due and dispute_blocks_refunds(booking.dispute_status):
+            # Stripe refuses to refund while a dispute holds the money. A lost one gave it back to
+            # the customer, which is the refund a cancel asked for; otherwise the dispute's end
+            # decides (a won one lets the refund go ahead).
+            lost = booking.dispute_status == "lost"
+            return Step.SETTLE_CHARGEBACK if booking.cancel_requested and lost else None
+        if booking.cancel_requested or refund_due:
             return Step.REFUND
         return None
     # awaiting_payment or authorized from here on

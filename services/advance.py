@@ -15,12 +15,14 @@ from datetime import datetime
 from config.logging import bound
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain.errors import (
+    ChargeDisputed,
     PaymentDeclined,
     PaymentProviderUnavailable,
     PaymentRequestInvalid,
     PaymentRequestRejected,
 )
 from domain.lifecycle import BookingStatus
+from domain.payments import dispute_blocks_refunds
 from domain.workflow import PROVIDER_STEPS, Step, next_step
 from services import payment_steps
 from services.context import Context
@@ -52,6 +54,8 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
     """Call the provider; a refusal is answered by reading the provider's own record."""
     try:
         return payment_steps.call_provider(ctx.payments(), call)
+    except ChargeDisputed as refused:
+        return _dispute_read_back(ctx, call, refused)
     except PaymentRequestRejected as rejected:
         if isinstance(rejected, PaymentRequestInvalid) and call.step is Step.AUTHORIZE and call.intent_id is None:
             # The booking's payment method or amount refused: its answer, as a decline is.
@@ -87,6 +91,20 @@ def _refund_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequest
         return ProviderResult(state=state)
     _release_claim(ctx, call)
     raise rejected
+
+
+def _dispute_read_back(ctx: Context, call: ProviderCall, refused: ChargeDisputed) -> ProviderResult:
+    """Stripe refuses to refund a charge a dispute holds: that dispute, read back, is the answer.
+    Recorded on the booking, it stops the refund (no retry) until the dispute ends; a lost one
+    settles a cancel, since the money went back to the customer through it."""
+    assert call.intent_id is not None
+    holding = [d for d in ctx.payments().disputes_of(call.intent_id) if dispute_blocks_refunds(d.status)]
+    if not holding:
+        _release_claim(ctx, call)
+        raise refused  # refused for a dispute Stripe does not show: an operator must look
+    log.warning("refund of booking %s refused: dispute %s is %s", call.booking_id, holding[0].dispute_id,
+                holding[0].status)
+    return ProviderResult(dispute=holding[0])
 
 
 def _session_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequestRejected) -> ProviderResult:
@@ -146,6 +164,8 @@ def _perform_local_steps(
             locked.move(BookingStatus.CANCELLED, now, reason=locked.booking.cancel_reason or "cancelled_by_client")
         elif step is Step.EXPIRE:
             locked.move(BookingStatus.EXPIRED, now, reason="hold_expired")
+        elif step is Step.SETTLE_CHARGEBACK:
+            locked.move(BookingStatus.REFUNDED, now, reason="dispute_lost")
         else:  # pragma: no cover - every local step is handled above
             raise AssertionError(step)
     raise RuntimeError(f"booking {locked.id} looped in local steps")

@@ -14,14 +14,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from db.models import Booking, Event, Payment
 from db.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from domain.lifecycle import FINAL
-from domain.payments import RefundChoice
+from domain.payments import DISPUTES_ALLOWING_REFUNDS, RefundChoice
+from domain.workflow import VOIDABLE
 from services import queues
 from services.context import Context
 from services.outbox import StagedMessage, stage
@@ -34,6 +35,7 @@ EVENT_CANCELLED = "event_cancelled"
 BATCH_SIZE = 200
 
 _LIVE = [status.value for status in FINAL]
+_HELD_AT_STRIPE = sorted(status.value for status in VOIDABLE)
 
 
 def cancel_event(uow: UnitOfWork, event_id: uuid.UUID, *, request_id: str | None) -> list[StagedMessage]:
@@ -75,6 +77,14 @@ def _uncancelled(session: Session, event_id: uuid.UUID) -> int:
     ) or 0)
 
 
+def refund_held_by_dispute() -> ColumnElement[bool]:
+    """A refund asked for that waits for the charge's dispute (Stripe refuses it meanwhile)."""
+    return and_(
+        Payment.refund_requested > Payment.amount_refunded, Payment.dispute.is_not(None),
+        Payment.dispute["status"].astext.not_in(sorted(DISPUTES_ALLOWING_REFUNDS)),
+    )
+
+
 @dataclass(frozen=True)
 class Progress:
     bookings: int
@@ -83,13 +93,17 @@ class Progress:
 
 
 def progress(session: Session, event_id: uuid.UUID, *, now: datetime, stuck_after: float) -> Progress:
-    """The event's cancelled bookings, those settled, and those whose Stripe step has been stuck
-    for longer than `stuck_after` seconds (an operator should look: dead letters, the console)."""
+    """The event's cancelled bookings, those settled (final, and nothing left to do at Stripe),
+    and those that failed: their Stripe step stuck for longer than `stuck_after` seconds (an
+    operator should look: dead letters, the console), or their refund refused while a dispute
+    holds the money (the booking shows `refund_blocked`; the dispute's end settles it)."""
     of_event = (Booking.event_id == event_id) & (Booking.cancel_reason == EVENT_CANCELLED)
-    settled = Booking.status.in_(_LIVE)
-    stuck = ~settled & Payment.step.is_not(None) & (
+    # Settled at Stripe too: a cancelled booking's authorization is voided after its status moves.
+    settled = Booking.status.in_(_LIVE) & Payment.step.is_(None) & Payment.status.not_in(_HELD_AT_STRIPE)
+    step_stuck = Payment.step.is_not(None) & (
         Payment.step_started_at.is_(None) | (func.extract("epoch", now - Payment.step_started_at) > stuck_after)
     )
+    stuck = ~settled & (step_stuck | refund_held_by_dispute())
     row = session.execute(
         select(func.count(), func.count().filter(settled), func.count().filter(stuck))
         .select_from(Booking).join(Payment, Payment.booking_id == Booking.id).where(of_event)

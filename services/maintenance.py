@@ -50,8 +50,11 @@ def reconcile_stuck_bookings(ctx: Context, *, older_than: timedelta, batch_size:
                 Payment.step.is_not(None),
                 Booking.status.in_(waiting),
                 (Booking.confirm_requested_at.is_not(None)) & (Booking.status == BookingStatus.AUTHORIZED.value),
-                (Booking.cancel_requested_at.is_not(None)) & Booking.status.not_in([s.value for s in FINAL]),
-                (Payment.refund_requested > Payment.amount_refunded) & (Booking.status == BookingStatus.CONFIRMED.value),
+                # Not those whose refund waits for a dispute: its webhook moves them on.
+                (Booking.cancel_requested_at.is_not(None)) & Booking.status.not_in([s.value for s in FINAL])
+                & ~event_cancellation.refund_held_by_dispute(),
+                (Payment.refund_requested > Payment.amount_refunded) & (Booking.status == BookingStatus.CONFIRMED.value)
+                & ~event_cancellation.refund_held_by_dispute(),
                 # Ended unsold with the customer's money still taken (paid late, captured in the
                 # dashboard): it goes back in full.
                 (Payment.amount_captured > Payment.amount_refunded)

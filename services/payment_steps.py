@@ -17,9 +17,10 @@ from db.models import Booking, Payment
 from db.unit_of_work import LockedBooking
 from domain.errors import PaymentDeclined
 from domain.lifecycle import BookingStatus, RetryHold
-from domain.payment_facts import FactKind, PaymentFact, apply_fact, intent_fact
+from domain.payment_facts import Dispute, FactKind, PaymentFact, apply_fact, intent_fact
 from domain.payments import (
     CheckoutSession,
+    DisputeState,
     IntentState,
     PaymentMode,
     PaymentStatus,
@@ -85,6 +86,8 @@ class ProviderResult:
     checkout: CheckoutSession | None = None
     #: The decline is the provider not knowing the payment method, not the card's answer.
     method_invalid: bool = False
+    #: A refund refused because this dispute holds the charge's money.
+    dispute: DisputeState | None = None
 
 
 def claim(locked: LockedBooking, step: Step, *, now: datetime, lease: timedelta) -> ProviderCall:
@@ -216,6 +219,10 @@ def _fact_of(locked: LockedBooking, call: ProviderCall, result: ProviderResult) 
             FactKind.DECLINED, decline_code=str(result.declined.details or "card_declined"),
             method_invalid=result.method_invalid,
         )
+    if result.dispute is not None:
+        found = result.dispute
+        return PaymentFact(FactKind.DISPUTED, currency=found.currency,
+                           dispute=Dispute(found.dispute_id, found.status, found.amount, found.reason))
     if call.step is Step.REFUND:
         # A total, not an increment: Stripe's charge.refunded (a running total) may have been
         # applied first, and a retried refund answers again with the same refund.

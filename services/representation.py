@@ -9,6 +9,7 @@ from typing import Any
 from db.models import BookingItem, Payment
 from db.queries.bookings import BookingView
 from db.queries.catalog import EventLabel, ResourceLabel
+from domain.payments import dispute_blocks_refunds
 
 
 def iso(value: datetime | None) -> str | None:
@@ -70,6 +71,9 @@ def _payment_details(mode: str, payment: Payment) -> dict[str, Any]:
         details["decline_code"] = payment.decline_code
     if payment.dispute:
         details["dispute"] = {key: payment.dispute.get(key) for key in ("status", "amount", "reason")}
+        if payment.refund_requested > payment.amount_refunded and dispute_blocks_refunds(payment.dispute.get("status")):
+            # A refund was asked for and waits for the dispute (Stripe's refusal, named as Stripe does).
+            details["refund_blocked"] = "charge_disputed"
     return details
 
 

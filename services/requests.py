@@ -35,6 +35,7 @@ from domain.payments import (
     PaymentMode,
     PaymentStatus,
     RefundChoice,
+    dispute_blocks_refunds,
     ensure_new_attempt_allowed,
 )
 from domain.refunds import RefundPolicy, cancel_refund_total
@@ -253,6 +254,12 @@ def request_refund(
         raise InvalidState(
             f"only a confirmed booking can be refunded; this one is {locked.status}",
             details={"status": str(locked.status)},
+        )
+    dispute = (payment.dispute or {}).get("status")
+    if dispute_blocks_refunds(dispute):
+        raise InvalidState(
+            "the charge is disputed: the dispute decides where the money goes, and Stripe refuses refunds",
+            details={"dispute": dispute},
         )
     target = max(payment.refund_requested, payment.amount_refunded) + amount
     if target > payment.amount_captured:

@@ -123,4 +123,6 @@ def settings(servers: Servers, database_url: str, broker_kind: str):  # type: ig
         db_pool_size=20,
         # The races fire hundreds of requests from one client at once; test_protection tests limits.
         rate_limits="writes=100000/second;reads=100000/second;webhooks=100000/second;anonymous=100000/second",
+        # The races call Stripe hundreds of times at once; test_stripe_rate_limit tests the pacing.
+        stripe_max_requests_per_second=0,
     )

@@ -73,6 +73,7 @@ def stack(settings: Any, tmp_path: Path) -> Iterator[Stack]:
         "PAYMENT_STEP_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
         "RATE_LIMITS": settings.rate_limits,
+        "STRIPE_MAX_REQUESTS_PER_SECOND": str(settings.stripe_max_requests_per_second),
         "TRUSTED_PROXY_HEADER": settings.trusted_proxy_header,
         "REQUEST_HEADER_TIMEOUT_SECONDS": str(settings.request_header_timeout_seconds),
         "REQUEST_BODY_TIMEOUT_SECONDS": str(settings.request_body_timeout_seconds),

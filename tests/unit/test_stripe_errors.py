@@ -7,7 +7,9 @@ import stripe
 
 from adapters.stripe import _classified
 from domain.errors import (
+    ChargeDisputed,
     PaymentDeclined,
+    PaymentProviderRateLimited,
     PaymentProviderUnavailable,
     PaymentRequestInvalid,
     PaymentRequestRejected,
@@ -17,7 +19,8 @@ from domain.errors import (
 @pytest.mark.parametrize(("error", "expected"), [
     (stripe.CardError("declined", None, "card_declined", http_status=402), PaymentDeclined),
     (stripe.APIConnectionError("no route"), PaymentProviderUnavailable),
-    (stripe.RateLimitError("slow down", http_status=429), PaymentProviderUnavailable),
+    # Transient, and the whole account's: backed off (adapters.stripe_budget), then retried.
+    (stripe.RateLimitError("slow down", code="rate_limit", http_status=429), PaymentProviderRateLimited),
     (stripe.APIError("boom", http_status=500), PaymentProviderUnavailable),
     # Our key, not the booking: the work waits for an operator instead of failing bookings.
     (stripe.AuthenticationError("bad key", http_status=401), PaymentProviderUnavailable),
@@ -33,6 +36,9 @@ from domain.errors import (
                                 http_status=400), PaymentRequestRejected),
     (stripe.InvalidRequestError("No such customer", "customer", code="resource_missing",
                                 http_status=400), PaymentRequestRejected),
+    # The dispute holds the money: the refund's answer is the dispute.
+    (stripe.InvalidRequestError("Charge ch_1 has been charged back; cannot issue a refund.", None,
+                                code="charge_disputed", http_status=400), ChargeDisputed),
     # The same key with other parameters: a bug, and something may have been made under it.
     (stripe.IdempotencyError("keys reused", http_status=400), PaymentRequestRejected),
 ])

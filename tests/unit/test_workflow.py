@@ -260,6 +260,8 @@ snapshots = st.builds(
     cancel_requested=st.booleans(),
     amount_captured=st.sampled_from([0, 5_000]),
     amount_refunded=st.sampled_from([0, 2_500, 5_000]),
+    refund_requested=st.sampled_from([0, 2_500, 5_000]),
+    dispute_status=st.none() | st.sampled_from(["needs_response", "under_review", "won", "lost", "warning_closed"]),
 )
 
 #: The status each local step moves a booking to (a hold may also reject the request).
@@ -267,6 +269,7 @@ LOCAL_TARGETS = {
     Step.HOLD: [S.AWAITING_PAYMENT, S.REJECTED],
     Step.CANCEL: [S.CANCELLED],
     Step.EXPIRE: [S.EXPIRED],
+    Step.SETTLE_CHARGEBACK: [S.REFUNDED],
 }
 
 
@@ -301,8 +304,44 @@ def test_money_is_only_asked_for_while_the_booking_is_still_open(snapshot):
         assert snapshot.status in FINAL and snapshot.payment_status in VOIDABLE
     if step is Step.REFUND:
         by_policy = snapshot.status is S.CONFIRMED and snapshot.cancel_requested
+        by_operator = snapshot.status is S.CONFIRMED and snapshot.refund_requested > snapshot.amount_refunded
         undelivered = snapshot.status in FINAL - {S.REFUNDED}
-        assert by_policy or (undelivered and snapshot.amount_captured > snapshot.amount_refunded)
+        assert by_policy or by_operator or (undelivered and snapshot.amount_captured > snapshot.amount_refunded)
+
+
+@PROPERTY
+@given(snapshots)
+def test_no_refund_is_asked_of_stripe_while_a_dispute_holds_the_money(snapshot):
+    # Stripe refuses them (charge_disputed): asking again would be a retry without end.
+    step = next_step(replace(snapshot, pending_step=None), NOW)
+    if step is Step.REFUND and snapshot.dispute_status not in (None, "won", "warning_closed"):
+        assert snapshot.status is S.CONFIRMED and snapshot.refund_requested <= snapshot.amount_refunded
+
+
+def _confirmed_refund_due(**changes: object) -> BookingSnapshot:
+    snapshot = booking(status=S.CONFIRMED, payment_status=P.CAPTURED, amount_captured=5_000, refund_requested=5_000)
+    return replace(snapshot, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dispute", ["needs_response", "under_review", "warning_needs_response"])
+def test_a_refund_waits_while_a_dispute_is_open(dispute):
+    assert next_step(_confirmed_refund_due(dispute_status=dispute), NOW) is None
+    assert next_step(_confirmed_refund_due(dispute_status=dispute, cancel_requested=True), NOW) is None
+
+
+def test_a_won_dispute_lets_the_refund_go_ahead():
+    assert next_step(_confirmed_refund_due(dispute_status="won", cancel_requested=True), NOW) is Step.REFUND
+
+
+def test_a_lost_dispute_settles_a_cancel_and_drops_a_partial_refund():
+    # The chargeback gave the money back: that is the cancel's refund; a partial one has no money left.
+    assert next_step(_confirmed_refund_due(dispute_status="lost", cancel_requested=True), NOW) is Step.SETTLE_CHARGEBACK
+    assert next_step(_confirmed_refund_due(dispute_status="lost"), NOW) is None
+
+
+def test_a_cancel_with_nothing_to_refund_ends_whatever_the_dispute():
+    nothing_due = _confirmed_refund_due(dispute_status="needs_response", cancel_requested=True, refund_requested=0)
+    assert next_step(nothing_due, NOW) is Step.REFUND  # of nothing: no call, and the booking ends
 
 
 @pytest.mark.parametrize("status", [S.EXPIRED, S.CANCELLED, S.REJECTED], ids=str)

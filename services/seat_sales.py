@@ -8,8 +8,8 @@ event or seat it does not know, a sale it sees closed, a tier with no price) goe
 read, which decides and refuses with the usual codes. A change is therefore never sold at the
 old terms; what is remembered is only what makes the common case one round trip instead of two.
 
-Entries are read again after `TTL_SECONDS` (a venue's new seats are seen then), and an event
-whose check failed is forgotten at once.
+Entries are read again after `TTL_SECONDS` (a venue's new seats are seen then) by one request
+while the others go on with them, and an event whose check failed is forgotten at once.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class _Venue:
     read_at: float
 
 
-_Entry = TypeVar("_Entry", _Event, _Venue)
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class SeatSales:
         self._events: dict[uuid.UUID, _Event] = {}
         self._venues: dict[uuid.UUID, _Venue] = {}
         self._seats = 0  # remembered, of all venues
+        #: Events found not to be seated at a venue (or not at all), and when.
+        self._absent: dict[uuid.UUID, float] = {}
         # One reader at a time: a cold worker meets dozens of concurrent requests for one event.
         self._reading = threading.Lock()
 
@@ -121,31 +124,42 @@ class SeatSales:
             self._seats -= len((venue.seats or {}) if venue else ())
 
     def _known(self, connection: Connection, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
-        event = self._fresh(self._events.get(event_id))
-        venue = self._fresh(self._venues.get(event.label.venue_id)) if event and event.label.venue_id else None
+        event = self._events.get(event_id)
+        venue = self._venues.get(event.label.venue_id) if event is not None and event.label.venue_id else None
         if event is not None and venue is not None:
+            # Past its time an entry is still safe to price from (the insert checks it): one
+            # request reads it again while the others go on with it rather than wait.
+            if (self._stale(event) or self._stale(venue)) and self._reading.acquire(blocking=False):
+                try:
+                    return self._read(connection, event_id)
+                finally:
+                    self._reading.release()
             return event, venue
+        absent = self._absent.get(event_id)
+        if absent is not None and self._clock() - absent < TTL_SECONDS:
+            return None, None
         with self._reading:
             return self._read(connection, event_id)
 
     def _read(self, connection: Connection, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
-        event = self._fresh(self._events.get(event_id))  # read by a request this one waited for
-        if event is None:
+        """Read what is not remembered or past its time (a request this one waited for may have)."""
+        event = self._events.get(event_id)
+        if event is None or self._stale(event):
             rows = _EVENT.rows(connection, {"event_id": event_id})
-            if not rows:
-                return None, None  # no such event, or general admission: not remembered
+            if not rows:  # no such event, or general admission: the catalog read decides
+                self._events.pop(event_id, None)
+                _bounded(self._absent)[event_id] = self._clock()
+                return None, None
             (venue_id, currency, name, starts_at, ends_at, opens, closes, status, venue_name, prices), = rows
             event = _Event(
                 EventLabel(event_id, name, starts_at, ends_at, venue_id, venue_name), currency,
                 SaleWindow(opens, closes, starts_at, status == "cancelled"), status, prices or {}, self._clock(),
             )
-            if len(self._events) >= MAX_EVENTS:
-                self._events.pop(next(iter(self._events)))
-            self._events[event_id] = event
+            _bounded(self._events)[event_id] = event
         venue_id = event.label.venue_id
         assert venue_id is not None
-        venue = self._fresh(self._venues.get(venue_id))
-        if venue is None:
+        venue = self._venues.get(venue_id)
+        if venue is None or self._stale(venue):
             rows = _SEATS.rows(connection, {"venue_id": venue_id, "limit": MAX_SEATS + 1})
             seats = {row[0]: SeatLabel(*row) for row in rows} if len(rows) <= MAX_SEATS else None
             if seats and self._seats + len(seats) > MAX_SEATS:
@@ -156,5 +170,12 @@ class SeatSales:
             venue = self._venues[venue_id] = _Venue(seats, self._clock())
         return event, venue
 
-    def _fresh(self, entry: _Entry | None) -> _Entry | None:
-        return entry if entry is not None and self._clock() - entry.read_at < TTL_SECONDS else None
+    def _stale(self, entry: _Event | _Venue) -> bool:
+        return self._clock() - entry.read_at >= TTL_SECONDS
+
+
+def _bounded(entries: dict[_K, _V]) -> dict[_K, _V]:
+    """`entries`, with its oldest entry dropped if it is full."""
+    if len(entries) >= MAX_EVENTS:
+        entries.pop(next(iter(entries)))
+    return entries

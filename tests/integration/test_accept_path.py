@@ -90,3 +90,36 @@ def test_control_without_the_check_a_changed_price_is_sold_at_the_old_one(api, r
     monkeypatch.setattr(bookings, "_INSERT_REQUEST_AS_PRICED", bookings._INSERT_REQUEST)
     first, answer = _book_after(api, runtime, "price")
     assert answer.status_code == 202 and answer.json["total_amount"] == first["total_amount"]
+
+
+def test_a_seat_added_to_the_venue_is_sold_at_once_and_remembered_after_a_while(api, runtime, monkeypatch):
+    from services.seat_sales import TTL_SECONDS
+
+    now = [1000.0]
+    monkeypatch.setattr(runtime.context.seat_sales, "_clock", lambda: now[0])
+    event_id, seats = first_event(runtime.context.sessions)
+    assert api.book(seat_request(event_id, seats[:1])).status_code == 202
+    with transaction(runtime.context.sessions) as session:
+        new_seat = session.execute(text(
+            "INSERT INTO seats (id, venue_id, section, row, number, tier)"
+            " SELECT gen_random_uuid(), venue_id, '', 'NEW', 1, 'standard' FROM events WHERE id = :event_id"
+            " RETURNING id"), {"event_id": event_id}).scalar_one()
+    # Not remembered yet: the catalog read prices it.
+    answer, statements = _statements(runtime, lambda: api.book(seat_request(event_id, [new_seat])))
+    assert answer.status_code == 202 and answer.json["items"][0]["row"] == "NEW" and len(statements) == 2
+    now[0] += TTL_SECONDS
+    assert api.book(seat_request(event_id, seats[1:2])).status_code == 202  # this one reads the venue again
+    answer, statements = _statements(runtime, lambda: api.book(seat_request(event_id, [new_seat])))
+    assert answer.status_code == 202 and len(statements) == 1
+
+
+def test_an_unknown_event_is_refused_with_its_code_and_looked_up_once_for_memory(api, runtime):
+    import uuid
+
+    event_id, seats = first_event(runtime.context.sessions)
+    unknown = uuid.uuid4()
+    first = api.book(seat_request(unknown, seats[:1]))
+    assert first.status_code == 422 and first.json["error"]["details"][0]["field"] == "event_id"
+    again, statements = _statements(runtime, lambda: api.book(seat_request(unknown, seats[:1])))
+    assert again.json == first.json
+    assert not [s for s in statements if "jsonb_object_agg" in s]  # not looked for in memory's way again

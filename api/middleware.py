@@ -63,6 +63,11 @@ class Authentication:
         # at the price of a revoked key working for up to `cache_seconds` more.
         self._known: TTLCache[bytes, Principal] = TTLCache(maxsize=10_000, ttl=cache_seconds)
         self._lock = threading.Lock()
+        # A key whose entry lapses is met by every request of that client in flight at once (a
+        # gevent worker serves dozens): one of them looks it up, the others wait and find it
+        # cached, rather than each spending the address's budget and a round trip on it. Locks
+        # are striped by the key's digest, so look-ups of other keys mostly do not wait.
+        self._look_ups = [threading.Lock() for _ in range(LOOK_UP_STRIPES)]
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         required = getattr(resource, "auth", "client")
@@ -71,11 +76,10 @@ class Authentication:
         if not hasattr(resource, f"on_{req.method.lower()}"):
             return  # a method the route does not have: Falcon answers 405, whoever asks
         key = presented_key(req)
-        principal = self._cached(key) if key else None
+        digest = hashlib.sha256(key.encode()).digest()
+        principal = self._cached(digest) if key else None
         if principal is None:
-            if self.budget is not None:
-                self.budget.admit_anonymous(req)
-            principal = self._look_up(key) if key else None
+            principal = self._admitted_look_up(req, key, digest)
         if principal is None:
             if self.budget is not None and key:
                 self.budget.charge_failed_authentication(req)
@@ -88,19 +92,34 @@ class Authentication:
             raise APIError(falcon.HTTP_403, "forbidden", "this route needs an operator key")
         req.context.principal = principal
         # A per-key secret for forms (CSRF tokens); the key itself is not kept.
-        req.context.key_digest = hashlib.sha256(key.encode()).digest()
+        req.context.key_digest = digest
 
-    def _cached(self, key: str) -> Principal | None:
+    def _cached(self, digest: bytes) -> Principal | None:
         with self._lock:
-            return self._known.get(hashlib.sha256(key.encode()).digest())
+            return self._known.get(digest)
 
-    def _look_up(self, key: str) -> Principal | None:
-        with self.sessions() as session:
-            principal = authenticate(session, key)
-        if principal is not None:
-            with self._lock:
-                self._known[hashlib.sha256(key.encode()).digest()] = principal
-        return principal
+    def _admitted_look_up(self, req: falcon.Request, key: str, digest: bytes) -> Principal | None:
+        """The key's principal from the database, within the address's budget (None: no such key)."""
+        if not key:
+            if self.budget is not None:
+                self.budget.admit_anonymous(req)
+            return None
+        with self._look_ups[digest[0] % LOOK_UP_STRIPES]:
+            principal = self._cached(digest)  # looked up by a request this one waited for
+            if principal is not None:
+                return principal
+            if self.budget is not None:
+                self.budget.admit_anonymous(req)
+            with self.sessions() as session:
+                principal = authenticate(session, key)
+            if principal is not None:
+                with self._lock:
+                    self._known[digest] = principal
+            return principal
+
+
+#: Locks that serialize look-ups of one key (and of the keys that share its stripe).
+LOOK_UP_STRIPES = 64
 
 
 def presented_key(req: falcon.Request) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings
 from domain.ports import PaymentGateway
 from services.outbox import StagedMessage
+from services.seat_sales import SeatSales
 
 
 def utc_now() -> datetime:
@@ -27,6 +28,8 @@ class Context:
     #: The payment provider; workers have one, the API does not need it.
     gateway: PaymentGateway | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+    #: What the accept path remembers of seated events, checked by the statement that records a booking.
+    seat_sales: SeatSales = field(default_factory=SeatSales)
 
     @property
     def engine(self) -> Engine:

@@ -9,12 +9,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from db.models import Booking, BookingItem, BookingTransition, Payment
+from db.models import Booking, BookingItem, BookingTransition, OutboxMessage, Payment
 from db.queries import catalog, resources
 from db.queries.bookings import (
     BookingView,
     NewBookingRows,
     insert_booking_request,
+    insert_booking_request_as_priced,
     starts_at_of,
     view_of,
 )
@@ -69,34 +70,86 @@ def submit_booking(
 ) -> Reply:
     """Record a booking in `requested` with its priced items, and send its placement; once per key.
 
-    The API's hot path, two statements and no transaction around them: the catalog read takes
-    no lock and sees what it would see inside one (READ COMMITTED), and everything the request
-    records is written by one statement, atomic on its own, together with the key's answer.
+    The API's hot path, no transaction around its statements: the catalog read takes no lock and
+    sees what it would see inside one (READ COMMITTED), and everything the request records is
+    written by one statement, atomic on its own, together with the key's answer. Seats are
+    usually priced from what the process remembers of the catalog (`services.seat_sales`), and
+    then that statement is the only one: it writes only if the catalog still says the same.
     """
 
     def attempt() -> Outcome:
-        # No unit of work: two Core statements, each its own transaction.
+        # No unit of work: Core statements, each its own transaction.
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
-            items, seats, booked = _priced_items(connection, booking, request, now)
-            booking.total_amount = sum(item.price for item in items)
             staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
-            rows = NewBookingRows(
-                booking, items,
-                Payment(booking_id=booking.id, provider="stripe", status=PaymentStatus.NONE.value, attempt=1,
-                        updated_at=now, amount_authorized=0, amount_captured=0, amount_refunded=0),
-                BookingTransition(booking_id=booking.id, to_status=booking.status, at=now),
-                message,
-            )
-            # Everything the answer shows is known before it is written: nothing is read back.
-            reply = represent(BookingView(
-                booking, items, rows.payment, [rows.transition], {seat.id: seat for seat in seats}, booked
-            ))
-            if not insert_booking_request(connection, rows, idempotent.answer_row(reply)):
-                raise KeyTaken
+            new = _NewRequest(idempotent, request, booking, message, now, represent)
+            reply = _record_as_remembered(ctx, connection, new) or _record_as_read(connection, new)
         return Outcome(reply, [staged])
 
     return answer_once(ctx, idempotent, attempt)
+
+
+@dataclass(frozen=True)
+class _NewRequest:
+    idempotent: IdempotentRequest
+    request: NewBooking
+    booking: Booking
+    message: OutboxMessage
+    now: datetime
+    represent: Callable[[BookingView], Reply]
+
+
+def _record_as_remembered(ctx: Context, connection: Connection, new: _NewRequest) -> Reply | None:
+    """Seats priced from what the process remembers of the catalog, recorded only if the catalog
+    still says so: one round trip. None: recorded nothing, the catalog read decides."""
+    request, booking = new.request, new.booking
+    if request.event_id is None or not request.seat_ids:
+        return None
+    remembered = ctx.seat_sales.priced(connection, request.event_id, request.seat_ids, new.now)
+    if remembered is None:
+        return None
+    items = [
+        BookingItem(booking_id=booking.id, event_id=request.event_id, seat_id=seat.id, price=price)
+        for seat, price in zip(remembered.seats, remembered.prices, strict=True)
+    ]
+    booking.currency = remembered.currency
+    rows, reply = _rows_and_reply(new, items, remembered.seats, remembered.event)
+    written = insert_booking_request_as_priced(
+        connection, rows, new.idempotent.answer_row(reply), remembered.priced_from
+    )
+    if written is None:  # the catalog changed since it was remembered
+        ctx.seat_sales.forget(request.event_id)
+        return None
+    if not written:
+        raise KeyTaken
+    return reply
+
+
+def _record_as_read(connection: Connection, new: _NewRequest) -> Reply:
+    """The booking priced from the catalog read in this request, or refused by its rules."""
+    items, seats, booked = _priced_items(connection, new.booking, new.request, new.now)
+    rows, reply = _rows_and_reply(new, items, seats, booked)
+    if not insert_booking_request(connection, rows, new.idempotent.answer_row(reply)):
+        raise KeyTaken
+    return reply
+
+
+def _rows_and_reply(
+    new: _NewRequest, items: list[BookingItem], seats: Sequence[SeatLabel], booked: EventLabel | ResourceLabel,
+) -> tuple[NewBookingRows, Reply]:
+    """Every row of the request, and the answer: everything it shows is known before it is
+    written, so nothing is read back."""
+    booking, now = new.booking, new.now
+    booking.total_amount = sum(item.price for item in items)
+    rows = NewBookingRows(
+        booking, items,
+        Payment(booking_id=booking.id, provider="stripe", status=PaymentStatus.NONE.value, attempt=1,
+                updated_at=now, amount_authorized=0, amount_captured=0, amount_refunded=0),
+        BookingTransition(booking_id=booking.id, to_status=booking.status, at=now),
+        new.message,
+    )
+    view = BookingView(booking, items, rows.payment, [rows.transition], {seat.id: seat for seat in seats}, booked)
+    return rows, new.represent(view)
 
 
 def _new_booking(client_id: uuid.UUID, request: NewBooking, *, now: datetime, request_id: str | None) -> Booking:

@@ -28,11 +28,15 @@ class NewBookingRows:
     message: OutboxMessage
 
 
-_INSERT_REQUEST = DriverStatement(text("""
-WITH claimed_key AS (
+def _insert_request(check: str = "", condition: str = "true") -> DriverStatement:
+    """The statement that records a booking request; `check` (a CTE) and `condition` make every
+    part of it, the key's claim first, depend on something read in the same statement."""
+    return DriverStatement(text(f"""
+WITH {check}claimed_key AS (
     INSERT INTO idempotency_keys (client_id, key, fingerprint, response_status, response_body,
                                   response_location)
-    VALUES (:key_client_id, :key_key, :key_fingerprint, :key_status, :key_body, :key_location)
+    SELECT :key_client_id, :key_key, :key_fingerprint, :key_status, :key_body, :key_location
+    WHERE {condition}
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), new_booking AS (
@@ -61,11 +65,35 @@ WITH claimed_key AS (
     SELECT :m_id, :m_queue_name, :m_actor_name, :m_args, :m_options, :created_at, 0
     FROM claimed_key
 )
-SELECT count(*) FROM claimed_key
+SELECT (SELECT count(*) FROM claimed_key), {condition}
 """).bindparams(
-    bindparam("period", type_=TSTZRANGE), bindparam("key_body", type_=JSONB),
-    bindparam("m_args", type_=JSONB), bindparam("m_options", type_=JSONB),
-))
+        bindparam("period", type_=TSTZRANGE), bindparam("key_body", type_=JSONB),
+        bindparam("m_args", type_=JSONB), bindparam("m_options", type_=JSONB),
+    ))
+
+
+_INSERT_REQUEST = _insert_request()
+
+#: The same, for seats priced from what the process remembers of the catalog
+#: (`services.seat_sales`): written only if the event, its venue, its prices and the seats
+#: still say what the answer was built from, so a change since is never sold at the old terms.
+_INSERT_REQUEST_AS_PRICED = _insert_request(
+    check="""unchanged AS (
+    SELECT count(*) = cardinality(CAST(:seat_ids AS uuid[])) AS holds
+    FROM events AS e
+    JOIN venues AS v ON v.id = e.venue_id
+    CROSS JOIN unnest(CAST(:seat_ids AS uuid[]), CAST(:prices AS integer[]), CAST(:seat_rows AS text[]),
+                      CAST(:seat_numbers AS integer[]), CAST(:seat_tiers AS text[]))
+        AS seen(seat_id, price, row, number, tier)
+    JOIN seats AS s ON s.id = seen.seat_id AND s.venue_id = e.venue_id AND s.row = seen.row
+        AND s.number = seen.number AND s.tier = seen.tier
+    JOIN event_prices AS p ON p.event_id = e.id AND p.tier = seen.tier AND p.amount = seen.price
+    WHERE e.id = :event_id AND e.venue_id = :e_venue_id AND e.currency = :currency AND e.name = :e_name
+        AND e.starts_at = :e_starts_at AND e.ends_at = :e_ends_at AND e.sales_start_at = :e_sales_start_at
+        AND e.sales_end_at = :e_sales_end_at AND e.status = :e_status AND v.name = :e_venue_name
+), """,
+    condition="(SELECT holds FROM unchanged)",
+)
 
 
 def insert_booking_request(connection: Connection, new: NewBookingRows, key_answer: dict[str, Any]) -> bool:
@@ -76,8 +104,51 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
     Nothing is written if the key is taken (False): every part is inserted from the key's
     claim, so a retry that lost the race leaves no trace.
     """
+    [(claimed, _)] = _INSERT_REQUEST.rows(connection, _request_parameters(new, key_answer))
+    return bool(claimed)
+
+
+@dataclass(frozen=True)
+class PricedFrom:
+    """What a seat booking's prices and answer were built from: the event as the process last
+    read it (`services.seat_sales`), and the seats' labels in the order of its items."""
+
+    event_venue_id: uuid.UUID
+    event_name: str
+    starts_at: datetime
+    ends_at: datetime
+    sales_start_at: datetime
+    sales_end_at: datetime
+    status: str
+    venue_name: str
+    seats: Sequence[SeatLabel]
+
+
+def insert_booking_request_as_priced(
+    connection: Connection, new: NewBookingRows, key_answer: dict[str, Any], priced_from: PricedFrom
+) -> bool | None:
+    """As `insert_booking_request`, for seats at an event, written only if the catalog still
+    says what `priced_from` says (the event's terms and venue, each seat's label, each tier's
+    price): None if it does not, and nothing was written. The check reads the rows the catalog
+    read would have read, in the same statement: one round trip instead of two."""
+    [(claimed, holds)] = _INSERT_REQUEST_AS_PRICED.rows(connection, {
+        **_request_parameters(new, key_answer),
+        "seat_rows": [seat.row for seat in priced_from.seats],
+        "seat_numbers": [seat.number for seat in priced_from.seats],
+        "seat_tiers": [seat.tier for seat in priced_from.seats],
+        "e_venue_id": priced_from.event_venue_id, "e_name": priced_from.event_name,
+        "e_starts_at": priced_from.starts_at, "e_ends_at": priced_from.ends_at,
+        "e_sales_start_at": priced_from.sales_start_at, "e_sales_end_at": priced_from.sales_end_at,
+        "e_status": priced_from.status, "e_venue_name": priced_from.venue_name,
+    })
+    if not holds:
+        return None
+    return bool(claimed)
+
+
+def _request_parameters(new: NewBookingRows, key_answer: dict[str, Any]) -> dict[str, Any]:
     booking, payment, transition, message = new.booking, new.payment, new.transition, new.message
-    [(claimed,)] = _INSERT_REQUEST.rows(connection, {
+    return {
         **key_answer,
         "id": booking.id, "client_id": booking.client_id, "status": booking.status,
         "event_id": booking.event_id, "resource_id": booking.resource_id,
@@ -95,8 +166,7 @@ def insert_booking_request(connection: Connection, new: NewBookingRows, key_answ
         "p_updated_at": payment.updated_at, "t_to_status": transition.to_status, "t_at": transition.at,
         "m_id": message.id, "m_queue_name": message.queue_name, "m_actor_name": message.actor_name,
         "m_args": message.args, "m_options": message.options,
-    })
-    return bool(claimed)
+    }
 
 
 _ITEMS_OF = select(BookingItem).where(BookingItem.booking_id == bindparam("booking_id")).order_by(BookingItem.id)

@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg.errors import ForeignKeyViolation
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from db.models import Booking, BookingItem, BookingTransition, OutboxMessage, Payment
 from db.queries import catalog, resources
@@ -83,7 +85,16 @@ def submit_booking(
             booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
             staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
             new = _NewRequest(idempotent, request, booking, message, now, represent)
-            reply = _record_as_remembered(ctx, connection, new) or _record_as_read(connection, new)
+            try:
+                reply = _record_as_remembered(ctx, connection, new) or _record_as_read(connection, new)
+            except IntegrityError as exc:
+                if not isinstance(exc.orig, ForeignKeyViolation):
+                    raise
+                # A catalog import removed a seat between our read and our write (the statement
+                # wrote nothing): read again, and the catalog refuses it as it now is.
+                if request.event_id is not None:
+                    ctx.seat_sales.forget(request.event_id)
+                reply = _record_as_read(connection, new)
         return Outcome(reply, [staged])
 
     return answer_once(ctx, idempotent, attempt)

@@ -123,3 +123,29 @@ def test_an_unknown_event_is_refused_with_its_code_and_looked_up_once_for_memory
     again, statements = _statements(runtime, lambda: api.book(seat_request(unknown, seats[:1])))
     assert again.json == first.json
     assert not [s for s in statements if "jsonb_object_agg" in s]  # not looked for in memory's way again
+
+
+
+@pytest.mark.commits  # the failed insert must be its own statement, as in production
+@pytest.mark.parametrize("path", ["catalog read", "remembered catalog"])
+def test_a_seat_removed_between_the_read_and_the_write_is_refused_not_a_500(api, runtime, monkeypatch, path):
+    import services.requests as requests
+
+    event_id, seats = first_event(runtime.context.sessions)
+    owner, name = (requests, "_priced_items") if path == "catalog read" else (runtime.context.seat_sales, "priced")
+    read = getattr(owner, name)
+
+    def read_then_an_import_removes_the_seat(*args):  # type: ignore[no-untyped-def]
+        answer = read(*args)
+        _change(runtime, "DELETE FROM seats WHERE id = :seat_id", seat_id=seats[0])
+        return answer
+
+    # Monkeypatching puts a catalog import's delete between the read and the write; nothing is mocked.
+    monkeypatch.setattr(owner, name, read_then_an_import_removes_the_seat)
+    if path == "catalog read":
+        monkeypatch.setattr(requests, "_record_as_remembered", lambda *args: None)
+    answer = api.book(seat_request(event_id, seats[:1]))
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["details"][0]["field"].startswith("seat")
+    with transaction(runtime.context.sessions) as session:
+        assert session.execute(text("SELECT count(*) FROM bookings")).scalar_one() == 0

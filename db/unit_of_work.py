@@ -303,14 +303,15 @@ class UnitOfWork:
 
     def lock_snapshots_where(self, *conditions: ColumnElement[bool], limit: int) -> list[LockedSnapshot]:
         """As `lock_where`, reading only what `next_step` decides on: for sweeps over many
-        bookings, most of which `move_each` moves as they are. Bookings held in full are left out."""
+        bookings, most of which `move_each` moves as they are. Bookings held in full or moved
+        already are left out."""
         statement = (
             _SNAPSHOT_COLUMNS.where(*conditions).order_by(_b.id).limit(limit)
             .with_for_update(key_share=True, skip_locked=True)
         )
         taken = []
         for booking_id, client_id, customer_email, *state in self.session.execute(statement):
-            if booking_id in self._held:
+            if booking_id in self._held or booking_id in self._moves:
                 continue
             locked = self._snapshots[booking_id] = LockedSnapshot(booking_id, client_id, customer_email,
                                                                   _snapshot(*state))
@@ -325,7 +326,7 @@ class UnitOfWork:
         leave it are taken: the batch is written before the bookings held in full, whose claims
         must come after every free (see `commit`)."""
         for locked in bookings:
-            if self._snapshots.get(locked.id) is not locked or locked.id in self._moves:
+            if self._snapshots.get(locked.id) is not locked or locked.id in self._moves or locked.id in self._held:
                 raise RuntimeError(f"booking {locked.id} is not locked for a batch move in this unit of work")
             current = locked.snapshot.status
             check_transition(current, target)

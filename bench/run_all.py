@@ -96,7 +96,8 @@ def run_expiry(size: dict[str, Any], log_level: str) -> dict[str, Any]:
         raise RuntimeError("bench.expiry failed")
     seconds = {}
     for line in done.stdout.splitlines():
-        match = re.match(r"(raw SQL, 3 set-based statements|expire_due_bookings)\s+([\d.]+)\s+([\d,]+)", line)
+        match = re.match(r"(raw SQL, 3 set-based statements|expire_due_bookings(?:, no Stripe void)?)\s+"
+                         r"([\d.]+)\s+([\d,]+)", line)
         if match:
             seconds[match.group(1)] = (float(match.group(2)), float(match.group(3).replace(",", "")))
     return {"count": size["count"], "rows": seconds, "output": done.stdout}

@@ -102,11 +102,12 @@ def hot_seat_targets(figures: dict[str, Any]) -> list[Target]:
 
 def expiry_targets(figures: dict[str, Any]) -> list[Target]:
     rows = figures["rows"]
-    raw, sweep = rows.get("raw SQL, 3 set-based statements"), rows.get("expire_due_bookings")
+    raw, sweep = rows.get("raw SQL, 3 set-based statements"), rows.get("expire_due_bookings, no Stripe void")
     if not raw or not sweep:
         return []
-    # (seconds, bookings/s) each: the rates compared.
-    return [Target("expiry: sweep rate", sweep[1], "bookings/s", raw[1], "raw SQL, same rows", "ratio", ">=", 0.25)]
+    # (seconds, bookings/s) each: the rates compared, over the same rows (none with a Stripe void).
+    return [Target("expiry: sweep rate, no Stripe void", sweep[1], "bookings/s", raw[1], "raw SQL, same rows",
+                   "ratio", ">=", 0.25)]
 
 
 FROM = {"api_accept": accept_targets, "cpu_per_booking": cpu_targets, "pipeline": pipeline_targets,

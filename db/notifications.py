@@ -66,17 +66,24 @@ class Happening:
 def happenings(booking: Booking, history: Sequence[BookingTransition],
                facts: Sequence[tuple[EventType, datetime]] = ()) -> list[Happening]:
     """What a booking's new transitions (and facts that are not transitions) tell anybody."""
-    told = []
-    for transition in history:
-        status = BookingStatus(transition.to_status)
-        emailed = status in EMAILED_STATUSES and bool(booking.customer_email)
-        if status in EVENT_OF_STATUS or emailed:
-            told.append(Happening(
-                booking.id, booking.client_id, transition.at, EVENT_OF_STATUS.get(status),
-                status.value if emailed else None, booking.customer_email if emailed else None,
-            ))
+    told = [
+        happening for transition in history
+        if (happening := of_transition(booking.id, booking.client_id, booking.customer_email,
+                                       BookingStatus(transition.to_status), transition.at)) is not None
+    ]
     told += [Happening(booking.id, booking.client_id, at, event) for event, at in facts]
     return told
+
+
+def of_transition(
+    booking_id: uuid.UUID, client_id: uuid.UUID, customer_email: str | None, status: BookingStatus, at: datetime
+) -> Happening | None:
+    """What a booking's move to `status` tells its client and customer (None: nobody hears of it)."""
+    emailed = status in EMAILED_STATUSES and bool(customer_email)
+    if status not in EVENT_OF_STATUS and not emailed:
+        return None
+    return Happening(booking_id, client_id, at, EVENT_OF_STATUS.get(status),
+                     status.value if emailed else None, customer_email if emailed else None)
 
 
 def record(connection: Connection, told: Sequence[Happening]) -> None:

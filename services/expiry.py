@@ -5,10 +5,16 @@ take the same booking), frees their inventory, marks them expired and claims a v
 whose card is authorized. The voids then go to Stripe with no lock held, a few at a time, and
 one more transaction records their answers. Per batch: two transactions, and one Stripe call
 per live authorization. The rules are the same `next_step` decisions a single booking follows.
+
+Most expired holds need nothing after their expiry (no authorization, no checkout page): they
+are locked as snapshots and moved by the unit of work in one statement for the whole batch
+(`UnitOfWork.move_each`); only those with a void to claim are locked in full, a statement for all
+of them. Per-booking Python work is what made the sweep slow, not the database.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -68,10 +74,16 @@ def _expire_batch(
     if after is not None:
         due_now.append(Booking.id > after)
     with UnitOfWork(ctx.sessions) as uow:
-        taken = uow.lock_where(*due_now, limit=batch_size)
-        due = [locked for locked in taken if next_step(locked.snapshot(), now) is Step.EXPIRE]
+        taken = uow.lock_snapshots_where(*due_now, limit=batch_size)
+        due = [locked for locked in taken if next_step(locked.snapshot, now) is Step.EXPIRE]
+        # What each needs once expired: nothing (most), or a void to claim.
+        after_expiry = {locked.id: next_step(dataclasses.replace(locked.snapshot, status=BookingStatus.EXPIRED), now)
+                        for locked in due}
+        uow.move_each([locked for locked in due if after_expiry[locked.id] is None], BookingStatus.EXPIRED, now,
+                      reason="hold_expired")
+        more = [locked.id for locked in due if after_expiry[locked.id] is not None]
         voids = []
-        for locked in due:
+        for locked in uow.lock_where(Booking.id.in_(more), limit=len(more)) if more else []:
             locked.move(BookingStatus.EXPIRED, now, reason="hold_expired")
             if next_step(locked.snapshot(), now) is Step.VOID:
                 voids.append(claim_step(ctx, locked, Step.VOID))

@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from db.models import Booking, BookingItem
+from db.models import Booking
 from db.queries import catalog, claims, resources
-from db.queries.bookings import items_of
+from db.queries.bookings import RequestedItem, requested_items
 from db.unit_of_work import LockedBooking, UnitOfWork
 from domain.availability import Interval
 from domain.lifecycle import BookingStatus
@@ -40,14 +40,14 @@ def hold_inventory(
     """Move a requested booking to awaiting_payment with its inventory claimed, or reject it.
     Returns the messages that release the authorizations of lapsed holds it expired."""
     booking = locked.booking
-    (first, *_) = items = items_of(uow.session, booking.id)
+    (first, *_) = items = requested_items(uow.session.connection(), booking.id)
     released: list[StagedMessage] = []
     if booking.resource_id is not None:
         refusal = _slot_refusal(uow, first, now, released)
     elif first.seat_id is None:
         refusal = _places_refusal(uow, locked, first, now, released)
     else:
-        refusal = _seat_refusal(uow, booking, [item.seat_id for item in items if item.seat_id], now, released)
+        refusal = _seat_refusal(uow, booking, first, [item.seat_id for item in items if item.seat_id], now, released)
     if refusal is not None:
         locked.move(BookingStatus.REJECTED, now, reason=refusal)
         return released
@@ -85,14 +85,14 @@ def _expire_if_lapsed(
 
 
 def _seat_refusal(
-    uow: UnitOfWork, booking: Booking, seat_ids: list[uuid.UUID], now: datetime, released: list[StagedMessage]
+    uow: UnitOfWork, booking: Booking, first: RequestedItem, seat_ids: list[uuid.UUID], now: datetime,
+    released: list[StagedMessage],
 ) -> str | None:
     assert booking.event_id is not None
     session = uow.session
-    event = catalog.event_for_sale(session.connection(), booking.event_id)
-    if event is None:
+    if first.window is None:  # no such event
         return "invalid"
-    closed = sales_refusal(event.window, now)
+    closed = sales_refusal(first.window, now)
     if closed is not None:
         return closed
     if not catalog.lock_seats_of(session, booking.id, now):  # another booking holds one of them
@@ -109,7 +109,7 @@ def _seat_refusal(
 
 
 def _places_refusal(
-    uow: UnitOfWork, locked: LockedBooking, item: BookingItem, now: datetime, released: list[StagedMessage]
+    uow: UnitOfWork, locked: LockedBooking, item: RequestedItem, now: datetime, released: list[StagedMessage]
 ) -> str | None:
     """General admission: under the event's row lock, count and claim; exactly the capacity is sold.
     The claim is written here, so that the database's own check of the places claimed against
@@ -135,7 +135,7 @@ def _places_refusal(
     return None
 
 
-def _slot_refusal(uow: UnitOfWork, item: BookingItem, now: datetime, released: list[StagedMessage]) -> str | None:
+def _slot_refusal(uow: UnitOfWork, item: RequestedItem, now: datetime, released: list[StagedMessage]) -> str | None:
     assert item.resource_id is not None and item.period is not None
     session = uow.session
     resource = resources.lock_resource(session, item.resource_id)

@@ -78,7 +78,7 @@ WHERE e.id = :event_id
 """))
 
 _SEATS = DriverStatement(text(
-    "SELECT id, row, number, tier FROM seats WHERE venue_id = :venue_id LIMIT :limit"
+    "SELECT id, row, number, tier FROM seats WHERE venue_id = :venue_id AND retired_at IS NULL LIMIT :limit"
 ).bindparams(bindparam("limit")))
 
 

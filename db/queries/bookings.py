@@ -9,12 +9,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text
-from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
 from sqlalchemy.orm import Session
 
 from db.driver import DriverStatement
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
-from db.queries.catalog import EventLabel, ResourceLabel, SeatLabel, interval_of, label_of
+from db.queries.catalog import (
+    EventLabel,
+    ResourceLabel,
+    SeatLabel,
+    interval_of,
+    label_of,
+    sale_window,
+)
+from domain.sales import SaleWindow
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ _INSERT_REQUEST_AS_PRICED = _insert_request(
                       CAST(:seat_numbers AS integer[]), CAST(:seat_tiers AS text[]))
         AS seen(seat_id, price, row, number, tier)
     JOIN seats AS s ON s.id = seen.seat_id AND s.venue_id = e.venue_id AND s.row = seen.row
-        AND s.number = seen.number AND s.tier = seen.tier
+        AND s.number = seen.number AND s.tier = seen.tier AND s.retired_at IS NULL
     JOIN event_prices AS p ON p.event_id = e.id AND p.tier = seen.tier AND p.amount = seen.price
     WHERE e.id = :event_id AND e.venue_id = :e_venue_id AND e.currency = :currency AND e.name = :e_name
         AND e.starts_at = :e_starts_at AND e.ends_at = :e_ends_at AND e.sales_start_at = :e_sales_start_at
@@ -170,6 +178,38 @@ def _request_parameters(new: NewBookingRows, key_answer: dict[str, Any]) -> dict
 
 
 _ITEMS_OF = select(BookingItem).where(BookingItem.booking_id == bindparam("booking_id")).order_by(BookingItem.id)
+
+
+@dataclass(frozen=True)
+class RequestedItem:
+    """What a placement reads of a booking's item: what it claims, and the sale window of its event."""
+
+    event_id: uuid.UUID | None
+    seat_id: uuid.UUID | None
+    resource_id: uuid.UUID | None
+    period: Range[datetime] | None
+    quantity: int
+    window: SaleWindow | None  # None: a resource's time slot
+
+
+_item, _event = BookingItem.__table__.c, Event.__table__.c
+_REQUESTED_ITEMS = DriverStatement(
+    select(_item.event_id, _item.seat_id, _item.resource_id, _item.period, _item.quantity,
+           _event.sales_start_at, _event.sales_end_at, _event.starts_at, _event.status)
+    .outerjoin(Event.__table__, _event.id == _item.event_id)
+    .where(_item.booking_id == bindparam("booking_id"))
+    .order_by(_item.id)
+)
+
+
+def requested_items(connection: Connection, booking_id: uuid.UUID) -> list[RequestedItem]:
+    """A booking's items with their event's sale window, in one statement (a placement's first read)."""
+    return [
+        RequestedItem(event_id, seat_id, resource_id, period, quantity,
+                      sale_window(opens, closes, starts_at, status) if opens is not None else None)
+        for event_id, seat_id, resource_id, period, quantity, opens, closes, starts_at, status
+        in _REQUESTED_ITEMS.rows(connection, {"booking_id": booking_id})
+    ]
 def items_of(session: Session, booking_id: uuid.UUID) -> Sequence[BookingItem]:
     return session.scalars(_ITEMS_OF, {"booking_id": booking_id}).all()
 

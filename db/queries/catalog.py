@@ -64,7 +64,12 @@ class EventView:
 
 
 def sale_window_of(event: Event) -> SaleWindow:
-    return SaleWindow(event.sales_start_at, event.sales_end_at, event.starts_at, event.status == "cancelled")
+    return sale_window(event.sales_start_at, event.sales_end_at, event.starts_at, event.status)
+
+
+def sale_window(sales_start_at: datetime, sales_end_at: datetime, starts_at: datetime, status: str) -> SaleWindow:
+    """An event's sale window from its columns."""
+    return SaleWindow(sales_start_at, sales_end_at, starts_at, status == "cancelled")
 
 
 def list_events(
@@ -242,7 +247,7 @@ def event_for_sale(connection: Connection, event_id: uuid.UUID) -> EventForSale 
     (event_id, currency, capacity, opens, closes, starts_at, status, price, name, ends_at, venue_id,
      venue_name) = row
     return EventForSale(
-        event_id, currency, capacity, SaleWindow(opens, closes, starts_at, status == "cancelled"), price,
+        event_id, currency, capacity, sale_window(opens, closes, starts_at, status), price,
         EventLabel(event_id, name, starts_at, ends_at, venue_id, venue_name),
     )
 

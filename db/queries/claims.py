@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
+    UUID,
     ColumnElement,
     FromClause,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     func,
     literal_column,
@@ -26,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from db.driver import DriverStatement
 from db.models import BlockedSeat, Booking, BookingItem, Event, Payment, Seat
 from domain.availability import Interval
 from domain.lifecycle import EXPIRABLE, BookingStatus
@@ -63,15 +68,31 @@ class Holder:
     lapsed: bool
 
 
+_ITEMS: Table = BookingItem.__table__
+_SEAT_IDS = bindparam("seat_ids", type_=ARRAY(UUID))
+
+# Placement runs these on every booking: statements of the driver, whose rows cost little Python.
+_SEAT_HOLDERS = DriverStatement(
+    select(_ITEMS.c.booking_id, lapsed(bindparam("now")))
+    .join(_BOOKINGS, _BOOKINGS.c.id == _ITEMS.c.booking_id)
+    .join(_PAYMENTS, _PAYMENTS.c.booking_id == _ITEMS.c.booking_id)
+    .where(_ITEMS.c.holds_inventory, _ITEMS.c.event_id == bindparam("event_id"), _ITEMS.c.seat_id == any_(_SEAT_IDS))
+)
+_BLOCKED = BlockedSeat.__table__
+_SEATS: Table = Seat.__table__
+_SEATS_NOT_FOR_SALE = DriverStatement(
+    select(_BLOCKED.c.seat_id)
+    .where(_BLOCKED.c.event_id == bindparam("event_id"), _BLOCKED.c.seat_id == any_(_SEAT_IDS))
+    .union(select(_SEATS.c.id).where(_SEATS.c.id == any_(_SEAT_IDS), _SEATS.c.retired_at.is_not(None)))
+)
+
+
 def seat_holders(
     session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID], now: datetime
 ) -> list[Holder]:
     """The bookings that claim any of the seats at the event."""
-    query = _claims(now).where(
-        BookingItem.event_id == event_id,
-        BookingItem.seat_id.in_(seat_ids),
-    )
-    return [Holder(item.booking_id, is_lapsed) for item, is_lapsed in session.execute(query)]
+    rows = _SEAT_HOLDERS.rows(session.connection(), {"event_id": event_id, "seat_ids": list(seat_ids), "now": now})
+    return [Holder(booking_id, is_lapsed) for booking_id, is_lapsed in rows]
 
 
 def slot_holders(
@@ -91,10 +112,8 @@ def slot_holders(
 
 def seats_not_for_sale(session: Session, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """The seats among `seat_ids` blocked at the event, or retired from their venue's layout."""
-    return list(session.scalars(
-        select(BlockedSeat.seat_id).where(BlockedSeat.event_id == event_id, BlockedSeat.seat_id.in_(seat_ids))
-        .union(select(Seat.id).where(Seat.id.in_(seat_ids), Seat.retired_at.is_not(None)))
-    ))
+    rows = _SEATS_NOT_FOR_SALE.rows(session.connection(), {"event_id": event_id, "seat_ids": list(seat_ids)})
+    return [seat_id for (seat_id,) in rows]
 
 
 def places_of(session: Session, event_ids: Sequence[uuid.UUID], now: datetime) -> dict[uuid.UUID, Places]:

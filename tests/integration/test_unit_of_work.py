@@ -103,3 +103,64 @@ def test_a_batch_locked_together_is_written_back_together_and_skips_what_others_
     statuses = {_row(runtime, "SELECT status FROM bookings WHERE id = :id", id=i)[0] for i in ids[1:]}
     assert statuses == {"awaiting_payment"}
     assert _row(runtime, "SELECT status FROM bookings WHERE id = :id", id=ids[0])[0] == "requested"
+
+
+def _written(runtime, booking_id):  # type: ignore[no-untyped-def]
+    """What a move left in the database, without the booking's own id and times."""
+    return (
+        _row(runtime, "SELECT status, reason FROM bookings WHERE id = :id", id=booking_id),
+        _row(runtime, "SELECT array_agg(holds_inventory) FROM booking_items WHERE booking_id = :id", id=booking_id)[0],
+        _row(runtime, "SELECT array_agg(ARRAY[from_status, to_status, reason] ORDER BY id) FROM booking_transitions"
+                      " WHERE booking_id = :id", id=booking_id)[0],
+        _row(runtime, "SELECT array_agg(kind) FROM booking_emails WHERE booking_id = :id", id=booking_id)[0],
+    )
+
+
+def test_a_batch_move_writes_what_a_move_in_full_writes_in_one_statement(runtime):
+    from db.models import Booking
+    from testkit.held_bookings import make_held_bookings
+
+    now = datetime.now(UTC)
+    in_full, *batch = make_held_bookings(runtime.context.sessions, count=4, authorized=0, stripe_client=None,
+                                         expired_at=now)
+    with UnitOfWork(runtime.context.sessions) as uow:
+        uow.lock(in_full).move(BookingStatus.EXPIRED, now, reason="hold_expired")
+        uow.commit()
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with UnitOfWork(runtime.context.sessions) as uow:
+        taken = uow.lock_snapshots_where(Booking.id.in_(batch), limit=10)
+        assert sorted(locked.id for locked in taken) == sorted(batch)
+        assert {locked.snapshot.status for locked in taken} == {BookingStatus.AWAITING_PAYMENT}
+        event.listen(runtime.engine, "before_cursor_execute", count)
+        uow.move_each(taken, BookingStatus.EXPIRED, now, reason="hold_expired")
+        uow.commit()
+    event.remove(runtime.engine, "before_cursor_execute", count)
+
+    assert len(statements) == 2  # the moves, then the emails and events they owe
+    expected = _written(runtime, in_full)
+    assert expected[0] == ("expired", "hold_expired") and expected[1] == [False] and expected[3] == ["expired"]
+    assert all(_written(runtime, booking_id) == expected for booking_id in batch)
+
+
+def test_a_batch_move_claims_nothing_and_a_booking_moves_one_way_only(api, runtime):
+    from db.models import Booking
+
+    event_id, seats = first_event(runtime.context.sessions)
+    booking_id = uuid.UUID(api.book(seat_request(event_id, seats[7:8])).json["id"])
+    now = datetime.now(UTC)
+    with UnitOfWork(runtime.context.sessions) as uow:
+        (locked,) = uow.lock_snapshots_where(Booking.id == booking_id, limit=1)
+        with pytest.raises(ValueError):  # it would claim the seat before the frees of the batch
+            uow.move_each([locked], BookingStatus.AWAITING_PAYMENT, now)
+        uow.move_each([locked], BookingStatus.REJECTED, now, reason="unavailable")
+        with pytest.raises(RuntimeError):
+            uow.lock(booking_id)
+        with pytest.raises(RuntimeError):
+            uow.move_each([locked], BookingStatus.REJECTED, now, reason="unavailable")
+        uow.commit()
+    assert _row(runtime, "SELECT status, reason FROM bookings WHERE id = :id", id=booking_id) == (
+        "rejected", "unavailable")

@@ -1,8 +1,8 @@
 """A worker process SIGKILLed mid-placement, with the production timings: its messages come
 back and every accepted booking settles within 30 s, `bookings worker` has a new process
-serving within 2 s, and no message runs to completion twice, even under a backlog (on RabbitMQ,
-at most those the killed worker held). On both brokers: Redis requeues a dead worker's messages
-once its heartbeat is stale, RabbitMQ when its connection closes."""
+serving within 2 s, every booking is placed once, and no more messages run to completion twice
+than the killed worker held, even under a backlog. On both brokers: Redis requeues a dead
+worker's messages once its heartbeat is stale, RabbitMQ when its connection closes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import httpx
 import psutil
 import pytest
 import redis
+from sqlalchemy import text
 
 from config.settings import Settings
 from db.engine import make_engine, make_sessions, transaction
@@ -70,8 +71,18 @@ def test_bookings_in_flight_at_a_worker_kill_settle_within_30_s(stack, settings)
     assert in_flight & {b for b in ids}, "the kill came too late to interrupt a placement"
     assert back_after < 2
     assert Counter(final.values()) == {"authorized": 50}
+    # Each booking was placed once, whatever ran twice: its history leaves `requested` once.
+    with transaction(sessions) as session:
+        placed = Counter(str(b) for (b,) in session.execute(text(
+            "SELECT booking_id FROM booking_transitions WHERE from_status = 'requested'"
+            " AND booking_id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}))
+    assert placed == Counter({b: 1 for b in ids})
+    # At least once delivery: a run that ended just before the kill, its acknowledgement lost with
+    # the process, runs again (a no-op). Only what the killed worker held can; the logs of a
+    # SIGKILLed process may also miss its last lines, so runs are counted, not required.
     done = _completed_runs(stack.logs, queues.PLACE_BOOKING.actor_name)
-    assert max(done.values()) == 1 and len(done) == 50
+    repeated = sum(runs - 1 for runs in done.values())
+    assert repeated <= len(in_flight), (repeated, len(in_flight))
 
 
 #: Placements of bookings that do not exist: each run is a quick no-op.

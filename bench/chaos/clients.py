@@ -1,8 +1,7 @@
 """What the simulated clients do, and the operators and Stripe's dashboard beside them.
 
-A well-behaved client retries a failed POST with the same Idempotency-Key. Most book seats nobody
-else wants, so that money moves (confirm, cancel, refunds, 3-D Secure); the rest contend for the
-demo's seats and slots.
+Seats nobody else wants, so that money moves (confirm, cancel, refunds, 3-D Secure), and the demo's
+contended seats and slots; `confirm` and `after_sale` serve the other kinds of booking too.
 """
 
 from __future__ import annotations
@@ -10,26 +9,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import stripe
 
-from bench.chaos.config import SALE_RULES, ChaosConfig
+from bench.chaos.caller import Caller, post_retrying
 from bench.chaos.observations import Observations
-from bench.chaos.postman import Postman
 from testkit import stripe_mischief
-from testkit.faults import WebhookRelay
 from testkit.stripe_webhooks import stripe_event
-
-if TYPE_CHECKING:
-    from bench.chaos.cluster import Cluster
 
 #: A test card that always asks for 3-D Secure.
 AUTHENTICATE_CARD = "4000002500003155"
@@ -49,76 +41,7 @@ def _request(rng: random.Random, catalog: dict[str, Any]) -> dict[str, Any]:
             "customer": customer, "payment": payment}
 
 
-@dataclass
-class Caller:
-    """One client's connection, with what it needs to act as the operator and the dashboard too."""
-
-    http: httpx.Client
-    headers: dict[str, str]
-    operator: dict[str, str]
-    observations: Observations
-    postman: Postman
-    stripe: stripe.StripeClient
-    stripe_url: str
-    relay: WebhookRelay
-    rng: random.Random
-    silent_dashboard: bool = True
-
-    @classmethod
-    def of(cls, cluster: Cluster, observations: Observations, postman: Postman, key: str, operator_key: str,
-           seed: int, silent_dashboard: bool) -> Caller:
-        return cls(
-            httpx.Client(base_url=cluster.base_url, trust_env=False, timeout=15),
-            {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {operator_key}"}, observations, postman,
-            stripe.StripeClient("sk_test_chaos", base_addresses={"api": cluster.stripe.url}), cluster.stripe.url,
-            cluster.relay, random.Random(seed), silent_dashboard,
-        )
-
-    def post(self, path: str, body: Any = None, *, operator: bool = False) -> httpx.Response | None:
-        return post_retrying(self.http, self.observations, path, body, self.operator if operator else self.headers)
-
-    def booking(self, booking_id: str) -> dict[str, Any]:
-        try:
-            answer = self.http.get(f"/v1/bookings/{booking_id}", headers=self.headers)
-            return dict(answer.json()) if answer.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
-            return {}
-
-    def wait(self, booking_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
-        """The booking once `until` holds for it, or as it stands after `timeout`."""
-        deadline = time.monotonic() + timeout
-        booking = self.booking(booking_id)
-        while not until(booking) and time.monotonic() < deadline:
-            time.sleep(0.15)
-            booking = self.booking(booking_id)
-        return booking
-
-    def book(self, body: dict[str, Any]) -> str | None:
-        answer = self.post("/v1/bookings", body)
-        if answer is not None and answer.status_code == 422 and answer.json()["error"]["code"] in SALE_RULES:
-            with self.observations.lock:
-                self.observations.refused_by_rule[answer.json()["error"]["code"]] += 1
-            return None
-        if answer is None or answer.status_code != 202:
-            return None
-        booking_id = str(answer.json()["id"])
-        with self.observations.lock:
-            self.observations.accepted.add(booking_id)
-        return booking_id
-
-
-def run_client(caller: Caller, catalog: dict[str, Any], count: int, index: int, config: ChaosConfig) -> None:
-    """A well-behaved client: retries a failed POST with the same Idempotency-Key, then acts."""
-    with caller.http:
-        for n in range(count):
-            if caller.rng.random() < config.open_share:
-                seat = catalog["open_seats"][index + n * config.clients]  # nobody else's
-                _book_open_seat(caller, caller.rng.choice(catalog["open_events"]), seat)
-            else:
-                _book_contended(caller, catalog)
-
-
-def _book_contended(caller: Caller, catalog: dict[str, Any]) -> None:
+def book_contended(caller: Caller, catalog: dict[str, Any]) -> None:
     booking_id = caller.book(_request(caller.rng, catalog))
     if booking_id is None:
         return
@@ -129,7 +52,7 @@ def _book_contended(caller: Caller, catalog: dict[str, Any]) -> None:
         _later(caller.http, caller.observations, caller.headers, booking_id, "cancel")
 
 
-def _book_open_seat(caller: Caller, event_id: str, seat: str) -> None:
+def book_open_seat(caller: Caller, event_id: str, seat: str) -> None:
     rng = caller.rng
     if rng.random() < 0.1:
         _book_with_3ds(caller, event_id, seat)
@@ -137,36 +60,36 @@ def _book_open_seat(caller: Caller, event_id: str, seat: str) -> None:
     roll = rng.random()
     method = "pm_card_chargeCustomerFail" if roll < 0.03 else "pm_card_visa"
     capture = "immediate" if roll > 0.9 else "on_confirm"
-    booking_id = caller.book(_seat_request(event_id, seat, method, capture))
+    booking_id = caller.book(seat_request(event_id, seat, method, capture))
     if booking_id is None:
         return
     booking = caller.wait(booking_id, lambda b: b.get("status") not in (None, "requested", "awaiting_payment"))
     if booking.get("status") == "authorized":
-        _confirm(caller, booking)
+        confirm(caller, booking)
     else:
-        _after_sale(caller, booking)
+        after_sale(caller, booking)
 
 
-def _seat_request(event_id: str, seat: str, method: str, capture: str = "on_confirm") -> dict[str, Any]:
+def seat_request(event_id: str, seat: str, method: str, capture: str = "on_confirm") -> dict[str, Any]:
     return {"event_id": event_id, "seat_ids": [seat], "customer": {"email": "chaos@example.com"},
             "payment": {"mode": "card", "payment_method": method, "capture": capture}}
 
 
-def _confirm(caller: Caller, booking: dict[str, Any]) -> None:
+def confirm(caller: Caller, booking: dict[str, Any]) -> None:
     """Confirm as the client, or capture in the dashboard first (its event late, twice or never)."""
     rng, booking_id = caller.rng, booking["id"]
     if rng.random() < 0.06:
-        _dashboard(caller, booking, "capture", lambda intent: stripe_mischief.dashboard_capture(caller.stripe, intent))
+        dashboard(caller, booking, "capture", lambda intent: stripe_mischief.dashboard_capture(caller.stripe, intent))
         if rng.random() < 0.5:
             return  # the capture's event (if any) or the hold's expiry settles it
     elif rng.random() < 0.03:
         caller.observations.did("hold left to expire")
         return
     caller.post(f"/v1/bookings/{booking_id}/confirm")
-    _after_sale(caller, caller.wait(booking_id, lambda b: b.get("status") not in (None, "authorized")))
+    after_sale(caller, caller.wait(booking_id, lambda b: b.get("status") not in (None, "authorized")))
 
 
-def _after_sale(caller: Caller, booking: dict[str, Any]) -> None:
+def after_sale(caller: Caller, booking: dict[str, Any]) -> None:
     """What happens to a confirmed booking: mostly nothing; else a cancel or refunds."""
     if booking.get("status") != "confirmed":
         return
@@ -188,11 +111,11 @@ def _after_sale(caller: Caller, booking: dict[str, Any]) -> None:
                         operator=True)
     elif roll < 0.42:
         amount = caller.rng.choice((500, total))
-        _dashboard(caller, booking, "refund",
+        dashboard(caller, booking, "refund",
                    lambda intent: stripe_mischief.dashboard_refund(caller.stripe, intent, amount))
 
 
-def _dashboard(caller: Caller, booking: dict[str, Any], what: str,
+def dashboard(caller: Caller, booking: dict[str, Any], what: str,
                act: Callable[[str], dict[str, Any]]) -> None:
     """Act on the booking's intent at Stripe directly; its event comes late, twice, or never."""
     intent_id = (booking.get("payment") or {}).get("provider_ref")
@@ -216,7 +139,7 @@ def _book_with_3ds(caller: Caller, event_id: str, seat: str) -> None:
             "number": AUTHENTICATE_CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
     except stripe.StripeError:
         return
-    booking_id = caller.book(_seat_request(event_id, seat, method.id))
+    booking_id = caller.book(seat_request(event_id, seat, method.id))
     if booking_id is None:
         return
     booking = caller.wait(booking_id, lambda b: (b.get("payment") or {}).get("status") == "requires_action"
@@ -228,10 +151,10 @@ def _book_with_3ds(caller: Caller, event_id: str, seat: str) -> None:
         _retry_burst(caller, booking_id)
     elif roll < 0.55:
         caller.observations.did("3-D Secure authenticated")
-        _authenticate(caller, booking, success=True)
+        authenticate(caller, booking, success=True)
     elif roll < 0.8:
         caller.observations.did("3-D Secure failed")
-        _authenticate(caller, booking, success=False)
+        authenticate(caller, booking, success=False)
         failed = caller.wait(booking_id, lambda b: (b.get("payment") or {}).get("status") == "failed")
         if caller.rng.random() < 0.5 and failed.get("status") == "awaiting_payment":
             caller.post(f"/v1/bookings/{booking_id}/payment", {"payment_method": "pm_card_visa"})
@@ -240,10 +163,10 @@ def _book_with_3ds(caller: Caller, event_id: str, seat: str) -> None:
         return
     authorized = caller.wait(booking_id, lambda b: b.get("status") not in (None, "requested", "awaiting_payment"))
     if authorized.get("status") == "authorized":
-        _confirm(caller, authorized)
+        confirm(caller, authorized)
 
 
-def _authenticate(caller: Caller, booking: dict[str, Any], *, success: bool) -> None:
+def authenticate(caller: Caller, booking: dict[str, Any], *, success: bool) -> None:
     """The customer completes (or fails) the bank's challenge; Stripe's event follows, sometimes twice."""
     payment = booking["payment"]
     try:
@@ -282,22 +205,6 @@ def _retry_burst(caller: Caller, booking_id: str) -> None:
         statuses = Counter(pool.map(retry, methods))
     with caller.observations.lock:
         caller.observations.retry_bursts.append((booking_id, statuses))
-
-
-def post_retrying(http: httpx.Client, observations: Observations, path: str, body: Any, headers: dict[str, str]) -> httpx.Response | None:
-    key = uuid.uuid4().hex
-    for attempt in range(20):
-        try:
-            answer = http.post(path, json=body, headers={**headers, "Idempotency-Key": key})
-        except httpx.HTTPError:
-            observations.answer(path, 0)
-            time.sleep(min(0.2 * 2 ** attempt, 3))
-            continue
-        observations.answer(path.rsplit("/", 1)[-1] if "/bookings/" in path else path, answer.status_code)
-        if answer.status_code < 500 and answer.status_code != 429:
-            return answer
-        time.sleep(min(0.2 * 2 ** attempt, 3))
-    return None
 
 
 def _later(http: httpx.Client, observations: Observations, headers: dict[str, str], booking_id: str, action: str) -> None:

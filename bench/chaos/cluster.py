@@ -68,6 +68,8 @@ class Cluster:
             # A failed 3-D Secure keeps its hold for another card: briefly, so the drain ends.
             "PAYMENT_RETRY_WINDOW_SECONDS": "20", "BOOKING_MAX_HOLD_SECONDS": "90",
             "RATE_LIMITS": "writes=100000/second;reads=100000/second;webhooks=100000/second",
+            # Clients' webhook endpoints point at the campaign's receiver on 127.0.0.1.
+            "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
             "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(root / "prom-web"), "dramatiq_prom_db": str(root / "prom-worker"),
             "dramatiq_prom_host": "127.0.0.1",

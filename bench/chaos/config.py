@@ -27,3 +27,23 @@ class ChaosConfig:
     silent_dashboard: bool = True
     #: "redis", or "rabbitmq" (BROKER_URL when it is amqp://, else the local RabbitMQ).
     broker: str = "redis"
+    #: The share of requests for places at the general-admission events (each client's first
+    #: request is one too: a rush at the first event), and how many places each of them has.
+    general_share: float = 0.1
+    general_events: int = 2
+    general_capacity: int = 0  # 0: requests // 60 + 6, so they sell out and clients contend
+    #: The share of requests for seats of the events an operator cancels while the faults run.
+    doomed_share: float = 0.08
+    cancelled_events: int = 3
+    #: Holds left to lapse, re-booked at once by another client, then paid late (-1: requests // 80 + 4).
+    lapses: int = -1
+    #: Every client registers a webhook endpoint (all types) pointing at a receiver the campaign runs.
+    notifications: bool = True
+
+    @property
+    def places_per_general_event(self) -> int:
+        return self.general_capacity or self.requests // 60 + 6
+
+    @property
+    def lapse_count(self) -> int:
+        return self.lapses if self.lapses >= 0 else self.requests // 80 + 4

@@ -6,11 +6,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass
 class Observations:
     answers: list[tuple[float, str, int]] = field(default_factory=list)  # (time, what, status)
+    #: Every POST /v1/bookings the clients made: each is accepted or refused for a sale rule.
+    booking_requests: int = 0
     accepted: set[str] = field(default_factory=set)
     #: Booking requests the API refused at once for a sale rule (a slot outside the hours, say).
     refused_by_rule: Counter[str] = field(default_factory=Counter)
@@ -25,6 +28,8 @@ class Observations:
     foreign_events: set[str] = field(default_factory=set)
     poison: list[tuple[float, str, str, int]] = field(default_factory=list)  # (time, event id, what, status)
     retry_bursts: list[tuple[str, Counter[int]]] = field(default_factory=list)
+    #: Events the operator cancelled: event id -> (when the cancel was sent, when it was answered 202).
+    cancelled_events: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, what: str, status: int) -> None:

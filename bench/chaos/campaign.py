@@ -39,7 +39,12 @@ from bench.chaos.general_admission import (
 )
 from bench.chaos.lapses import FLAVOURS, Lapse, check_lapses, make_lapse_targets, play_lapse
 from bench.chaos.mix import run_client
-from bench.chaos.notifications import check_notifications, deliveries_pending, register_endpoints
+from bench.chaos.notifications import (
+    check_notifications,
+    deliveries_leased,
+    deliveries_pending,
+    register_endpoints,
+)
 from bench.chaos.observations import Observations
 from bench.chaos.postman import Postman
 from bench.environment import LOCAL, print_table
@@ -98,6 +103,7 @@ def run(config: ChaosConfig, root: Path | None = None) -> dict[str, Any]:
             thread.join()
         injected = dict(cluster.proxy.random_faults.counts)
         cluster.proxy.random_faults = None  # Stripe behaves while the system drains
+        leased = deliveries_leased(cluster.database_url, endpoints) if endpoints else 0
         drained, waited = drain(cluster, config.drain_timeout, since=datetime.now(UTC), also={
             "webhook deliveries": lambda: deliveries_pending(cluster.database_url, endpoints)})
         figures = check_invariants(cluster, observations)
@@ -107,6 +113,8 @@ def run(config: ChaosConfig, root: Path | None = None) -> dict[str, Any]:
             "booking requests made (accepted or refused by a sale rule)": observations.booking_requests,
             "load seconds": round(load_seconds, 1), "drain seconds": round(drained, 1),
             "drain: seconds until each had nothing left": ", ".join(f"{k} {v}" for k, v in waited.items()),
+            # A sweep's claim lasts 2 minutes (services.notifications.CLAIM_LEASE): what a kill cut waits that long.
+            "webhook deliveries under a sweep's claim when the load stopped": leased,
             "workers SIGKILLed": observations.kills, "webhooks delivered": observations.webhooks_sent,
             restart_figure(config.broker): " / ".join(
                 "yes" if observations.restarts.get(s) else "no" for s in ("broker", "postgresql")),

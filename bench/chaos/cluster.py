@@ -130,10 +130,22 @@ class Cluster:
             client.close()
 
     def restart_postgres(self, observations: Observations, down_for: float = 3.0) -> None:
+        """Stop PostgreSQL, and start it again whatever the stop said: on a loaded machine a stop
+        can fail after the server is gone, and an exception here would leave the stack without
+        its database for the rest of the run (seen on the RabbitMQ runs)."""
         started = time.monotonic()
-        self.postgres.stop()
+        try:
+            self.postgres.stop()
+        except Exception as error:  # noqa: BLE001 (any failure: the server must come back)
+            print(f"chaos: stopping PostgreSQL failed ({error!r}); starting it again", file=sys.stderr)
         time.sleep(down_for)
-        self.postgres = start_postgres(self.root / "pg", max_connections=300)
+        for attempt in range(5):
+            try:
+                self.postgres = start_postgres(self.root / "pg", max_connections=300)
+                break
+            except Exception as error:  # noqa: BLE001
+                print(f"chaos: starting PostgreSQL failed ({error!r}), attempt {attempt + 1}", file=sys.stderr)
+                time.sleep(2)
         # Pools notice dead connections on their next checkout: allow a few seconds of grace.
         with observations.lock:
             observations.outages.append((started, time.monotonic() + 5.0))

@@ -116,10 +116,11 @@ def check_event_cancellations(base_url: str, database_url: str, operator_key: st
 
 
 def _settled_in_full(row: tuple[Any, ...]) -> bool:
-    """Voided (nothing captured, no live authorization) or refunded in full."""
+    """Voided (nothing captured, no live authorization) or refunded in full: a sale refunded, or
+    money a capture in flight took after the cancel (the booking then ends cancelled, never confirmed)."""
     status, payment, captured, refunded = row[2], row[4], row[5], row[6]
     if captured > 0:
-        return status == "refunded" and refunded == captured
+        return status in ("refunded", "cancelled") and refunded == captured
     return status in ("cancelled", "expired", "rejected") and payment != "authorized"
 
 

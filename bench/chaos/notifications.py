@@ -49,6 +49,20 @@ def deliveries_pending(database_url: str, endpoints: dict[str, str]) -> int:
         return -1
 
 
+def deliveries_leased(database_url: str, endpoints: dict[str, str], longer_than: float = 15.0) -> int:
+    """Pending deliveries claimed by a sweep (next attempt pushed past its lease) for longer than
+    a retry's wait: at the end of the load, those a killed worker left to lapse (or a live sweep's)."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending' AND endpoint_id = ANY(%s::uuid[])"
+                " AND next_attempt_at > now() + make_interval(secs => %s) AND attempts = 0",
+                (list(endpoints), longer_than)).fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.Error:
+        return -1
+
+
 _PER_TRANSITION = """
 WITH kinds AS (SELECT * FROM unnest(%(statuses)s::text[], %(types)s::text[]) AS k(status, type)),
 heard AS (

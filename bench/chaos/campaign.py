@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ def run(config: ChaosConfig, root: Path | None = None) -> dict[str, Any]:
             list(pool.map(lambda i: run_client(callers[i], catalog, share[i], i, config),
                           range(config.clients)))
             clients_done.set()
-            played = [lapse.result() for lapse in lapses]
+            played = [_outcome(lapse) for lapse in lapses]
         canceller.join()
         load_seconds = time.monotonic() - started
         stop.set()
@@ -159,6 +159,17 @@ def _scenario_figures(cluster: Cluster, operator_key: str, observations: Observa
     if endpoints:
         figures.update(check_notifications(cluster.database_url, endpoints, receiver))
     return figures
+
+
+def _outcome(scenario: Future[Lapse]) -> Lapse:
+    """A scenario's record; one that broke is counted as never held, with its error, and the
+    campaign goes on (its figures say so)."""
+    try:
+        return scenario.result()
+    except Exception as error:  # noqa: BLE001 (a bug of the scenario, not of the system)
+        broken = Lapse("broken", "seat")
+        broken.late_answers[f"scenario broke: {error!r}"[:120]] += 1
+        return broken
 
 
 def _with_details_apart(figures: dict[str, Any]) -> dict[str, Any]:

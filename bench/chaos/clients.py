@@ -168,7 +168,9 @@ def _book_with_3ds(caller: Caller, event_id: str, seat: str) -> None:
 
 def authenticate(caller: Caller, booking: dict[str, Any], *, success: bool) -> None:
     """The customer completes (or fails) the bank's challenge; Stripe's event follows, sometimes twice."""
-    payment = booking["payment"]
+    payment = booking.get("payment") or {}
+    if not payment.get("provider_ref") or not payment.get("client_secret"):
+        return
     try:
         answer = httpx.post(f"{caller.stripe_url}/v1/payment_intents/{payment['provider_ref']}/_authenticate",
                             data={"client_secret": payment["client_secret"], "success": str(success).lower()},

@@ -68,9 +68,9 @@ def play_lapse(first: Caller, second: Caller, target: Callable[[str], dict[str, 
             record.late_answers[f"never held: {held.get('status')}, payment {held.get('payment_status')}"] += 1
             return record
         record.lapsed = held["id"]
-        lapsed = _wait_for_lapse(first, held)
+        _wait_for_lapse(first, held)
         record.rebooked = second.book(target("pm_card_visa"))
-        _pay_late(first, lapsed, flavour, record)
+        _pay_late(first, held, flavour, record)  # as it stood when held: its intent and client secret
         if record.rebooked is not None:
             rebooked = second.wait(record.rebooked,
                                    lambda b: b.get("status") not in (None, "requested", "awaiting_payment"))

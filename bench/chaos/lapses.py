@@ -1,7 +1,7 @@
 """Lapsed holds taken over at once, then paid late.
 
 A client holds a seat (or the places of a small general-admission event) and lets the hold lapse:
-3-D Secure left pending, an authorization left unconfirmed, or a declined card. The moment its
+3-D Secure left pending, an authorization left unconfirmed, or 3-D Secure failed (awaiting another card). The moment its
 `expires_at` passes, another client books the same seat or places (the placement itself expires
 the lapsed hold when the sweep has not yet), and right after, the first booking is paid late: the
 customer completes 3-D Secure, the dashboard captures the authorization (and the client confirms),
@@ -82,26 +82,32 @@ def play_lapse(first: Caller, second: Caller, target: Callable[[str], dict[str, 
 def _hold(caller: Caller, target: Callable[[str], dict[str, Any]], flavour: str) -> dict[str, Any]:
     """Book and reach the state the hold is left to lapse in: the booking (with `held`), or how
     far it got."""
-    if flavour == FLAVOURS[0]:
+    # A declined first attempt rejects a booking: the retried one fails 3-D Secure instead.
+    if flavour == FLAVOURS[1]:
+        method, reached = "pm_card_visa", _is("authorized", None)
+    else:
         try:
             method = caller.stripe.v1.payment_methods.create(params={"type": "card", "card": {
                 "number": AUTHENTICATE_CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}).id
         except stripe.StripeError:
             return {"status": "no payment method"}
-        reached: Callable[[dict[str, Any]], bool] = lambda b: (b.get("payment") or {}).get("status") == "requires_action"  # noqa: E731
-    elif flavour == FLAVOURS[1]:
-        method, reached = "pm_card_visa", lambda b: b.get("status") == "authorized"
-    else:
-        method = "pm_card_chargeCustomerFail"
-        reached = lambda b: b.get("status") == "awaiting_payment" and (b.get("payment") or {}).get("status") == "failed"  # noqa: E731
+        reached = _is("awaiting_payment", "requires_action")
     booking_id = caller.book(target(method))
     if booking_id is None:
         return {"status": "refused"}
     # Placement and payment wait behind the load and the faults: allow them a minute.
     booking = caller.wait(booking_id, lambda b: reached(b) or b.get("status") in ("rejected", "expired"), timeout=60)
+    if reached(booking) and flavour == FLAVOURS[2]:
+        authenticate(caller, booking, success=False)
+        reached = _is("awaiting_payment", "failed")
+        booking = caller.wait(booking_id, lambda b: reached(b) or b.get("status") in ("rejected", "expired"))
     if reached(booking):
         return {**booking, "held": True}
     return {"status": booking.get("status", "unknown"), "payment_status": (booking.get("payment") or {}).get("status")}
+
+
+def _is(status: str, payment: str | None) -> Callable[[dict[str, Any]], bool]:
+    return lambda b: b.get("status") == status and (payment is None or (b.get("payment") or {}).get("status") == payment)
 
 
 def _wait_for_lapse(caller: Caller, booking: dict[str, Any]) -> dict[str, Any]:

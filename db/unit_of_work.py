@@ -138,6 +138,8 @@ class LockedBooking:
             expires_at=booking.expires_at, created_at=booking.created_at,
             cancel_reason=booking.cancel_reason or "cancelled_by_client",
             refund_requested=self.payment.refund_requested,
+            # An immediate capture was asked for with the booking itself.
+            confirm_requested=booking.confirm_requested_at is not None or booking.capture_mode == "immediate",
         )
 
     def books(self) -> Books:
@@ -176,7 +178,8 @@ class LockedBooking:
             payment_status=PaymentStatus(payment.status),
             pending_step=PaymentStep(payment.step) if payment.step else None,
             expires_at=booking.expires_at,
-            confirm_requested=booking.confirm_requested_at is not None,
+            # An immediate capture was asked for with the booking itself.
+            confirm_requested=booking.confirm_requested_at is not None or booking.capture_mode == "immediate",
             cancel_requested=booking.cancel_requested_at is not None,
             amount_captured=payment.amount_captured,
             amount_refunded=payment.amount_refunded,

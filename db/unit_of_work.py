@@ -220,6 +220,8 @@ class LockedBooking:
             expires_at=booking.expires_at, created_at=booking.created_at,
             cancel_reason=booking.cancel_reason or "cancelled_by_client",
             refund_requested=self.payment.refund_requested,
+            # An immediate capture was asked for with the booking itself.
+            confirm_requested=booking.confirm_requested_at is not None or booking.capture_mode == "immediate",
         )
 
     def books(self) -> Books:

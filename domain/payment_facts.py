@@ -76,6 +76,9 @@ class BookingFacts:
     cancel_reason: str = "cancelled_by_client"
     #: The refund total asked for: a cancel's (fixed when accepted) or operators' partial refunds.
     refund_requested: int = 0
+    #: A confirm was accepted (or the request asked for an immediate capture): its capture
+    #: confirms however late it lands.
+    confirm_requested: bool = False
 
 
 class FactKind(enum.StrEnum):
@@ -186,7 +189,7 @@ def _intent(
         # A retry was accepted and not yet made: the old attempt's state is not news.
         return Consequence(books, ignored=f"a new payment attempt is pending; the intent is {fact.status}")
     money = _merged(books, fact)
-    moves = _moves(booking, money)
+    moves = _moves(booking, money, now)
     if money == books and not moves:
         return Consequence(books, ignored=f"already recorded: the payment is {books.status}")
     expires_at = booking.expires_at
@@ -207,7 +210,7 @@ def _merged(books: Books, fact: PaymentFact) -> Books:
     return Books(status, max(books.authorized, fact.authorized), captured, refunded, decline_code)
 
 
-def _moves(booking: BookingFacts, money: Books) -> tuple[Move, ...]:
+def _moves(booking: BookingFacts, money: Books, now: datetime) -> tuple[Move, ...]:
     """The transitions the money implies for the booking (in order)."""
     status = booking.status
     if money.captured > 0 and status in OPEN:
@@ -215,6 +218,10 @@ def _moves(booking: BookingFacts, money: Books) -> tuple[Move, ...]:
             # Money taken after the client asked to cancel: the cancel ends the booking and the
             # money goes back in full; it never confirms.
             return ()
+        if not booking.confirm_requested and booking.expires_at is not None and booking.expires_at <= now:
+            # Money taken after the hold lapsed, unasked (a dashboard capture): the seat has been
+            # free since expires_at and may be another booking's. It expires; the money goes back.
+            return (Move(S.EXPIRED, "hold_expired"),)
         moves = [Move(S.CONFIRMED)]
         status = S.CONFIRMED
     else:

@@ -1,4 +1,4 @@
-"""A fault-injecting HTTP proxy in front of the local Stripe server (integration tests and bench/chaos.py).
+"""A fault-injecting HTTP proxy in front of the local Stripe server (integration tests and bench/chaos/).
 
 It forwards every request. Rules can drop the answer after the upstream has acted (the failure
 between "called Stripe" and "recorded the result"), answer 500 without forwarding, or delay.

@@ -162,6 +162,7 @@ def apply(booking: Booking, fact: PaymentFact, now: datetime) -> Booking:
     facts = BookingFacts(
         booking.status, TOTAL, "eur", cancel_requested=booking.cancel_requested,
         attempt=booking.attempt, expires_at=booking.expires_at, created_at=START,
+        confirm_requested=booking.confirm_requested or booking.capture_mode is CaptureMode.IMMEDIATE,
     )
     books = Books(booking.payment_status, booking.amount_authorized, booking.amount_captured, booking.amount_refunded)
     consequence = apply_fact(facts, books, fact, now=now, retry_hold=RETRY_HOLD)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,13 +23,13 @@ from domain.lifecycle import BookingStatus
 from services import notifications
 from services.notifications import Deliverer
 from tasks.notification_metrics import DeliveryMetrics
+from testkit.webhook_receiver import documented_verifier
 from tests.integration.notification_fixtures import Clock, Receiver
 from tests.support import first_event, seat_request, wait_for, wait_for_statuses
 
 S = BookingStatus
 # The deliverer's own threads read the database: the test's writes must be committed for them.
 pytestmark = pytest.mark.commits
-DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
 
 
 @pytest.fixture
@@ -44,16 +42,6 @@ def receiver() -> Iterator[Receiver]:
     receiver = Receiver()
     yield receiver
     receiver.stop()
-
-
-def documented_verifier() -> Any:
-    """The verification helper exactly as docs/notifications.md shows it."""
-    section = DOC.read_text().split("## Verifying a delivery", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None
-    namespace: dict[str, Any] = {}
-    exec(code.group(1), namespace)  # noqa: S102 (our own documentation)
-    return namespace["verify_bookings_signature"]
 
 
 def register(api: Any, url: str, events: list[str]) -> dict[str, Any]:

@@ -33,7 +33,16 @@ from psycopg import sql
 from sqlalchemy import Engine, event
 
 from bench.environment import BenchEnvironment
-from bench.stack import NO_RATE_LIMITS, SETTLED, Arena, Payments, seat_body, seat_uuid_sql
+from bench.stack import (
+    NO_RATE_LIMITS,
+    SEAT_NUMBER_SQL,
+    SEAT_ROW_SQL,
+    SETTLED,
+    Arena,
+    Payments,
+    seat_body,
+    seat_uuid_sql,
+)
 
 BOOKING_PREFIX = "b00c0000-0000-4000-8000-"
 
@@ -283,13 +292,30 @@ def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat
             replaced = variable(value)
             return replaced if replaced is not None else literal(value)
 
+        # The accept path's insert checks the seat's label against the one it priced: each
+        # booking's own seat's, as the arena lays them out (one seat per booking here).
+        # Its check of the event's terms reads the terms of the event pgbench books, not the
+        # captured one's (the arena's events differ in name and dates).
+        terms = conn.execute(
+            "SELECT e.name, e.starts_at, e.ends_at, e.sales_start_at, e.sales_end_at, e.status, v.name, v.id"
+            " FROM events AS e JOIN venues AS v ON v.id = e.venue_id WHERE e.id = %s", (event_id,)
+        ).fetchone()
+        assert terms is not None, f"no event {event_id}"
+        labels = {
+            "seat_rows": f"ARRAY[{SEAT_ROW_SQL.format(expr=':seat')}]",
+            "seat_numbers": f"ARRAY[{SEAT_NUMBER_SQL.format(expr=':seat')}]",
+            **{name: literal(value) for name, value in zip(
+                ("e_name", "e_starts_at", "e_ends_at", "e_sales_start_at", "e_sales_end_at", "e_status",
+                 "e_venue_name"), terms[:-1], strict=True)},
+            "e_venue_id": f"{literal(str(terms[-1]))}::uuid",
+        }
         for tx in captured.transactions:
             lines.append(f"-- {tx.label()}")
             if not tx.autocommit:
                 lines.append("BEGIN;")
             for statement, params in tx.statements:
                 if isinstance(params, dict) and params:
-                    text = statement % {name: render(value) for name, value in params.items()}
+                    text = statement % {name: labels.get(name) or render(value) for name, value in params.items()}
                 elif params:
                     text = statement % tuple(render(value) for value in params)
                 else:

@@ -55,6 +55,11 @@ def seat_uuid_sql(expr: str) -> str:
     return f"('{SEAT_PREFIX}' || lpad(to_hex(({expr})::bigint), 12, '0'))::uuid"
 
 
+#: The arena's seat n is in row 'R' || n / 100, number n % 100 (see `make_arena`).
+SEAT_ROW_SQL = "'R' || (({expr})::bigint / 100)"
+SEAT_NUMBER_SQL = "(({expr})::bigint % 100)::integer"
+
+
 @dataclass(frozen=True)
 class Arena:
     venue_id: uuid.UUID
@@ -76,7 +81,8 @@ def add_arena(database_url: str, *, seats: int, events: int = 1, price: int = 50
                      (venue_id, f"Bench Arena {venue_id.hex[:8]}"))
         conn.execute(
             f"INSERT INTO seats (id, venue_id, row, number, tier) SELECT {seat_uuid_sql('n')}, %s,"
-            " 'R' || (n / 100), n %% 100, 'standard' FROM generate_series(0, %s - 1) AS n",
+            f" {SEAT_ROW_SQL.format(expr='n')}, {SEAT_NUMBER_SQL.format(expr='n').replace('%', '%%')}, 'standard'"
+            " FROM generate_series(0, %s - 1) AS n",
             (venue_id, seats),
         )
         for i, event_id in enumerate(event_ids):

@@ -13,7 +13,8 @@
 4. Disputes (localstripe has none): retrieve and close as Stripe's, and two routes of ours that
    play the bank (`POST /v1/charges/{id}/_dispute` opens one, `POST /v1/disputes/{id}/_resolve`
    decides it), so tests drive `charge.dispute.*` through the real SDK's retrieve.
-5. Stripe's refusals that tests must provoke: refunding a charge with an open or lost dispute
+5. Stripe's refusals that tests must provoke: refunding more than a charge's unrefunded amount,
+   refunding a charge with an open or lost dispute
    (400 `charge_disputed`, as Stripe answers), and its rate limit: `POST /_config/rate_limit` with
    `count=N` (ours alone) makes the next N API requests answer 429 `rate_limit`, as Stripe does
    past its limit; `GET /_config/rate_limit` tells how many were refused and served since.
@@ -147,7 +148,29 @@ async def refuse_refunds_of_disputed_charges(
             "type": "invalid_request_error", "code": "charge_disputed",
             "message": f"Charge {charge} has been charged back; cannot issue a refund.",
         }}, status=400)
+    over = _over_refund(charge, form.get("amount"))
+    if over is not None:
+        return web.json_response({"error": over}, status=400)
     return await handler(request)
+
+
+def _over_refund(charge: str | None, amount: str | None) -> dict[str, Any] | None:
+    """Stripe never refunds more than a charge's unrefunded amount (the local server would): a
+    refund raced by another, from the dashboard say, is refused as Stripe refuses it."""
+    try:
+        found = resources.Charge._api_retrieve(charge) if charge else None
+    except resources.UserError:
+        return None  # no such charge: the local server's own answer
+    if found is None:
+        return None
+    left = found.amount - found.amount_refunded
+    if left <= 0:
+        return {"type": "invalid_request_error", "code": "charge_already_refunded",
+                "message": f"Charge {charge} has already been refunded."}
+    if amount is not None and amount.isdigit() and int(amount) > left:
+        return {"type": "invalid_request_error", "param": "amount",
+                "message": f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})."}
+    return None
 
 
 async def list_disputes(request: web.Request) -> web.Response:

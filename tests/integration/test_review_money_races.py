@@ -219,3 +219,20 @@ def test_a_dashboard_refund_applied_while_our_refund_is_in_flight_is_not_lost(ap
     _settle(ctx, booking_id, call, call_with_recovery(ctx, booking_id, call))
     assert _stripe_refunded(ctx, booking_id) == 150
     assert _books(ctx, booking_id) == ("confirmed", 150)  # actual: 100
+
+
+def test_a_full_dashboard_refund_before_ours_is_refused_at_stripe_and_counted_once(api, runtime):
+    """Found by the fault campaign: a booking refunded in full from the dashboard, its event not
+    yet arrived, is refunded by us too. Stripe refuses a refund past the charge's unrefunded amount
+    (the local server now does as well: it used to refund twice), and the refused refund reads
+    Stripe's total back: the books count the money once."""
+    ctx = runtime.context
+    booking_id = _confirmed(api, ctx, 66)
+    total = _total(ctx, booking_id)
+    _operator_refund(ctx, booking_id, total)
+    stripe = stripe_client(ctx.settings.stripe_api_base)
+    (intent,) = intents_for(stripe, str(booking_id))
+    stripe.v1.refunds.create(params={"payment_intent": intent["id"]})  # from the dashboard; no event yet
+    assert advance_booking(ctx, booking_id) == BookingStatus.REFUNDED
+    assert _stripe_refunded(ctx, booking_id) == total
+    assert _books(ctx, booking_id) == ("refunded", total)

@@ -84,10 +84,13 @@ def call_with_recovery(ctx: Context, booking_id: uuid.UUID, call: ProviderCall) 
 
 def _refund_read_back(ctx: Context, call: ProviderCall, rejected: PaymentRequestRejected) -> ProviderResult:
     """A refused refund is done if the provider has refunded as much already (from its dashboard,
-    or a refund whose answer was lost); anything else needs an operator (dead-letter queue)."""
+    or a refund whose answer was lost). If it has refunded more than the books knew when the call
+    was claimed, that refund elsewhere is why it refused (more than the charge had left): its total
+    is recorded, and what is still due goes as a new refund with its own key. Anything else needs
+    an operator (dead-letter queue)."""
     assert call.intent_id is not None
     state = ctx.payments().retrieve(call.intent_id)
-    if state.amount_refunded >= call.refund_target:
+    if state.amount_refunded >= call.refund_target or state.amount_refunded > call.refunded_before:
         return ProviderResult(state=state)
     _release_claim(ctx, call)
     raise rejected

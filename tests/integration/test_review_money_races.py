@@ -236,3 +236,21 @@ def test_a_full_dashboard_refund_before_ours_is_refused_at_stripe_and_counted_on
     assert advance_booking(ctx, booking_id) == BookingStatus.REFUNDED
     assert _stripe_refunded(ctx, booking_id) == total
     assert _books(ctx, booking_id) == ("refunded", total)
+
+
+def test_a_partial_dashboard_refund_before_ours_leaves_the_rest_to_a_new_refund(api, runtime):
+    """The partial form of the race above: Stripe refuses our refund (more than the charge has
+    left); Stripe's total is recorded and the rest goes as a new refund, with its own key."""
+    ctx = runtime.context
+    booking_id = _confirmed(api, ctx, 67)
+    total = _total(ctx, booking_id)
+    _operator_refund(ctx, booking_id, total)
+    stripe = stripe_client(ctx.settings.stripe_api_base)
+    (intent,) = intents_for(stripe, str(booking_id))
+    stripe.v1.refunds.create(params={"payment_intent": intent["id"], "amount": 500})  # dashboard; no event yet
+    assert advance_booking(ctx, booking_id) == BookingStatus.REFUNDED
+    assert _stripe_refunded(ctx, booking_id) == total
+    assert _books(ctx, booking_id) == ("refunded", total)
+    with ctx.sessions() as session:
+        assert session.execute(text("SELECT refund_number FROM payments WHERE booking_id = :b"),
+                               {"b": booking_id}).scalar_one() == 2

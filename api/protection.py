@@ -1,7 +1,7 @@
 """What a public API needs around its responders: rate limits and security headers.
 
 Rate limits use the `limits` library on Redis (a sliding window counter), so every gunicorn
-worker and every web process share one count. Clients are limited per key and route; the
+worker and every web process share one count; concurrent requests' checks share round trips. Clients are limited per key and route; the
 webhook, which has no key, per source address, so a flood of forged events cannot take the
 capacity real bookings need. Everything no known key vouches for (no key, a key not yet looked
 up, /readyz, /metrics and the other open routes) is limited per address too, and a failed
@@ -30,6 +30,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from adapters.redis_pipelining import PipelinedRedis
 from api.errors import APIError
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,18 @@ def client_address(req: falcon.Request, trusted_header: str = "") -> str:
     return req.remote_addr
 
 
+class _PipelinedStorage(RedisStorage):
+    """`limits`' Redis storage on a client whose commands from concurrent requests share round
+    trips (`adapters.redis_pipelining`)."""
+
+    def __init__(self, uri: str, client: PipelinedRedis, *, key_prefix: str) -> None:
+        self._client = client
+        super().__init__(uri, connection_pool=client.connection_pool, key_prefix=key_prefix)
+
+    def get_connection(self, readonly: bool = False) -> Any:
+        return self._client
+
+
 class RateLimiting:
     def __init__(self, redis_url: str, limits: RateLimits, namespace: str, *, address_header: str = "") -> None:
         # A limiter that cannot answer at once lets the request through (below): bounded waits and
@@ -80,7 +93,7 @@ class RateLimiting:
         pool = redis.ConnectionPool.from_url(
             redis_url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0),
         )
-        storage = RedisStorage(redis_url, connection_pool=pool, key_prefix=f"{namespace}-ratelimit")
+        storage = _PipelinedStorage(redis_url, PipelinedRedis(connection_pool=pool), key_prefix=f"{namespace}-ratelimit")
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.writes, self.reads, self.webhooks, self.anonymous = (
             parse(r) for r in (limits.writes, limits.reads, limits.webhooks, limits.anonymous)

@@ -23,7 +23,7 @@ def create(settings: Settings | None = None) -> falcon.App[falcon.Request, falco
         settings.database_url, pool_size=2 * settings.db_pool_size, max_overflow=0,
         application_name="bookings-api", lock_timeout_ms=settings.lock_timeout_ms,
     )
-    broker = make_broker(settings)
+    broker = make_broker(settings, pipelined=True)
     ctx = Context(settings=settings, sessions=make_sessions(engine), dispatch=make_dispatcher(broker))
     return create_app(ctx, redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=2),
                       inspector=make_inspector(broker))

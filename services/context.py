@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
+from db.group_commit import GroupCommit
 from domain.ports import PaymentGateway
 from services.outbox import StagedMessage
 from services.seat_sales import SeatSales
@@ -30,6 +32,16 @@ class Context:
     clock: Callable[[], datetime] = field(default=utc_now)
     #: What the accept path remembers of seated events, checked by the statement that records a booking.
     seat_sales: SeatSales = field(default_factory=SeatSales)
+
+    @cached_property
+    def group_commit(self) -> GroupCommit:
+        """The accept path's writes of the moment, committed together (one per process)."""
+        return GroupCommit(self.engine)
+
+    def autocommit(self) -> Connection:
+        """A connection whose every statement is its own transaction: for Core statements that
+        need no unit of work."""
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def engine(self) -> Engine:

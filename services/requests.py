@@ -80,21 +80,19 @@ def submit_booking(
     """
 
     def attempt() -> Outcome:
-        # No unit of work: Core statements, each its own transaction.
-        with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
-            staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
-            new = _NewRequest(idempotent, request, booking, message, now, represent)
-            try:
-                reply = _record_as_remembered(ctx, connection, new) or _record_as_read(connection, new)
-            except IntegrityError as exc:
-                if not isinstance(exc.orig, ForeignKeyViolation):
-                    raise
-                # A catalog import removed a seat between our read and our write (the statement
-                # wrote nothing): read again, and the catalog refuses it as it now is.
-                if request.event_id is not None:
-                    ctx.seat_sales.forget(request.event_id)
-                reply = _record_as_read(connection, new)
+        booking = _new_booking(idempotent.client_id, request, now=now, request_id=request_id)
+        staged, message = outbox_message(queues.PLACE_BOOKING, str(booking.id), request_id=request_id)
+        new = _NewRequest(idempotent, request, booking, message, now, represent)
+        try:
+            reply = _record_as_remembered(ctx, new) or _record_as_read(ctx, new)
+        except IntegrityError as exc:
+            if not isinstance(exc.orig, ForeignKeyViolation):
+                raise
+            # A catalog import removed a seat between our read and our write (the statement
+            # wrote nothing): read again, and the catalog refuses it as it now is.
+            if request.event_id is not None:
+                ctx.seat_sales.forget(request.event_id)
+            reply = _record_as_read(ctx, new)
         return Outcome(reply, [staged])
 
     return answer_once(ctx, idempotent, attempt)
@@ -110,13 +108,14 @@ class _NewRequest:
     represent: Callable[[BookingView], Reply]
 
 
-def _record_as_remembered(ctx: Context, connection: Connection, new: _NewRequest) -> Reply | None:
+def _record_as_remembered(ctx: Context, new: _NewRequest) -> Reply | None:
     """Seats priced from what the process remembers of the catalog, recorded only if the catalog
-    still says so: one round trip. None: recorded nothing, the catalog read decides."""
+    still says so: one statement, committed with the other requests' of the moment. None:
+    recorded nothing, the catalog read decides."""
     request, booking = new.request, new.booking
     if request.event_id is None or not request.seat_ids:
         return None
-    remembered = ctx.seat_sales.priced(connection, request.event_id, request.seat_ids, new.now)
+    remembered = ctx.seat_sales.priced(ctx.autocommit, request.event_id, request.seat_ids, new.now)
     if remembered is None:
         return None
     items = [
@@ -126,7 +125,7 @@ def _record_as_remembered(ctx: Context, connection: Connection, new: _NewRequest
     booking.currency = remembered.currency
     rows, reply = _rows_and_reply(new, items, remembered.seats, remembered.event)
     written = insert_booking_request_as_priced(
-        connection, rows, new.idempotent.answer_row(reply), remembered.priced_from
+        ctx.group_commit, rows, new.idempotent.answer_row(reply), remembered.priced_from
     )
     if written is None:  # the catalog changed since it was remembered
         ctx.seat_sales.forget(request.event_id)
@@ -136,12 +135,14 @@ def _record_as_remembered(ctx: Context, connection: Connection, new: _NewRequest
     return reply
 
 
-def _record_as_read(connection: Connection, new: _NewRequest) -> Reply:
+def _record_as_read(ctx: Context, new: _NewRequest) -> Reply:
     """The booking priced from the catalog read in this request, or refused by its rules."""
-    items, seats, booked = _priced_items(connection, new.booking, new.request, new.now)
-    rows, reply = _rows_and_reply(new, items, seats, booked)
-    if not insert_booking_request(connection, rows, new.idempotent.answer_row(reply)):
-        raise KeyTaken
+    # No unit of work: Core statements, each its own transaction.
+    with ctx.autocommit() as connection:
+        items, seats, booked = _priced_items(connection, new.booking, new.request, new.now)
+        rows, reply = _rows_and_reply(new, items, seats, booked)
+        if not insert_booking_request(connection, rows, new.idempotent.answer_row(reply)):
+            raise KeyTaken
     return reply
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -54,6 +55,9 @@ class _Venue:
     seats: dict[uuid.UUID, SeatLabel] | None
     read_at: float
 
+
+#: Opens a connection in autocommit (`Context.autocommit`).
+Connect = Callable[[], AbstractContextManager[Connection]]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -94,11 +98,12 @@ class SeatSales:
         self._reading = threading.Lock()
 
     def priced(
-        self, connection: Connection, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID], now: datetime
+        self, connect: Connect, event_id: uuid.UUID, seat_ids: Sequence[uuid.UUID], now: datetime
     ) -> PricedSeats | None:
-        """The seats priced as remembered (read first if not remembered), or None: the catalog
-        read decides (an unknown event or seat, a sale closed or a tier without a price here)."""
-        event, venue = self._known(connection, event_id)
+        """The seats priced as remembered (read first, on a connection from `connect`, if not
+        remembered), or None: the catalog read decides (an unknown event or seat, a sale closed
+        or a tier without a price here)."""
+        event, venue = self._known(connect, event_id)
         if event is None or venue is None or venue.seats is None:
             return None
         seats = [venue.seats.get(seat_id) for seat_id in seat_ids]
@@ -123,7 +128,7 @@ class SeatSales:
             venue = self._venues.pop(event.label.venue_id, None)
             self._seats -= len((venue.seats or {}) if venue else ())
 
-    def _known(self, connection: Connection, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
+    def _known(self, connect: Connect, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
         event = self._events.get(event_id)
         venue = self._venues.get(event.label.venue_id) if event is not None and event.label.venue_id else None
         if event is not None and venue is not None:
@@ -131,7 +136,7 @@ class SeatSales:
             # request reads it again while the others go on with it rather than wait.
             if (self._stale(event) or self._stale(venue)) and self._reading.acquire(blocking=False):
                 try:
-                    return self._read(connection, event_id)
+                    return self._read(connect, event_id)
                 finally:
                     self._reading.release()
             return event, venue
@@ -139,10 +144,14 @@ class SeatSales:
         if absent is not None and self._clock() - absent < TTL_SECONDS:
             return None, None
         with self._reading:
-            return self._read(connection, event_id)
+            return self._read(connect, event_id)
 
-    def _read(self, connection: Connection, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
+    def _read(self, connect: Connect, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
         """Read what is not remembered or past its time (a request this one waited for may have)."""
+        with connect() as connection:
+            return self._read_on(connection, event_id)
+
+    def _read_on(self, connection: Connection, event_id: uuid.UUID) -> tuple[_Event | None, _Venue | None]:
         event = self._events.get(event_id)
         if event is None or self._stale(event):
             rows = _EVENT.rows(connection, {"event_id": event_id})

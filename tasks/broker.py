@@ -25,6 +25,7 @@ from dramatiq.middleware import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.redis_pipelining import PipelinedRedis
 from config.logging import pop, push
 from config.settings import Settings
 from db.engine import transaction
@@ -160,10 +161,13 @@ BOOKING_ACTORS = frozenset(route.actor_name for route in (
 
 
 def make_broker(
-    settings: Settings, *, sessions: sessionmaker[Session] | None = None, namespace: str | None = None
+    settings: Settings, *, sessions: sessionmaker[Session] | None = None, namespace: str | None = None,
+    pipelined: bool = False,
 ) -> dramatiq.Broker:
     """A broker for one process, on RabbitMQ when `BROKER_URL` is set, else on Redis; the same
-    middleware either way. Workers pass `sessions` so finished messages leave the outbox."""
+    middleware either way. Workers pass `sessions` so finished messages leave the outbox. The
+    web process, which only sends, passes `pipelined`: on Redis, concurrent requests' enqueues
+    then share round trips (`adapters.redis_pipelining`)."""
     namespace = namespace or settings.broker_namespace
     broker_id = worker_id()
     reasons = DeadLetterReasons(redis.Redis.from_url(settings.redis_url), namespace)
@@ -189,7 +193,8 @@ def make_broker(
         rabbitmq.broker_id = broker_id
         return rabbitmq
     broker = RedisBroker(
-        url=settings.redis_url,
+        client=PipelinedRedis.from_url(settings.redis_url) if pipelined else None,
+        url=None if pipelined else settings.redis_url,
         namespace=namespace,
         middleware=[*middleware, Redelivery()],
         # A dead worker's messages come back one heartbeat timeout after it died: Redelivery

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
 from sqlalchemy.orm import Session
 
 from db.driver import DriverStatement
+from db.group_commit import GroupCommit
 from db.models import Booking, BookingItem, BookingTransition, Event, OutboxMessage, Payment, Seat
 from db.queries.catalog import (
     EventLabel,
@@ -104,6 +106,142 @@ _INSERT_REQUEST_AS_PRICED = _insert_request(
 )
 
 
+#: `_INSERT_REQUEST_AS_PRICED` for many requests at once: the same rows, checks and claims, per
+#: request, from arrays with one element per request (and, for the seats, one per seat).
+_INSERT_REQUESTS_AS_PRICED = DriverStatement(text("""
+WITH request AS (
+    SELECT * FROM unnest(
+        CAST(:id AS uuid[]), CAST(:client_id AS uuid[]), CAST(:status AS text[]), CAST(:event_id AS uuid[]),
+        CAST(:total_amount AS integer[]), CAST(:currency AS text[]), CAST(:payment_mode AS text[]),
+        CAST(:capture_mode AS text[]), CAST(:payment_method AS text[]), CAST(:customer_email AS text[]),
+        CAST(:customer_name AS text[]), CAST(:request_id AS text[]), CAST(:created_at AS timestamptz[]),
+        CAST(:updated_at AS timestamptz[]), CAST(:seat_count AS integer[]),
+        CAST(:key_client_id AS uuid[]), CAST(:key_key AS text[]), CAST(:key_fingerprint AS text[]),
+        CAST(:key_status AS integer[]), CAST(CAST(:key_body AS text[]) AS jsonb[]), CAST(:key_location AS text[]),
+        CAST(:p_provider AS text[]), CAST(:p_status AS text[]), CAST(:p_amount_authorized AS integer[]),
+        CAST(:p_amount_captured AS integer[]), CAST(:p_amount_refunded AS integer[]), CAST(:p_attempt AS integer[]),
+        CAST(:p_updated_at AS timestamptz[]), CAST(:t_to_status AS text[]), CAST(:t_at AS timestamptz[]),
+        CAST(:m_id AS uuid[]), CAST(:m_queue_name AS text[]), CAST(:m_actor_name AS text[]),
+        CAST(CAST(:m_args AS text[]) AS jsonb[]), CAST(CAST(:m_options AS text[]) AS jsonb[]),
+        CAST(:e_venue_id AS uuid[]), CAST(:e_name AS text[]), CAST(:e_starts_at AS timestamptz[]),
+        CAST(:e_ends_at AS timestamptz[]), CAST(:e_sales_start_at AS timestamptz[]),
+        CAST(:e_sales_end_at AS timestamptz[]), CAST(:e_status AS text[]), CAST(:e_venue_name AS text[])
+    ) AS r(id, client_id, status, event_id, total_amount, currency, payment_mode, capture_mode, payment_method,
+           customer_email, customer_name, request_id, created_at, updated_at, seat_count,
+           key_client_id, key_key, key_fingerprint, key_status, key_body, key_location,
+           p_provider, p_status, p_amount_authorized, p_amount_captured, p_amount_refunded, p_attempt, p_updated_at,
+           t_to_status, t_at, m_id, m_queue_name, m_actor_name, m_args, m_options,
+           e_venue_id, e_name, e_starts_at, e_ends_at, e_sales_start_at, e_sales_end_at, e_status, e_venue_name)
+), item AS (
+    SELECT * FROM unnest(
+        CAST(:i_booking_id AS uuid[]), CAST(:i_seat_id AS uuid[]), CAST(:i_price AS integer[]),
+        CAST(:i_row AS text[]), CAST(:i_number AS integer[]), CAST(:i_tier AS text[])
+    ) AS i(booking_id, seat_id, price, row, number, tier)
+), unchanged AS (
+    SELECT r.id
+    FROM request AS r
+    JOIN events AS e ON e.id = r.event_id AND e.venue_id = r.e_venue_id AND e.currency = r.currency
+        AND e.name = r.e_name AND e.starts_at = r.e_starts_at AND e.ends_at = r.e_ends_at
+        AND e.sales_start_at = r.e_sales_start_at AND e.sales_end_at = r.e_sales_end_at AND e.status = r.e_status
+    JOIN venues AS v ON v.id = e.venue_id AND v.name = r.e_venue_name
+    JOIN item AS i ON i.booking_id = r.id
+    JOIN seats AS s ON s.id = i.seat_id AND s.venue_id = e.venue_id AND s.row = i.row
+        AND s.number = i.number AND s.tier = i.tier AND s.retired_at IS NULL
+    JOIN event_prices AS p ON p.event_id = e.id AND p.tier = i.tier AND p.amount = i.price
+    GROUP BY r.id, r.seat_count
+    HAVING count(*) = r.seat_count
+), claimed_key AS (
+    INSERT INTO idempotency_keys (client_id, key, fingerprint, response_status, response_body,
+                                  response_location)
+    SELECT r.key_client_id, r.key_key, r.key_fingerprint, r.key_status, r.key_body, r.key_location
+    FROM request AS r JOIN unchanged USING (id)
+    ORDER BY r.key_client_id, r.key_key
+    ON CONFLICT DO NOTHING
+    RETURNING client_id, key
+), claimed AS (
+    SELECT r.* FROM request AS r JOIN claimed_key AS k ON k.client_id = r.key_client_id AND k.key = r.key_key
+), new_booking AS (
+    INSERT INTO bookings (id, client_id, status, event_id, resource_id, total_amount, currency,
+                          payment_mode, capture_mode, payment_method, customer_email, customer_name,
+                          request_id, created_at, updated_at)
+    SELECT id, client_id, status, event_id, NULL, total_amount, currency, payment_mode, capture_mode,
+           payment_method, customer_email, customer_name, request_id, created_at, updated_at
+    FROM claimed
+), new_items AS (
+    INSERT INTO booking_items (booking_id, event_id, seat_id, resource_id, period, price, quantity, holds_inventory)
+    SELECT c.id, c.event_id, i.seat_id, NULL, NULL, i.price, 1, false
+    FROM claimed AS c JOIN item AS i ON i.booking_id = c.id
+), new_payment AS (
+    INSERT INTO payments (booking_id, provider, status, amount_authorized, amount_captured,
+                          amount_refunded, attempt, updated_at)
+    SELECT id, p_provider, p_status, p_amount_authorized, p_amount_captured, p_amount_refunded, p_attempt,
+           p_updated_at
+    FROM claimed
+), new_transition AS (
+    INSERT INTO booking_transitions (booking_id, to_status, at) SELECT id, t_to_status, t_at FROM claimed
+), new_message AS (
+    INSERT INTO outbox (id, queue_name, actor_name, args, options, created_at, relay_count)
+    SELECT m_id, m_queue_name, m_actor_name, m_args, m_options, created_at, 0
+    FROM claimed
+)
+SELECT r.id, k.key IS NOT NULL, u.id IS NOT NULL
+FROM request AS r
+LEFT JOIN unchanged AS u ON u.id = r.id
+LEFT JOIN claimed_key AS k ON k.client_id = r.key_client_id AND k.key = r.key_key
+"""))
+
+#: The columns of `_INSERT_REQUESTS_AS_PRICED`'s requests, as named in one request's parameters.
+_REQUEST_COLUMNS = (
+    "id", "client_id", "status", "event_id", "total_amount", "currency", "payment_mode", "capture_mode",
+    "payment_method", "customer_email", "customer_name", "request_id", "created_at", "updated_at",
+    "key_client_id", "key_key", "key_fingerprint", "key_status", "key_location", "p_provider", "p_status",
+    "p_amount_authorized", "p_amount_captured", "p_amount_refunded", "p_attempt", "p_updated_at",
+    "t_to_status", "t_at", "m_id", "m_queue_name", "m_actor_name", "e_venue_id", "e_name", "e_starts_at",
+    "e_ends_at", "e_sales_start_at", "e_sales_end_at", "e_status", "e_venue_name",
+)
+_JSON_COLUMNS = ("key_body", "m_args", "m_options")
+
+
+class _PricedRequests:
+    """Priced seat bookings, one (`_INSERT_REQUEST_AS_PRICED`) or many in one statement
+    (`_INSERT_REQUESTS_AS_PRICED`): a `db.group_commit.BatchedStatement`. Each request's rows
+    are its claim and check, `[(claimed, holds)]`, whichever way it was written."""
+
+    def one(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return _INSERT_REQUEST_AS_PRICED.rows(connection, parameters)
+
+    def many(self, connection: Connection, batch: Sequence[Mapping[str, Any]]) -> list[list[tuple[Any, ...]]]:
+        # A key asked for twice in one batch: the first in the statement, the others after it, in
+        # the same transaction, where they find the key taken, as they would have after a commit.
+        firsts: dict[tuple[uuid.UUID, str], int] = {}
+        for position, parameters in enumerate(batch):
+            firsts.setdefault((parameters["key_client_id"], parameters["key_key"]), position)
+        together = [batch[position] for position in firsts.values()]
+        found = {row[0]: row[1:] for row in _INSERT_REQUESTS_AS_PRICED.rows(connection, _as_columns(together))}
+        return [
+            [found[parameters["id"]]] if firsts[(parameters["key_client_id"], parameters["key_key"])] == position
+            else self.one(connection, parameters)
+            for position, parameters in enumerate(batch)
+        ]
+
+
+def _as_columns(batch: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """One request's parameters each, as the batch statement's arrays."""
+    columns: dict[str, list[Any]] = {name: [p[name] for p in batch] for name in _REQUEST_COLUMNS}
+    for name in _JSON_COLUMNS:
+        columns[name] = [orjson.dumps(p[name]).decode() for p in batch]
+    columns["seat_count"] = [len(p["seat_ids"]) for p in batch]
+    columns["i_booking_id"] = [p["id"] for p in batch for _ in p["seat_ids"]]
+    for name, key in (("i_seat_id", "seat_ids"), ("i_price", "prices"), ("i_row", "seat_rows"),
+                      ("i_number", "seat_numbers"), ("i_tier", "seat_tiers")):
+        columns[name] = [value for p in batch for value in p[key]]
+    return columns
+
+
+#: The accept path's priced inserts, batched by `db.group_commit.GroupCommit`.
+PRICED_REQUESTS = _PricedRequests()
+
+
 def insert_booking_request(connection: Connection, new: NewBookingRows, key_answer: dict[str, Any]) -> bool:
     """A new booking with its items, payment, first transition, outbox message and the answer to
     its idempotency key (`IdempotentRequest.answer_row`): one statement, atomic on its own
@@ -133,13 +271,14 @@ class PricedFrom:
 
 
 def insert_booking_request_as_priced(
-    connection: Connection, new: NewBookingRows, key_answer: dict[str, Any], priced_from: PricedFrom
+    writes: GroupCommit, new: NewBookingRows, key_answer: dict[str, Any], priced_from: PricedFrom
 ) -> bool | None:
     """As `insert_booking_request`, for seats at an event, written only if the catalog still
     says what `priced_from` says (the event's terms and venue, each seat's label, each tier's
     price): None if it does not, and nothing was written. The check reads the rows the catalog
-    read would have read, in the same statement: one round trip instead of two."""
-    [(claimed, holds)] = _INSERT_REQUEST_AS_PRICED.rows(connection, {
+    read would have read, in the same statement: one round trip instead of two, and committed
+    with the other requests' of the moment (`db.group_commit`), in the order of their keys."""
+    [(claimed, holds)] = writes.rows(PRICED_REQUESTS, {
         **_request_parameters(new, key_answer),
         "seat_rows": [seat.row for seat in priced_from.seats],
         "seat_numbers": [seat.number for seat in priced_from.seats],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import dramatiq
@@ -89,6 +89,9 @@ class OuterConnection:
 
     def execution_options(self, **options: Any) -> OuterConnection:
         return self  # autocommit: each use commits its savepoint instead
+
+    def begin(self) -> AbstractContextManager[Connection]:
+        return self._savepoint()  # a transaction (group commit's): a savepoint
 
     @contextmanager
     def _savepoint(self) -> Iterator[Connection]:

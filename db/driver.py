@@ -37,6 +37,7 @@ is refused, when `db.engine.make_engine` builds it and again each time a stateme
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,24 @@ Processor = Callable[[Any], Any]
 
 #: What every statement is compiled with once, when it is built, to refuse what it cannot run.
 _CHECKED_WITH: Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+
+
+#: A parameter the statement casts to an array type: `CAST(%(name)s AS uuid[])` as `text()` writes
+#: it, or `%(name)s::UUID[]` as SQLAlchemy renders a typed bind.
+_ARRAY_PARAMETER = re.compile(r"CAST\(%\((\w+)\)s AS [\w ]+\[\]\)|%\((\w+)\)s::[\w ]+\[\]")
+
+
+def _arrays_in_binary(sql: str) -> str:
+    """`sql` with its array parameters' placeholders asking psycopg for the binary format (`%(x)b`).
+
+    psycopg adapts a list element by element in Python, and in the text format about ten times
+    slower than in the binary one (500 UUIDs: 630 against 84 µs): in the expiry sweep's batch
+    statements, a dozen arrays of 500, the text format was a third of the sweep's time. Only
+    parameters cast to an array type are changed, so a value always has a type to be sent as."""
+    names = {name for match in _ARRAY_PARAMETER.finditer(sql) for name in match.groups() if name}
+    for name in names:
+        sql = sql.replace(f"%({name})s", f"%({name})b")
+    return sql
 
 
 @dataclass(frozen=True)
@@ -101,7 +120,7 @@ class DriverStatement:
                 if process is not None:
                     binds[name] = process
             results = _result_processors(self.statement, dialect)
-            found = self._compiled[dialect] = _Compiled(compiled.string, binds, results)
+            found = self._compiled[dialect] = _Compiled(_arrays_in_binary(compiled.string), binds, results)
         return found
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gc
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, bindparam, column, event, exc, insert, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
 
-from db.driver import DriverStatement
+from db.driver import _CHECKED_WITH, DriverStatement
 from db.engine import make_engine, make_sessions
 from db.models import BookingItem, Resource, Seat
+from domain.lifecycle import BookingStatus
 from tests.support import first_event, new_key, seat_request, wait_for
 
 # Engines of their own and killed backends: nothing here can share one rolled-back connection.
@@ -227,3 +229,40 @@ def _scalar(database_url: str, sql: str, **params: object) -> object:
             return conn.execute(text(sql), params).scalar_one()
     finally:
         engine.dispose()
+
+
+#: Values that could be misread in an array's text form: quotes, backslashes, delimiters, braces,
+#: the word NULL, blanks, other scripts; and every kind of value the hot paths send in arrays.
+AWKWARD = ['plain', 'with "quotes"', "back\\slash", "a,b", "{braces}", "NULL", "null", "", " padded ",
+           "line\nbreak", "ünïcödé ✓", '\\"', None]
+
+
+@pytest.mark.parametrize(("cast", "values", "expected"), [
+    ("text[]", AWKWARD, AWKWARD),
+    ("uuid[]", [uuid.UUID(int=1), None, uuid.UUID(int=2**128 - 1)], [uuid.UUID(int=1), None, uuid.UUID(int=2**128 - 1)]),
+    ("integer[]", [0, -7, 2**31 - 1, None], [0, -7, 2**31 - 1, None]),
+    ("integer[]", [None, 1], [None, 1]),
+    ("boolean[]", [True, False, None], [True, False, None]),
+    ("timestamptz[]", [datetime(2026, 12, 7, 4, 5, 6, 789, tzinfo=UTC), None],
+     [datetime(2026, 12, 7, 4, 5, 6, 789, tzinfo=UTC), None]),
+    ("text[]", [BookingStatus.REQUESTED, None], ["requested", None]),
+    ("text[]", [], []),
+    ("uuid[]", [], []),
+    ("text[]", [None], [None]),
+])
+def test_an_array_parameter_reaches_postgresql_as_the_list_it_was(settings, cast, values, expected):
+    """Array parameters go in psycopg's binary format (db.driver: `%(name)b`): whatever the
+    elements, PostgreSQL must read back the same list, equal to the same list sent as text."""
+    statement = DriverStatement(text(f"SELECT CAST(:values AS {cast}), CAST(:values AS {cast}) = CAST(:as_text AS {cast})"))
+    sql = statement._for(_CHECKED_WITH).sql
+    assert "%(values)b" in sql
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            [(read, same)] = statement.rows(connection, {"values": values, "as_text": values})
+            cursor = connection.connection.driver_connection.cursor()
+            [(as_text,)] = cursor.execute(f"SELECT CAST(%s AS {cast})", [values]).fetchall()
+    finally:
+        engine.dispose()
+    assert read == expected == as_text
+    assert same is not False

@@ -3,6 +3,7 @@ workers, the progress on the event, and a second request (or reconciliation) doi
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -43,8 +44,7 @@ def test_cancelling_an_event_cancels_and_refunds_every_live_booking_once(operato
 
     # Asked again, and reconciliation run: nothing is done twice.
     assert operator.post(f"/v1/events/{event['id']}/cancel", key=new_key()).status_code == 202
-    later = runtime.context.__class__(**{**runtime.context.__dict__,
-                                          "clock": lambda: runtime.context.clock() + timedelta(minutes=10)})
+    later = dataclasses.replace(runtime.context, clock=lambda: runtime.context.clock() + timedelta(minutes=10))
     reconcile_stuck_bookings(later, older_than=timedelta(0))
     for booking_id in paid:
         booking = api.get(f"/v1/bookings/{booking_id}").json

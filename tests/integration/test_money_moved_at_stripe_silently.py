@@ -7,6 +7,7 @@ not keep money it did not sell.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +31,7 @@ def _money(api: Any, booking_id: str) -> tuple[str, int, int]:
 
 def _later(runtime: Any, hours: int) -> Any:
     context = runtime.context
-    return context.__class__(**{**context.__dict__, "clock": lambda: context.clock() + timedelta(hours=hours)})
+    return dataclasses.replace(context, clock=lambda: context.clock() + timedelta(hours=hours))
 
 
 def test_a_hold_captured_at_stripe_without_an_event_is_refunded_when_the_booking_expires(api, runtime, worker):

@@ -8,6 +8,7 @@ a failed one is a decline the customer may retry; the hold's expiry voids it.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -100,9 +101,7 @@ def test_a_failed_authentication_is_a_decline_the_customer_may_retry(app, api, r
 
 def test_the_holds_expiry_voids_an_authentication_never_completed(api, runtime, worker):
     booking = _needs_authentication(api, runtime, 42)
-    later = runtime.context.__class__(**{
-        **runtime.context.__dict__, "clock": lambda: runtime.context.clock() + timedelta(hours=2),
-    })
+    later = dataclasses.replace(runtime.context, clock=lambda: runtime.context.clock() + timedelta(hours=2))
     assert expire_due_bookings(later).expired == 1
     wait_for_statuses(runtime.context.sessions, [booking["id"]], {"expired"})
     stripe = stripe_client(runtime.context.settings.stripe_api_base)

@@ -314,6 +314,8 @@ def pgbench_script(captured: Captured, database_url: str, *, event_id: str, seat
             if not tx.autocommit:
                 lines.append("BEGIN;")
             for statement, params in tx.statements:
+                # A binary-format placeholder (`%(name)b`, db.driver's arrays) is rendered as text.
+                statement = re.sub(r"%\((\w+)\)b", r"%(\1)s", statement)
                 if isinstance(params, dict) and params:
                     text = statement % {name: labels.get(name) or render(value) for name, value in params.items()}
                 elif params:

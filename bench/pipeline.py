@@ -18,15 +18,20 @@ bookings/s at the same concurrency: the physical limit of the same database work
 Modes: `stripe` runs `tasks.worker` against the local Stripe server; `none` runs
 `bench.nopay_worker`: the same worker with an instant in-memory gateway (the same
 transactions, no HTTP call). The Stripe leg is then measured on its own: PaymentIntent
-create+confirm calls through the project's StripeGateway, at the workers' concurrency.
-Every Stripe-mode run and the Stripe leg get an empty local Stripe server: localstripe slows
-down as it fills (see Stack.fresh_stripe), which would otherwise decide the figure.
+create+confirm calls through the project's StripeGateway, at the workers' concurrency, with the
+CPU each call costs in the SDK (ours) and in localstripe. Every Stripe-mode run and the Stripe
+leg get an empty local Stripe server (see Stack.fresh_stripe).
+
+Each run prints the CPU per settled booking of every process. The machine's two cores are shared
+by all of them, so a Stripe-mode booking costs the payment-free one plus one Stripe call (SDK +
+localstripe), and its rate follows: docs in bench/results/2026-12-07-stripe-leg.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -143,10 +148,23 @@ def warm_up(stack: Stack, arena: Arena, keys: list[str], *, event_index: int, fi
           clients=min(count, 16), label="warm-up", timeout=120)
 
 
-def stripe_leg(stripe_url: str, *, calls: int, concurrency: int) -> tuple[float, list[float]]:
-    """PaymentIntent create+confirm (manual capture) through StripeGateway: (calls/s, latencies)."""
+@dataclass
+class StripeLeg:
+    rate: float  # calls/s
+    latencies: list[float]
+    client_cpu_ms: float  # this process's CPU per call: the SDK and its HTTP client
+    server_cpu_ms: float  # the local Stripe server's CPU per call
+
+
+def stripe_leg(stack: Stack, *, calls: int, concurrency: int) -> StripeLeg:
+    """PaymentIntent create+confirm (manual capture) through StripeGateway, on an empty local Stripe server.
+
+    With the CPU each call costs, on our side (the SDK, in this process) and the server's: the
+    Stripe mode's booking is the payment-free one plus one such call, on the same cores.
+    """
     from adapters.stripe import StripeGateway, make_stripe_client
 
+    stripe_url = stack.fresh_stripe()
     gateways = [StripeGateway(make_stripe_client("sk_test_bench", stripe_url), return_url="http://127.0.0.1/")
                 for _ in range(concurrency)]
 
@@ -159,10 +177,17 @@ def stripe_leg(stripe_url: str, *, calls: int, concurrency: int) -> tuple[float,
 
     for i in range(min(concurrency, calls)):  # connections and SDK set-up
         call(i)
+    server = CpuMeter({"localstripe": component_pids(stack)["localstripe"]})
+    server.start()
+    client_before = time.process_time()  # every thread of this process; the servers it started are others
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(call, range(calls)))
-    return calls / (time.perf_counter() - started), latencies
+    seconds = time.perf_counter() - started
+    client = time.process_time() - client_before
+    server.stop()
+    return StripeLeg(calls / seconds, latencies, client / calls * 1000,
+                     server.cpu_seconds()["localstripe"] / calls * 1000)
 
 
 @dataclass
@@ -253,17 +278,18 @@ def run(options: Options) -> dict[str, Any]:
                                         "accept_rate": result.bookings / result.accept_seconds,
                                         "statuses": result.statuses, "failures": result.failures,
                                         "cpu": result.cpu, "ratio": result.rate / baseline.result.tps,
-                                        "cpu_ms_per_booking": _served_cpu_ms(result)})
+                                        "cpu_ms_per_booking": _served_cpu_ms(result),
+                                        "cpu_ms": _cpu_ms_per_component(result)})
             stack.stop_workers()
             concurrency = options.workers * options.threads
             # On an empty local Stripe server, as each Stripe-mode run gets (see Stack.fresh_stripe).
-            leg_rate, leg_latencies = stripe_leg(stack.fresh_stripe(), calls=options.stripe_calls,
-                                                 concurrency=concurrency)
+            leg = stripe_leg(stack, calls=options.stripe_calls, concurrency=concurrency)
         rows.append([f"Stripe leg alone: PaymentIntent create+confirm, {concurrency} threads", options.stripe_calls,
-                     f"{options.stripe_calls / leg_rate:.2f}", f"{leg_rate:,.0f}", ms(percentile(leg_latencies, 50)),
-                     ms(percentile(leg_latencies, 99)), "-"])
-        figures["stripe_leg"] = {"rate": leg_rate, "p50": percentile(leg_latencies, 50),
-                                 "p99": percentile(leg_latencies, 99)}
+                     f"{options.stripe_calls / leg.rate:.2f}", f"{leg.rate:,.0f}", ms(percentile(leg.latencies, 50)),
+                     ms(percentile(leg.latencies, 99)), "-"])
+        figures["stripe_leg"] = {"rate": leg.rate, "p50": percentile(leg.latencies, 50),
+                                 "p99": percentile(leg.latencies, 99), "client_cpu_ms": leg.client_cpu_ms,
+                                 "server_cpu_ms": leg.server_cpu_ms}
     figures["rows"] = rows
     return figures
 
@@ -272,6 +298,12 @@ def _served_cpu_ms(result: PipelineRun) -> float:
     """CPU per settled booking of everything that serves it (API, workers, PostgreSQL, Redis), not the load."""
     served = sum(v for k, v in result.cpu_seconds.items() if k not in ("bench", "machine"))
     return served / result.bookings * 1000 if result.bookings else float("nan")
+
+
+def _cpu_ms_per_component(result: PipelineRun) -> dict[str, float]:
+    """CPU per settled booking of each process measured, the load generator's included."""
+    return {k: v / result.bookings * 1000 for k, v in result.cpu_seconds.items() if k != "machine"} \
+        if result.bookings else {}
 
 
 def _shape(captured: Captured) -> list[str]:
@@ -292,6 +324,17 @@ def report(figures: dict[str, Any]) -> None:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in run["cpu"].items())
         print(f"  {run['mode']}: API accepted {run['accept_rate']:,.0f}/s; settled: {statuses}; "
               f"non-202 answers: {run['failures']}; cores busy (of 2): {cpu}")
+        per_booking = ", ".join(f"{k} {v:.2f}" for k, v in run["cpu_ms"].items())
+        print(f"    CPU ms per settled booking: {per_booking}; total {sum(run['cpu_ms'].values()):.2f}")
+    leg = figures.get("stripe_leg")
+    if leg:
+        print(f"  Stripe leg alone: CPU ms per call: the SDK (client) {leg['client_cpu_ms']:.2f}, "
+              f"localstripe {leg['server_cpu_ms']:.2f}")
+        floor = figures["pgbench"]["cpu_ms_per_booking"] + leg["client_cpu_ms"] + leg["server_cpu_ms"]
+        cores = os.cpu_count() or 1
+        print(f"  Floor of a Stripe-mode booking: its SQL under pgbench ({figures['pgbench']['cpu_ms_per_booking']:.2f} "
+              f"ms CPU, PostgreSQL + pgbench) + one Stripe call = {floor:.2f} ms: at most "
+              f"{cores * 1000 / floor:,.0f} bookings/s on {cores} cores with nothing else running")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -88,11 +88,27 @@ def pipeline_targets(figures: dict[str, Any]) -> list[Target]:
                        "pgbench TPS, same statements", "ratio", ">=", 0.5),
             ]
         else:
-            targets.append(Target(
-                f"Stripe: settled bookings/s (localstripe {run['cpu'].get('localstripe', 0):.2f} cores busy)",
-                run["rate"], "bookings/s", figures["stripe_leg"]["rate"], "Stripe leg alone, calls/s",
-                "value", ">=", 300))
+            targets.append(stripe_target(figures, run))
     return targets
+
+
+def stripe_target(figures: dict[str, Any], run: dict[str, Any]) -> Target:
+    """Settled bookings/s with the local Stripe server in the loop, >= 300/s, or the reason in the name:
+    localstripe's share of the CPU a settled booking costs, beside ours.
+
+    The baseline is the payment-free pipeline of the same run, when there is one: a Stripe-mode
+    booking is that booking plus one Stripe call, on the same two cores, so it cannot be faster.
+    The Stripe leg alone (the SDK and localstripe, nothing else running) is the baseline otherwise.
+    """
+    cpu_ms = run.get("cpu_ms") or {}
+    ours = sum(v for k, v in cpu_ms.items() if k not in ("localstripe", "bench"))
+    share = (f"CPU per booking: localstripe {cpu_ms.get('localstripe', 0):.2f} ms, ours {ours:.2f} ms"
+             if cpu_ms else f"localstripe {run['cpu'].get('localstripe', 0):.2f} cores busy")
+    free = next((r for r in figures["runs"] if r["mode"] == "none"), None)
+    baseline, baseline_is = ((free["rate"], "payment-free pipeline, same run") if free
+                             else (figures["stripe_leg"]["rate"], "Stripe leg alone, calls/s"))
+    return Target(f"Stripe: settled bookings/s ({share})", run["rate"], "bookings/s", baseline, baseline_is,
+                  "value", ">=", 300)
 
 
 def hot_seat_targets(figures: dict[str, Any]) -> list[Target]:

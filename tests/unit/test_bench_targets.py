@@ -14,7 +14,8 @@ API_ACCEPT = {"results": [
 PIPELINE = {
     "pgbench": {"tps": 600.0, "cpu_ms_per_booking": 3.0},
     "stripe_leg": {"rate": 700.0},
-    "runs": [{"mode": "stripe", "rate": 310.0, "cpu": {"localstripe": 0.5}},
+    "runs": [{"mode": "stripe", "rate": 310.0, "cpu": {"localstripe": 0.5},
+              "cpu_ms": {"api": 2.0, "workers": 5.0, "postgresql": 3.0, "localstripe": 1.0, "bench": 1.5}},
              {"mode": "none", "rate": 200.0, "cpu_ms_per_booking": 9.0, "cpu": {}}],
 }
 
@@ -38,7 +39,20 @@ def test_placement_is_compared_with_pgbench_and_a_miss_says_so() -> None:
     assert (cpu["ratio"], cpu["met"]) == (3.0, False)
     assert found["placement: end-to-end rate, payment-free"]["met"] is False  # 1/3 of pgbench
     stripe = next(v for k, v in found.items() if k.startswith("Stripe"))
-    assert stripe["met"] is True and "0.50 cores" in stripe["name"]
+    assert stripe["met"] is True
+
+
+def test_the_stripe_rate_shows_localstripes_cpu_beside_ours_against_the_payment_free_run() -> None:
+    stripe = next(v for k, v in by_name({"pipeline": PIPELINE}).items() if k.startswith("Stripe"))
+    # Ours: API, workers and PostgreSQL; the load generator is neither.
+    assert "localstripe 1.00 ms, ours 10.00 ms" in str(stripe["name"])
+    assert (stripe["baseline"], stripe["baseline_is"]) == (200.0, "payment-free pipeline, same run")
+
+
+def test_without_a_payment_free_run_the_stripe_leg_is_the_baseline() -> None:
+    alone = {**PIPELINE, "runs": [PIPELINE["runs"][0]]}  # type: ignore[index]
+    stripe = next(v for k, v in by_name({"pipeline": alone}).items() if k.startswith("Stripe"))
+    assert (stripe["baseline"], stripe["baseline_is"]) == (700.0, "Stripe leg alone, calls/s")
 
 
 def test_the_summary_is_plain_json_with_the_machines_load() -> None:

@@ -13,8 +13,9 @@ would have failed each of them alone. No command is sent in a MULTI transaction,
 changes in what Redis sees except that the commands come in one write.
 
 Use it for short commands only: a blocking command (BLPOP, a subscription) would hold back every
-caller's command behind it. The web process's limiter and broker client send only scripts and
-short reads.
+caller's command behind it. The web process's limiter and broker client send only scripts; the
+console's reads of the queues go through a plain client of their own. Give it a socket timeout
+and a `wait_timeout`, so that a silent Redis costs a caller a bounded wait.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import redis
 
-from db.group_commit import Combiner
+from db.group_commit import Combiner, own_copy
 
 #: Commands in one pipeline at most.
 MAX_PIPELINE = 128
@@ -32,9 +33,14 @@ _Command = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 class PipelinedRedis(redis.Redis):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wait_timeout: float, **kwargs: Any) -> None:
+        """`wait_timeout`: a command that no round trip has taken within it fails with Redis's
+        TimeoutError, as a round trip that long would have. With Redis silent, each round trip
+        before it takes the socket timeout; without this a caller could wait for many."""
         super().__init__(*args, **kwargs)
-        self._combiner: Combiner[_Command, Any] = Combiner(self._send, max_batch=MAX_PIPELINE)
+        self._combiner: Combiner[_Command, Any] = Combiner(
+            self._send, max_batch=MAX_PIPELINE, wait_timeout=wait_timeout, unavailable=redis.exceptions.TimeoutError,
+        )
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         return self._combiner((args, options))
@@ -57,4 +63,4 @@ class PipelinedRedis(redis.Redis):
                 # Each command's error comes back in its place, to be raised in its own caller.
                 return list(pipeline.execute(raise_on_error=False))
         except Exception as exc:  # noqa: BLE001 - the connection failed under all of them
-            return [exc] * len(commands)
+            return [own_copy(exc) for _ in commands]

@@ -89,11 +89,14 @@ class _PipelinedStorage(RedisStorage):
 class RateLimiting:
     def __init__(self, redis_url: str, limits: RateLimits, namespace: str, *, address_header: str = "") -> None:
         # A limiter that cannot answer at once lets the request through (below): bounded waits and
-        # no retries, so a silent Redis costs a request a quarter of a second, not a stall.
+        # no retries, so a silent Redis costs a request a quarter of a second (a second at most when
+        # it waited for other requests' round trips), not a stall.
         pool = redis.ConnectionPool.from_url(
             redis_url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0),
         )
-        storage = _PipelinedStorage(redis_url, PipelinedRedis(connection_pool=pool), key_prefix=f"{namespace}-ratelimit")
+        # Concurrent requests' checks share round trips; one waits a second at most for its turn.
+        client = PipelinedRedis(connection_pool=pool, wait_timeout=1.0)
+        storage = _PipelinedStorage(redis_url, client, key_prefix=f"{namespace}-ratelimit")
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.writes, self.reads, self.webhooks, self.anonymous = (
             parse(r) for r in (limits.writes, limits.reads, limits.webhooks, limits.anonymous)

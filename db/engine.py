@@ -48,6 +48,11 @@ def make_engine(
         connect_args={
             "application_name": application_name,
             "connect_timeout": 5,
+            # A server that vanished without closing the connection (a failover, a dropped
+            # route) is noticed within about half a minute, not after the kernel's two hours:
+            # a request, or a batch of them (db.group_commit), does not wait on it forever.
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,
             "options": f"-c lock_timeout={int(lock_timeout_ms)}",
         },
     )

@@ -11,14 +11,16 @@ writes larger batches.
 Each caller still gets its own outcome:
 
 - a batch's members are written in an order of the statement's (the idempotency key for
-  bookings), so two batches that take the same keys take them in the same order and cannot
-  deadlock;
-- if any member's statement fails (a foreign key a catalog import just removed, a lock
-  timeout), the transaction is rolled back and every member is written again on its own, so
-  the failure is the failing member's alone;
-- if the connection is lost, every member gets the error, as each would have on its own; a
-  COMMIT whose outcome is unknown is what the idempotency key is for (a retry is answered from
-  the stored reply if the batch did commit).
+  bookings), so two batches that take the same keys take them in the same order and do not
+  deadlock (a rare exception, a key sent twice in one batch whose first copy is refused, ends in
+  PostgreSQL's deadlock detection and the fallback below);
+- if any member's statement fails (a foreign key a catalog import just removed, a key a twin
+  request holds past `BATCH_LOCK_TIMEOUT`), the transaction is rolled back and every member
+  writes its own again, each in its own caller and all at once, so the failure is the failing
+  member's alone and nobody waits behind it;
+- if the connection is lost, every member writes its own too: a COMMIT whose outcome is unknown
+  is what the idempotency key is for (a member whose batch did commit finds its key taken and
+  is answered from the stored reply).
 
 Callers are answered only after their batch is committed. Whichever caller arrives first leads
 (flat combining): it runs one batch, with itself in it, then hands the lead to the first caller
@@ -28,13 +30,16 @@ still waiting. So no extra thread or greenlet exists, and the same code serves g
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from db.driver import DriverStatement
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -65,11 +70,21 @@ class _Slot(Generic[_Item, _Result]):
 
 class Combiner(Generic[_Item, _Result]):
     """Calls `run` with the items of every caller waiting, in batches of at most `max_batch`;
-    `run` answers each item with its result or the exception to raise in its caller."""
+    `run` answers each item with its result or the exception to raise in its caller.
 
-    def __init__(self, run: Callable[[list[_Item]], Sequence[_Result | BaseException]], *, max_batch: int) -> None:
+    A caller not yet taken into a batch `wait_timeout` seconds after it arrived leaves the queue
+    and raises `unavailable(reason)`, as does a caller whose batch's leader was interrupted
+    (its outcome unknown); a caller already in a batch waits for the batch, whose own I/O must
+    be bounded."""
+
+    def __init__(
+        self, run: Callable[[list[_Item]], Sequence[_Result | BaseException]], *, max_batch: int,
+        wait_timeout: float | None = None, unavailable: Callable[[str], Exception] = RuntimeError,
+    ) -> None:
         self._run = run
         self._max_batch = max_batch
+        self._wait_timeout = wait_timeout
+        self._unavailable = unavailable
         self._lock = threading.Lock()
         self._waiting: deque[_Slot[_Item, _Result]] = deque()
         self._busy = False
@@ -90,7 +105,10 @@ class Combiner(Generic[_Item, _Result]):
             self._busy = True
         if not lead:
             try:
-                slot.wake.wait()
+                woken = slot.wake.wait(self._wait_timeout)
+                if not woken and self._leave(slot):
+                    raise self._unavailable(f"no batch took this call within {self._wait_timeout} s")
+                slot.wake.wait()  # taken into a batch (or handed the lead) meanwhile
             except BaseException:
                 self._abandon(slot)
                 raise
@@ -110,22 +128,26 @@ class Combiner(Generic[_Item, _Result]):
                 self._pass_lead()
 
     def _answer(self, batch: list[_Slot[_Item, _Result]], own: _Slot[_Item, _Result]) -> None:
-        interrupted: BaseException | None = None
+        """Run the batch and answer every member, whatever happens: a member taken out of the
+        queue and never answered would wait forever."""
+        outcomes: Sequence[_Result | BaseException] | None = None
         try:
-            outcomes: Sequence[_Result | BaseException] = self._run([slot.item for slot in batch])
+            outcomes = self._run([slot.item for slot in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} was answered {len(outcomes)} times")
         except Exception as exc:  # noqa: BLE001 - each member raises it
-            outcomes = [exc] * len(batch)
-        except BaseException as exc:  # the leader is being killed: the others must not wait forever
-            interrupted = exc
-            outcomes = [RuntimeError("the batch's leader was interrupted")] * len(batch)
-        self.batches += 1
-        self.items += len(batch)
-        for slot, outcome in zip(batch, outcomes, strict=True):
-            slot.outcome, slot.answered = outcome, True
-            if slot is not own:
-                slot.wake.set()
-        if interrupted is not None:
-            raise interrupted
+            outcomes = [own_copy(exc) for _ in batch]
+        finally:
+            self.batches += 1
+            self.items += len(batch)
+            for position, slot in enumerate(batch):
+                # No outcomes: the leader itself is being killed (GreenletExit at shutdown), and
+                # its batch mates cannot know whether their writes were made.
+                slot.outcome = (outcomes[position] if outcomes is not None
+                                else self._unavailable("the batch's leader was interrupted"))
+                slot.answered = True
+                if slot is not own:
+                    slot.wake.set()
 
     def _pass_lead(self) -> None:
         """With the lock held: the first caller waiting leads next, or nobody is busy."""
@@ -136,13 +158,31 @@ class Combiner(Generic[_Item, _Result]):
         else:
             self._busy = False
 
+    def _leave(self, slot: _Slot[_Item, _Result]) -> bool:
+        """Take a caller that gave up waiting out of the queue: True if it was still there (no
+        batch has it); a lead it was handed passes on."""
+        with self._lock:
+            if slot not in self._waiting or slot.answered:
+                return False
+            self._waiting.remove(slot)
+            if slot.lead:
+                self._pass_lead()
+            return True
+
     def _abandon(self, slot: _Slot[_Item, _Result]) -> None:
         """A waiting caller was interrupted: take it out, and pass on a lead it was handed."""
-        with self._lock:
-            if slot in self._waiting:
-                self._waiting.remove(slot)
-                if slot.lead:
-                    self._pass_lead()
+        self._leave(slot)
+
+
+def own_copy(exc: Exception) -> Exception:
+    """`exc` for one of several callers: raising one object in many would pile their tracebacks
+    onto it."""
+    try:
+        copied = copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception that cannot be copied is shared
+        return exc
+    copied.__cause__, copied.__context__ = exc.__cause__, exc.__context__
+    return copied
 
 
 class Connections(Protocol):
@@ -164,45 +204,78 @@ class BatchedStatement(Protocol):
         in an order of its own that two batches cannot deadlock on."""
 
 
+#: A batch waits this long at most for a row lock (an idempotency key a twin request is writing,
+#: for milliseconds), then is written member by member, each with the engine's own lock timeout:
+#: one contended key must not hold up the whole batch for as long.
+BATCH_LOCK_TIMEOUT = "100ms"
+#: A batch's statement takes milliseconds; one stuck longer than this is given up and written alone.
+BATCH_STATEMENT_TIMEOUT = "5s"
+#: A caller waits this long at most for a batch to take it (as long as for a pooled connection).
+WAIT_TIMEOUT_SECONDS = 10.0
+
+_BATCH_TIMEOUTS = DriverStatement(text(
+    "SELECT set_config('lock_timeout', :lock_timeout, true), set_config('statement_timeout', :statement_timeout, true)"
+))
+
+
+class _WriteAlone:
+    """A batch member's answer when its batch failed: the caller writes its own, at once."""
+
+
+_WRITE_ALONE = _WriteAlone()
+
+
 class GroupCommit:
     """Runs statements for concurrent callers, each statement's callers batched together."""
 
-    def __init__(self, engine: Connections, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Connections, *, max_batch: int = MAX_BATCH,
+                 wait_timeout: float = WAIT_TIMEOUT_SECONDS) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._combiners: dict[BatchedStatement, Combiner[Mapping[str, Any], Rows]] = {}
+        self._wait_timeout = wait_timeout
+        self._combiners: dict[BatchedStatement, Combiner[Mapping[str, Any], Rows | _WriteAlone]] = {}
         self._lock = threading.Lock()
 
     def rows(self, statement: BatchedStatement, parameters: Mapping[str, Any]) -> Rows:
         """`statement`'s rows for `parameters`, committed, perhaps in one transaction with other
-        callers'."""
+        callers'. Waiting longer than `wait_timeout` for a batch raises SQLAlchemy's TimeoutError,
+        as waiting for a pooled connection would."""
         combiner = self._combiners.get(statement)
         if combiner is None:
             with self._lock:
                 combiner = self._combiners.setdefault(statement, Combiner(
                     lambda batch: self._write(statement, batch), max_batch=self._max_batch,
+                    wait_timeout=self._wait_timeout, unavailable=PoolTimeout,
                 ))
-        return combiner(parameters)
+        written = combiner(parameters)
+        if isinstance(written, _WriteAlone):
+            # The batch failed: each member writes its own, concurrently, and meets its own error.
+            return self._alone(statement, parameters)
+        return written
 
-    def combiner(self, statement: BatchedStatement) -> Combiner[Mapping[str, Any], Rows] | None:
+    def combiner(self, statement: BatchedStatement) -> Combiner[Mapping[str, Any], Rows | _WriteAlone] | None:
         """The batches of `statement` so far (for tests and benchmarks)."""
         return self._combiners.get(statement)
 
-    def _write(self, statement: BatchedStatement, batch: list[Mapping[str, Any]]) -> list[Rows | BaseException]:
+    def _write(
+        self, statement: BatchedStatement, batch: list[Mapping[str, Any]]
+    ) -> list[Rows | _WriteAlone | BaseException]:
         if len(batch) == 1:
-            return [self._alone(statement, batch[0])]
+            try:
+                return [self._alone(statement, batch[0])]
+            except Exception as exc:  # noqa: BLE001 - raised in its caller
+                return [exc]
         try:
             with self._engine.begin() as connection:
+                _BATCH_TIMEOUTS.rows(connection, {
+                    "lock_timeout": BATCH_LOCK_TIMEOUT, "statement_timeout": BATCH_STATEMENT_TIMEOUT,
+                })
                 return list(statement.many(connection, batch))
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                return [exc] * len(batch)
-            # One member's failure aborted the transaction: each on its own finds whose it was.
-            return [self._alone(statement, parameters) for parameters in batch]
+        except Exception:  # noqa: BLE001 - each member's own write meets its own error, if any
+            # Even a lost COMMIT is safe to write again: each member's rows hang on its key's
+            # claim, so a member whose batch did commit finds its key taken and replays it.
+            return [_WRITE_ALONE] * len(batch)
 
-    def _alone(self, statement: BatchedStatement, parameters: Mapping[str, Any]) -> Rows | BaseException:
-        try:
-            with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                return statement.one(connection, parameters)
-        except Exception as exc:  # noqa: BLE001 - raised in its caller
-            return exc
+    def _alone(self, statement: BatchedStatement, parameters: Mapping[str, Any]) -> Rows:
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return statement.one(connection, parameters)

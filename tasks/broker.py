@@ -193,7 +193,10 @@ def make_broker(
         rabbitmq.broker_id = broker_id
         return rabbitmq
     broker = RedisBroker(
-        client=PipelinedRedis.from_url(settings.redis_url) if pipelined else None,
+        # Bounded: a silent Redis fails an enqueue (the outbox relay sends it later), not a request.
+        client=PipelinedRedis(connection_pool=redis.ConnectionPool.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, socket_keepalive=True,
+        ), wait_timeout=5) if pipelined else None,
         url=None if pipelined else settings.redis_url,
         namespace=namespace,
         middleware=[*middleware, Redelivery()],
@@ -212,7 +215,10 @@ def make_inspector(broker: dramatiq.Broker) -> QueueInspection:
         (context,) = (m for m in broker.middleware if isinstance(m, TaskContext))
         return RabbitmqQueueInspector(broker, context.reasons)
     if isinstance(broker, RedisBroker):
-        return QueueInspector(broker.client, broker.namespace)
+        client = broker.client
+        if isinstance(client, PipelinedRedis):  # long reads must not hold the enqueues back
+            client = redis.Redis(connection_pool=client.connection_pool)
+        return QueueInspector(client, broker.namespace)
     raise TypeError(f"no queue inspector for {type(broker).__name__}")
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from db.engine import transaction
-from db.group_commit import GroupCommit
+from db.group_commit import GroupCommit, _WriteAlone
 from db.queries.bookings import PRICED_REQUESTS
 from tests.support import first_event, new_key, seat_request
 
@@ -127,8 +128,8 @@ def test_a_request_whose_catalog_changed_is_refused_alone_in_its_batch(api, runt
 
 
 def test_a_batch_whose_statement_fails_is_written_again_one_by_one(runtime):
-    """One member's error aborts the batch's transaction: every member is then written alone,
-    and the error is the failing member's only."""
+    """One member's error aborts the batch's transaction: every member then writes its own, and
+    the error is the failing member's only."""
     written: list[str] = []
 
     class DividesBy:
@@ -141,7 +142,51 @@ def test_a_batch_whose_statement_fails_is_written_again_one_by_one(runtime):
             return [connection.execute(text("SELECT 10 / :n"), p).all() for p in batch]
 
     group = GroupCommit(runtime.engine)
-    outcomes = group._write(DividesBy(), [{"n": 2}, {"n": 0}, {"n": 5}])
-    assert written == ["many", "one", "one", "one"]
-    assert outcomes[0] == [(5,)] and outcomes[2] == [(2,)]
-    assert "division by zero" in str(outcomes[1])
+    batch = [{"n": 2}, {"n": 0}, {"n": 5}]
+    outcomes = group._write(DividesBy(), batch)
+    assert written == ["many"] and all(isinstance(o, _WriteAlone) for o in outcomes)
+    # What each member's caller then does (GroupCommit.rows), in its own thread.
+    assert group._alone(DividesBy(), batch[0]) == [(5,)] and group._alone(DividesBy(), batch[2]) == [(2,)]
+    with pytest.raises(DataError, match="division by zero"):
+        group._alone(DividesBy(), batch[1])
+
+
+def test_a_key_held_elsewhere_does_not_hold_up_its_batch_mates(api, runtime, monkeypatch):
+    """A batch member whose key another transaction is writing: the batch gives up after its short
+    lock timeout and each member writes its own at once; the others are answered while that one
+    still waits for the key."""
+    event_id, seats = first_event(runtime.context.sessions)
+    _warm(api, event_id, seats[0])
+    held = HeldFirstWrite(monkeypatch)
+    contended = (seat_request(event_id, seats[9:10]), new_key())
+    requests = [(seat_request(event_id, seats[1:2]), new_key()), (seat_request(event_id, seats[3:4]), new_key()),
+                contended, (seat_request(event_id, seats[5:6]), new_key())]
+    client_id = _client_id(runtime, api)
+    blocker = runtime.engine.connect()
+    transaction_ = blocker.begin()
+    blocker.execute(text("INSERT INTO idempotency_keys (client_id, key, fingerprint) VALUES (:c, :k, 'x')"),
+                    {"c": client_id, "k": contended[1]})
+    group: GroupCommit = runtime.context.group_commit
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(api.book, requests[0][0], key=requests[0][1])
+            _wait_for(lambda: held.sizes == [1])
+            rest = [pool.submit(api.book, body, key=key) for body, key in requests[1:]]
+            combiner = group.combiner(PRICED_REQUESTS)
+            assert combiner is not None
+            _wait_for(lambda: combiner.waiting == 3)
+            held.release.set()
+            # The two free members are answered while the contended key is still held.
+            assert [f.result(timeout=10).status_code for f in (first, rest[0], rest[2])] == [202] * 3
+            assert not rest[1].done()
+            transaction_.rollback()  # the other writer gives the key up
+            assert rest[1].result(timeout=10).status_code == 202
+    finally:
+        blocker.close()
+    assert held.sizes == [1, 3]
+
+
+def _client_id(runtime: Any, api: Any) -> uuid.UUID:
+    """The API client's id, from the booking `_warm` made (the test's tables hold only its own)."""
+    with transaction(runtime.context.sessions) as session:
+        return session.execute(text("SELECT DISTINCT client_id FROM bookings")).scalar_one()

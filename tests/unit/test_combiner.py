@@ -162,3 +162,71 @@ def test_a_waiting_caller_interrupted_neither_runs_nor_blocks_the_others(monkeyp
         assert first.result(timeout=10) == 0 and later.result(timeout=10) == 20
     assert runs.batches == [[0], [2]]
     assert combiner(3) == 30  # and nobody is left holding the lead
+
+
+def test_a_batch_answered_with_the_wrong_number_of_outcomes_fails_every_member_and_nobody_hangs() -> None:
+    runs = HeldRuns()
+    combiner = Combiner(lambda batch: runs(batch)[:-1] if len(batch) > 1 else runs(batch), max_batch=64)
+    with ThreadPoolExecutor(5) as pool:
+        first = pool.submit(combiner, 0)
+        _wait_for(lambda: combiner._busy and combiner.waiting == 0)
+        others = [pool.submit(combiner, n) for n in range(1, 5)]
+        _wait_for(lambda: combiner.waiting == 4)
+        runs.release.set()
+        assert first.result(timeout=10) == 0
+        for future in others:
+            with pytest.raises(RuntimeError, match="a batch of 4 was answered 3 times"):
+                future.result(timeout=10)
+    assert combiner(9) == 90
+
+
+def test_a_caller_no_batch_takes_in_time_gives_up_and_leaves_the_queue() -> None:
+    class Unavailable(Exception):
+        pass
+
+    runs = HeldRuns()
+    combiner = Combiner(runs, max_batch=64, wait_timeout=0.05, unavailable=Unavailable)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(combiner, 0)
+        _wait_for(lambda: combiner._busy and combiner.waiting == 0)
+        late = pool.submit(combiner, 1)
+        with pytest.raises(Unavailable, match="no batch took this call"):
+            late.result(timeout=10)
+        assert combiner.waiting == 0
+        runs.release.set()
+        assert first.result(timeout=10) == 0
+    assert runs.batches == [[0]]
+
+
+def test_when_the_leader_is_killed_its_batch_mates_are_told_their_outcome_is_unknown() -> None:
+    class Unavailable(Exception):
+        pass
+
+    class Killed(BaseException):
+        pass
+
+    release = threading.Event()
+    batches: list[list[int]] = []
+
+    def run(batch: list[int]) -> list[int]:
+        batches.append(batch)
+        if len(batches) == 1:
+            release.wait(10)
+        if len(batches) == 2:
+            raise Killed  # the second batch's leader is killed inside its run
+        return batch
+
+    combiner = Combiner(run, max_batch=64, unavailable=Unavailable)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(combiner, 0)
+        _wait_for(lambda: combiner._busy and combiner.waiting == 0)
+        others = [pool.submit(combiner, n) for n in range(1, 4)]
+        _wait_for(lambda: combiner.waiting == 3)
+        release.set()
+        assert first.result(timeout=10) == 0
+        with pytest.raises(Killed):
+            others[0].result(timeout=10)
+        for future in others[1:]:
+            with pytest.raises(Unavailable, match="interrupted"):
+                future.result(timeout=10)
+    assert combiner(7) == 7  # the lead passed on

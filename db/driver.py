@@ -133,8 +133,10 @@ class DriverStatement:
 
     def execute_many(self, connection: Connection, parameters: Sequence[Mapping[str, Any]]) -> None:
         """As `execute`, once per set of parameters, pipelined by psycopg: one round trip's wait
-        for the whole batch."""
-        self._run(connection, parameters, fetch=False, many=True)
+        for the whole batch. One set is simply executed: entering and leaving psycopg's pipeline
+        costs more than the statement (a placement's write-back, one booking, spent most of its
+        Python time there)."""
+        self._run(connection, parameters, fetch=False, many=len(parameters) != 1)
 
     def _run(
         self, connection: Connection, parameters: Sequence[Mapping[str, Any]], *, fetch: bool, many: bool = False

@@ -4,9 +4,10 @@ The accept path writes each booking with one statement. Run alone, every booking
 round trip, its own COMMIT (a WAL flush) and the driver's and kernel's cost of each send and
 wait; under load those were most of the API's and PostgreSQL's CPU per booking. Here the
 callers that arrive while a batch is being written wait for it, and the next batch takes them
-all: one transaction, one statement for all of them (`BatchedStatement.many`), one COMMIT. Nobody waits for a batch to fill: a caller that finds nothing running writes at once
-(a batch of one, exactly the old path), so a quiet API answers as fast as before and a busy one
-writes larger batches.
+all: one transaction, one statement for all of them (`BatchedStatement.many`), one COMMIT.
+Nobody waits for a batch to fill: a caller that finds nothing running writes at once (a batch of
+one, exactly the old path), so a quiet API answers as fast as before and a busy one writes
+larger batches.
 
 Each caller still gets its own outcome:
 

@@ -208,10 +208,14 @@ def _completed_runs(logs: Path, actor: str) -> Counter[str]:
     """Message ids of the actor's runs that ended (done or dead-lettered), from the workers' logs."""
     runs: Counter[str] = Counter()
     for path in logs.glob("worker-*.log"):
-        for line in path.read_text(errors="replace").splitlines():
-            if '"outcome"' not in line or actor not in line:
+        for line in path.read_text(errors="replace").splitlines(keepends=True):
+            # A line without its newline is still being written (or was cut by a kill): not yet a run.
+            if not line.endswith("\n") or '"outcome"' not in line or actor not in line:
                 continue
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line a SIGKILL cut, followed by the next process's
+                continue
             if record.get("actor") == actor and record.get("outcome") in ("done", "dead_lettered"):
                 runs[record["message_id"]] += 1
     return runs

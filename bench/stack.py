@@ -268,6 +268,18 @@ class Stack:
         if self._stripe is not None:
             self._stripe.stop()
             self._stripe = None
+        self._forget_namespace()
+
+    def _forget_namespace(self) -> None:
+        """The run's Redis keys (queues, heartbeats, rate limits): the configured Redis may be a
+        shared one, and a run that accepted bookings no worker drained leaves its queue full."""
+        client = redis.Redis.from_url(self.env.redis_url)
+        try:
+            keys = list(client.scan_iter(f"{self.namespace}*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start:start + 500])
+        finally:
+            client.close()
 
     def __enter__(self) -> Self:
         return self
